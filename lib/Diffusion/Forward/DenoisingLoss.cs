@@ -1,0 +1,76 @@
+using Diffusion.Schedules;
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Diffusion.Forward;
+
+/// <summary>What the network is trained to predict.</summary>
+public enum Prediction
+{
+    /// <summary>ε, the noise that was added (DDPM's choice; L_simple).</summary>
+    Epsilon,
+    /// <summary>x_0, the clean image.</summary>
+    Start,
+    /// <summary>v = √ᾱ_t ε − √(1−ᾱ_t) x_0 (progressive distillation; stable at both ends of the schedule).</summary>
+    Velocity,
+}
+
+/// <summary>The distance between prediction and target.</summary>
+public enum LossType
+{
+    /// <summary>Mean absolute error.</summary>
+    L1,
+    /// <summary>Mean squared error: DDPM's L_simple with ε-prediction.</summary>
+    L2,
+    /// <summary>Huber (smooth L1, δ = 1): L2 near zero, L1 for large errors; the annotated notebook's choice.</summary>
+    Huber,
+}
+
+/// <summary>The training objective: the inside of DDPM's Algorithm 1.</summary>
+public static class DenoisingLoss
+{
+    /// <summary>The regression target for a prediction type: ε, x_0 or v.</summary>
+    public static Tensor Target(NoiseSchedule s, Tensor x0, Tensor t, Tensor noise, Prediction prediction) => prediction switch
+    {
+        Prediction.Epsilon => noise.alias(),
+        Prediction.Start => x0.alias(),
+        Prediction.Velocity => ForwardProcess.Velocity(s, x0, t, noise),
+        _ => throw new ArgumentOutOfRangeException(nameof(prediction), prediction, null),
+    };
+
+    /// <summary>Mean distance between a prediction and its target.</summary>
+    public static Tensor Distance(Tensor predicted, Tensor target, LossType loss) => loss switch
+    {
+        LossType.L1 => F.l1_loss(predicted, target),
+        LossType.L2 => F.mse_loss(predicted, target),
+        LossType.Huber => F.smooth_l1_loss(predicted, target),
+        _ => throw new ArgumentOutOfRangeException(nameof(loss), loss, null),
+    };
+
+    /// <summary>
+    /// Algorithm 1's inside for given t and ε: x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε, then ‖target − model(x_t, t)‖.
+    /// </summary>
+    /// <param name="model">The network, called as model(x_t, t).</param>
+    public static Tensor Compute(Func<Tensor, Tensor, Tensor> model, NoiseSchedule s, Tensor x0, Tensor t, Tensor noise,
+        Prediction prediction = Prediction.Epsilon, LossType loss = LossType.L2)
+    {
+        using var scope = NewDisposeScope();
+        var xt = ForwardProcess.QSample(s, x0, t, noise);
+        var output = model(xt, t);
+        var target = Target(s, x0, t, noise, prediction);
+        return Distance(output, target, loss).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Algorithm 1's inside with its random draws: t ~ Uniform{0..T−1}, ε ~ N(0, I), both from <paramref name="generator"/>.
+    /// </summary>
+    public static Tensor Sample(Func<Tensor, Tensor, Tensor> model, NoiseSchedule s, Tensor x0, Generator? generator = null,
+        Prediction prediction = Prediction.Epsilon, LossType loss = LossType.L2)
+    {
+        using var scope = NewDisposeScope();
+        var t = randint(0, s.Timesteps, [x0.shape[0]], dtype: ScalarType.Int64, device: x0.device, generator: generator);
+        var noise = randn(x0.shape, dtype: x0.dtype, device: x0.device, generator: generator);
+        return Compute(model, s, x0, t, noise, prediction, loss).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,117 @@
+using Diffusion.Schedules;
+using static TorchSharp.torch;
+
+namespace Diffusion.Forward;
+
+/// <summary>
+/// The forward (noising) process of DDPM and the identities that link x_0, x_t, ε and v.
+/// Every method takes t as a LongTensor [B] of indices 0..T−1 and broadcasts the schedule terms over x.
+/// </summary>
+public static class ForwardProcess
+{
+    /// <summary>One step of q(x_t | x_{t−1}) = N(√(1−β_t) x_{t−1}, β_t I), sampled with the given noise.</summary>
+    public static Tensor QStep(NoiseSchedule s, Tensor xPrev, Tensor t, Tensor noise)
+    {
+        using var scope = NewDisposeScope();
+        var beta = s.Extract(nameof(NoiseSchedule.Betas), t, xPrev.shape);
+        // x_t = √(1 − β_t) x_{t−1} + √β_t ε
+        return ((1 - beta).sqrt() * xPrev + beta.sqrt() * noise).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>q(x_t | x_0) in closed form: x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε  (DDPM eq. 4).</summary>
+    public static Tensor QSample(NoiseSchedule s, Tensor x0, Tensor t, Tensor noise)
+    {
+        using var scope = NewDisposeScope();
+        var sqrtAlphaBar = s.Extract(nameof(NoiseSchedule.SqrtAlphasCumprod), t, x0.shape);
+        var sqrtOneMinusAlphaBar = s.Extract(nameof(NoiseSchedule.SqrtOneMinusAlphasCumprod), t, x0.shape);
+        return (sqrtAlphaBar * x0 + sqrtOneMinusAlphaBar * noise).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Mean √ᾱ_t x_0 and variance 1 − ᾱ_t of q(x_t | x_0).</summary>
+    public static (Tensor Mean, Tensor Variance) QMeanVariance(NoiseSchedule s, Tensor x0, Tensor t)
+    {
+        using var scope = NewDisposeScope();
+        var mean = s.Extract(nameof(NoiseSchedule.SqrtAlphasCumprod), t, x0.shape) * x0;
+        var variance = (1 - s.Extract(nameof(NoiseSchedule.AlphasCumprod), t, x0.shape)).expand_as(x0);
+        return (mean.MoveToOuterDisposeScope(), variance.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// The posterior q(x_{t−1} | x_t, x_0) = N(μ̃_t, β̃_t I) with
+    /// μ̃_t = β_t √ᾱ_{t−1}/(1−ᾱ_t) x_0 + (1−ᾱ_{t−1}) √α_t/(1−ᾱ_t) x_t   (DDPM eq. 6–7).
+    /// </summary>
+    public static (Tensor Mean, Tensor Variance, Tensor LogVarianceClipped) QPosterior(NoiseSchedule s, Tensor x0, Tensor xt, Tensor t)
+    {
+        using var scope = NewDisposeScope();
+        var mean = s.Extract(nameof(NoiseSchedule.PosteriorMeanCoef1), t, xt.shape) * x0
+                 + s.Extract(nameof(NoiseSchedule.PosteriorMeanCoef2), t, xt.shape) * xt;
+        var variance = s.Extract(nameof(NoiseSchedule.PosteriorVariance), t, xt.shape).expand_as(xt);
+        var logVariance = s.Extract(nameof(NoiseSchedule.PosteriorLogVarianceClipped), t, xt.shape).expand_as(xt);
+        return (mean.MoveToOuterDisposeScope(), variance.MoveToOuterDisposeScope(), logVariance.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>x_0 = (x_t − √(1−ᾱ_t) ε)/√ᾱ_t = √(1/ᾱ_t) x_t − √(1/ᾱ_t − 1) ε  (eq. 4 solved for x_0).</summary>
+    public static Tensor PredictStartFromNoise(NoiseSchedule s, Tensor xt, Tensor t, Tensor noise)
+    {
+        using var scope = NewDisposeScope();
+        return (s.Extract(nameof(NoiseSchedule.SqrtRecipAlphasCumprod), t, xt.shape) * xt
+              - s.Extract(nameof(NoiseSchedule.SqrtRecipm1AlphasCumprod), t, xt.shape) * noise).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>ε = (√(1/ᾱ_t) x_t − x_0)/√(1/ᾱ_t − 1)  (eq. 4 solved for ε).</summary>
+    public static Tensor PredictNoiseFromStart(NoiseSchedule s, Tensor xt, Tensor t, Tensor x0)
+    {
+        using var scope = NewDisposeScope();
+        return ((s.Extract(nameof(NoiseSchedule.SqrtRecipAlphasCumprod), t, xt.shape) * xt - x0)
+              / s.Extract(nameof(NoiseSchedule.SqrtRecipm1AlphasCumprod), t, xt.shape)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The velocity v = √ᾱ_t ε − √(1−ᾱ_t) x_0 (Salimans &amp; Ho 2022).</summary>
+    public static Tensor Velocity(NoiseSchedule s, Tensor x0, Tensor t, Tensor noise)
+    {
+        using var scope = NewDisposeScope();
+        return (s.Extract(nameof(NoiseSchedule.SqrtAlphasCumprod), t, x0.shape) * noise
+              - s.Extract(nameof(NoiseSchedule.SqrtOneMinusAlphasCumprod), t, x0.shape) * x0).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>x_0 = √ᾱ_t x_t − √(1−ᾱ_t) v.</summary>
+    public static Tensor PredictStartFromVelocity(NoiseSchedule s, Tensor xt, Tensor t, Tensor v)
+    {
+        using var scope = NewDisposeScope();
+        return (s.Extract(nameof(NoiseSchedule.SqrtAlphasCumprod), t, xt.shape) * xt
+              - s.Extract(nameof(NoiseSchedule.SqrtOneMinusAlphasCumprod), t, xt.shape) * v).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Turns a network output into both estimates (x̂_0, ε̂), whatever the network was trained to predict.
+    /// With <paramref name="clipStart"/>, x̂_0 is clamped to the data range [−1, 1] and ε̂ recomputed from it.
+    /// </summary>
+    public static (Tensor Start, Tensor Noise) StartAndNoise(NoiseSchedule s, Tensor xt, Tensor t, Tensor output,
+        Prediction prediction, bool clipStart)
+    {
+        using var scope = NewDisposeScope();
+        Tensor x0, eps;
+        switch (prediction)
+        {
+            case Prediction.Epsilon:
+                eps = output;
+                x0 = PredictStartFromNoise(s, xt, t, eps);
+                break;
+            case Prediction.Start:
+                x0 = output;
+                eps = PredictNoiseFromStart(s, xt, t, x0);
+                break;
+            case Prediction.Velocity:
+                x0 = PredictStartFromVelocity(s, xt, t, output);
+                eps = PredictNoiseFromStart(s, xt, t, x0);
+                break;
+            default: throw new ArgumentOutOfRangeException(nameof(prediction), prediction, null);
+        }
+        if (clipStart)
+        {
+            x0 = x0.clamp(-1, 1);
+            eps = PredictNoiseFromStart(s, xt, t, x0);
+        }
+        return (x0.MoveToOuterDisposeScope(), eps.MoveToOuterDisposeScope());
+    }
+}

@@ -1,0 +1,152 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace Diffusion.Model;
+
+/// <summary>
+/// The noise-prediction network ε_θ(x_t, t): the U-Net of The Annotated Diffusion Model (after lucidrains'
+/// denoising-diffusion-pytorch), optionally class-conditional. It knows nothing about β or the sampler.
+/// <code>
+/// x ─ init_conv ─┬─ [ResBlock, ResBlock, Attn, Down] per level ─ mid: ResBlock, Attn, ResBlock ─ [ResBlock, ResBlock, Attn, Up] ─┬─ final ResBlock ─ 1×1 conv ─ ε̂
+///                └─────────── skip connections: each down block's output is concatenated into its up block ─────────────┘
+/// t ─ sinusoidal embedding ─ Linear ─ GELU ─ Linear ─ (+ class embedding) ─▶ every ResBlock
+/// </code>
+/// </summary>
+public sealed class Unet : Module<Tensor, Tensor, Tensor>
+{
+    public UnetConfig Config { get; }
+
+    // Field names mirror the PyTorch module so parameter names match the annotated notebook's state_dict.
+    readonly Conv2d init_conv;
+    readonly Sequential time_mlp;
+    readonly Embedding? class_emb;
+    readonly ModuleList<ModuleList<Module>> downs = new();
+    readonly ModuleList<ModuleList<Module>> ups = new();
+    readonly TimeBlock mid_block1, mid_block2;
+    readonly Residual mid_attn;
+    readonly TimeBlock final_res_block;
+    readonly Conv2d final_conv;
+
+    public Unet(UnetConfig config) : base(nameof(Unet))
+    {
+        config.Validate();
+        Config = config;
+        int dim = config.Dim, timeDim = config.TimeDim;
+        var dims = config.Dims();
+        var inOut = dims[..^1].Zip(dims[1..]).ToArray();
+
+        init_conv = Conv2d(config.Channels, config.ResolvedInitDim, 1);
+        time_mlp = Sequential(
+            new SinusoidalPositionEmbeddings(dim),
+            Linear(dim, timeDim),
+            GELU(),
+            Linear(timeDim, timeDim));
+        if (config.NumClasses > 0)
+            class_emb = Embedding(config.NumClasses + 1, timeDim);   // last index = "no label" (for guidance)
+
+        TimeBlock NewBlock(long i, long o) => config.Block == BlockType.ResNet
+            ? new ResnetBlock(i, o, timeDim, config.ResnetBlockGroups)
+            : new ConvNextBlock(i, o, timeDim, config.ConvNextMult);
+        Module<Tensor, Tensor> AttentionOrIdentity(int level, long channels) => config.HasLinearAttention(level)
+            ? new Residual(new PreNorm(channels, new LinearAttention(channels, config.AttentionHeads, config.AttentionDimHead)))
+            : Identity();
+
+        for (int i = 0; i < inOut.Length; i++)
+        {
+            var (dimIn, dimOut) = inOut[i];
+            bool isLast = i == inOut.Length - 1;
+            downs.Add(new ModuleList<Module>(
+                NewBlock(dimIn, dimIn),
+                NewBlock(dimIn, dimIn),
+                AttentionOrIdentity(i, dimIn),
+                isLast ? Conv2d(dimIn, dimOut, 3, padding: 1) : Downsample(dimIn, dimOut)));
+        }
+
+        int midDim = dims[^1];
+        mid_block1 = NewBlock(midDim, midDim);
+        mid_attn = new Residual(new PreNorm(midDim, new Attention(midDim, config.AttentionHeads, config.AttentionDimHead)));
+        mid_block2 = NewBlock(midDim, midDim);
+
+        for (int i = inOut.Length - 1; i >= 0; i--)
+        {
+            var (dimIn, dimOut) = inOut[i];
+            bool isLast = i == 0;
+            ups.Add(new ModuleList<Module>(
+                NewBlock(dimOut + dimIn, dimOut),
+                NewBlock(dimOut + dimIn, dimOut),
+                AttentionOrIdentity(i, dimOut),
+                isLast ? Conv2d(dimOut, dimIn, 3, padding: 1) : Upsample(dimOut, dimIn)));
+        }
+
+        final_res_block = NewBlock(config.ResolvedInitDim * 2, dim);
+        final_conv = Conv2d(dim, config.ResolvedOutDim, 1);
+        RegisterComponents();
+    }
+
+    /// <summary>Halve the resolution without losing pixels: 2×2 pixel unshuffle ("b c (h 2) (w 2) -> b (c 4) h w"), then 1×1 conv.</summary>
+    static Sequential Downsample(long dim, long dimOut) => Sequential(PixelUnshuffle(2), Conv2d(dim * 4, dimOut, 1));
+
+    /// <summary>Double the resolution: nearest-neighbour upsampling, then 3×3 conv.</summary>
+    static Sequential Upsample(long dim, long dimOut) =>
+        Sequential(nn.Upsample(scale_factor: [2.0, 2.0], mode: UpsampleMode.Nearest), Conv2d(dim, dimOut, 3, padding: 1));
+
+    /// <summary>ε_θ(x_t, t) for an unconditional model (a conditional model gets the "no label" class).</summary>
+    public override Tensor forward(Tensor x, Tensor time) => forward(x, time, null);
+
+    /// <summary>
+    /// ε_θ(x_t, t, y). <paramref name="classes"/>: LongTensor [B] of labels 0..NumClasses−1, or NumClasses for "no label";
+    /// null means "no label" for every image.
+    /// </summary>
+    public Tensor forward(Tensor x, Tensor time, Tensor? classes)
+    {
+        if (x.dim() != 4 || x.shape[1] != Config.Channels)
+            throw new ArgumentException(
+                $"the U-Net expects images shaped [batch, {Config.Channels}, height, width], got [{string.Join(", ", x.shape)}]");
+        if (time.dim() != 1 || time.shape[0] != x.shape[0])
+            throw new ArgumentException($"t must be a 1-D tensor with one time step per image ({x.shape[0]}), got [{string.Join(", ", time.shape)}]");
+        if (classes is not null && class_emb is null)
+            throw new ArgumentException("class labels were given to an unconditional U-Net (NumClasses = 0)");
+
+        using var scope = NewDisposeScope();
+        x = init_conv.call(x);
+        var r = x;
+        var t = time_mlp.call(time);
+        if (class_emb is not null)
+        {
+            var y = classes ?? full([x.shape[0]], Config.NumClasses, dtype: ScalarType.Int64, device: x.device);
+            t = t + class_emb.call(y.to(ScalarType.Int64));
+        }
+
+        var h = new Stack<Tensor>();
+        foreach (var level in downs)
+        {
+            x = ((TimeBlock)level[0]).call(x, t);
+            h.Push(x);
+            x = ((TimeBlock)level[1]).call(x, t);
+            x = ((Module<Tensor, Tensor>)level[2]).call(x);
+            h.Push(x);
+            x = ((Module<Tensor, Tensor>)level[3]).call(x);
+        }
+
+        x = mid_block1.call(x, t);
+        x = mid_attn.call(x);
+        x = mid_block2.call(x, t);
+
+        foreach (var level in ups)
+        {
+            x = ((TimeBlock)level[0]).call(cat([x, h.Pop()], dim: 1), t);
+            x = ((TimeBlock)level[1]).call(cat([x, h.Pop()], dim: 1), t);
+            x = ((Module<Tensor, Tensor>)level[2]).call(x);
+            x = ((Module<Tensor, Tensor>)level[3]).call(x);
+        }
+
+        x = final_res_block.call(cat([x, r], dim: 1), t);
+        return final_conv.call(x).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Shapes after each stage for an input of the given size, and parameters per top-level module.</summary>
+    public IReadOnlyList<(string Name, long Parameters)> ParameterTable() =>
+        named_children().Select(c => (c.name, c.module.ParameterCount())).ToList();
+}
