@@ -69,8 +69,9 @@ public static class DenoisingLoss
         Prediction prediction = Prediction.Epsilon, LossType loss = LossType.L2)
     {
         using var scope = NewDisposeScope();
-        var t = randint(0, s.Timesteps, [x0.shape[0]], dtype: ScalarType.Int64, device: x0.device, generator: generator);
-        var noise = randn(x0.shape, dtype: x0.dtype, device: x0.device, generator: generator);
+        // Drawn on the CPU so that a seed gives the same numbers on every device.
+        var t = randint(0, s.Timesteps, [x0.shape[0]], dtype: ScalarType.Int64, generator: generator).to(x0.device);
+        var noise = Platform.Compute.Randn(x0.shape, generator, x0.device);
         return Compute(model, s, x0, t, noise, prediction, loss).MoveToOuterDisposeScope();
     }
 }

@@ -1,0 +1,79 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+using System.Globalization;
+
+namespace Diffusion.Cli;
+
+/// <summary>Option helpers: enum options with readable names, integer lists, range checks.</summary>
+static class Parsing
+{
+    public static Option<T> Opt<T>(string name, string description, T defaultValue)
+    {
+        var o = new Option<T>(name) { Description = description, DefaultValueFactory = _ => defaultValue };
+        return o;
+    }
+
+    public static Option<T?> OptionalOpt<T>(string name, string description) => new(name) { Description = description };
+
+    /// <summary>An option whose value must be one of <paramref name="names"/> (case-insensitive).</summary>
+    public static Option<T> Choice<T>(string name, string description, T defaultValue, params (string Name, T Value)[] names)
+    {
+        var o = new Option<T>(name)
+        {
+            Description = $"{description} [{string.Join("|", names.Select(n => n.Name))}]",
+            DefaultValueFactory = _ => defaultValue,
+            CustomParser = r =>
+            {
+                var token = r.Tokens.Count > 0 ? r.Tokens[^1].Value : "";
+                foreach (var (n, v) in names)
+                    if (string.Equals(n, token, StringComparison.OrdinalIgnoreCase)) return v;
+                r.AddError($"{name}: '{token}' is not one of {string.Join(", ", names.Select(n => n.Name))}");
+                return defaultValue;
+            },
+        };
+        o.HelpName = string.Join("|", names.Select(n => n.Name));
+        return o;
+    }
+
+    /// <summary>"1,2,4" → [1, 2, 4].</summary>
+    public static Option<int[]> IntList(string name, string description, int[] defaultValue)
+    {
+        return new Option<int[]>(name)
+        {
+            Description = description,
+            DefaultValueFactory = _ => defaultValue,
+            HelpName = "list",
+            CustomParser = r =>
+            {
+                var token = r.Tokens.Count > 0 ? r.Tokens[^1].Value : "";
+                var parts = token.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                var values = new List<int>();
+                foreach (var p in parts)
+                {
+                    if (!int.TryParse(p, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v))
+                    {
+                        r.AddError($"{name}: '{token}' is not a comma-separated list of integers (e.g. 1,2,4)");
+                        return defaultValue;
+                    }
+                    values.Add(v);
+                }
+                return values.ToArray();
+            },
+        };
+    }
+
+    public static T Range<T>(this T option, double min, double max) where T : Option
+    {
+        option.Validators.Add(r =>
+        {
+            if (r.Tokens.Count == 0) return;
+            var text = r.Tokens[^1].Value;
+            if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && (v < min || v > max))
+                r.AddError($"{option.Name} must be between {min.ToString(CultureInfo.InvariantCulture)} and {max.ToString(CultureInfo.InvariantCulture)}, got {text}");
+        });
+        return option;
+    }
+
+    /// <summary>True if the user typed the option (not just its default).</summary>
+    public static bool Given(this ParseResult result, Option option) => result.GetResult(option) is { Implicit: false };
+}

@@ -1,0 +1,9 @@
+using System.CommandLine;
+using Diffusion.Cli;
+
+// diffusion CLI: thin wiring of the library — parse, call, report. Every failure is one clear line and a non-zero exit.
+var root = new RootCommand(
+    "Train a DDPM on Fashion-MNIST (or your own images) and sample from it. Part of the C# diffusion course.");
+root.Subcommands.Add(TrainCommand.Create());
+root.Subcommands.Add(SampleCommand.Create());
+return CliErrors.Run(() => root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));

@@ -1,0 +1,55 @@
+using System.CommandLine;
+using Diffusion.Platform;
+using Diffusion.Sampling;
+using Diffusion.Training;
+using static Diffusion.Cli.Parsing;
+
+namespace Diffusion.Cli;
+
+/// <summary><c>sample</c>: checkpoint → grid PNG (+ GIF) with DDPM or DDIM.</summary>
+static class SampleCommand
+{
+    public static Command Create()
+    {
+        var checkpoint = Opt("--checkpoint", "Checkpoint file, or a run folder holding checkpoint.ckpt", Path.Combine("runs", "fashion-mnist"));
+        var count = Opt("--count", "Number of images", 64).Range(1, 4096);
+        var sampler = Choice("--sampler", "DDPM (Algorithm 2, T steps) or DDIM (fewer steps)", "ddpm", ("ddpm", "ddpm"), ("ddim", "ddim"));
+        var steps = Opt("--steps", "DDIM steps", 50).Range(1, 100000);
+        var eta = Opt("--eta", "DDIM η (0 = deterministic, 1 = DDPM-like)", 0.0).Range(0, 10);
+        var variance = Choice("--variance", "DDPM σ²_t", ReverseVariance.BetaTilde, ("beta-tilde", ReverseVariance.BetaTilde), ("beta", ReverseVariance.Beta));
+        var noClip = Opt("--no-clip", "Do not clamp the predicted x_0 to [-1, 1]", false);
+        var seed = Opt("--seed", "Random seed", 0);
+        var output = Opt("--out", "Output PNG (grid)", "samples.png");
+        var gif = OptionalOpt<string>("--gif", "Also write an animated GIF of the reverse process here");
+        var rawWeights = Opt("--raw-weights", "Use the last trained weights instead of their EMA", false);
+        var cls = new Option<int?>("--class") { Description = "Class label for every sample (conditional models)" };
+        var device = Opt("--device", "cpu, cuda or auto", "cpu");
+        var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads" };
+        threads.Range(1, 1024);
+
+        var cmd = new Command("sample", "Sample images from a trained checkpoint.")
+        {
+            checkpoint, count, sampler, steps, eta, variance, noClip, seed, output, gif, rawWeights, cls, device, threads,
+        };
+        cmd.SetAction(p =>
+        {
+            Compute.SetThreads(p.GetValue(threads));
+            var dev = Compute.UseDevice(p.GetValue(device)!);
+            var path = p.GetValue(checkpoint)!;
+            if (Directory.Exists(path)) path = Path.Combine(path, Trainer.CheckpointFileName);
+            var (model, info) = Checkpoint.LoadModel(path, preferEma: !p.GetValue(rawWeights), dev);
+            using (model)
+            {
+                Console.WriteLine($"checkpoint {path}: step {info.Step}, {info.Model.Schedule} T={info.Model.Timesteps}, loss {info.RecentLoss:F4}");
+                SampleWriter.Write(model, info.Model, new SampleRequest
+                {
+                    Count = p.GetValue(count), Sampler = p.GetValue(sampler)!, DdimSteps = p.GetValue(steps), Eta = p.GetValue(eta),
+                    Variance = p.GetValue(variance), Clip = !p.GetValue(noClip), Seed = p.GetValue(seed), PngPath = p.GetValue(output)!,
+                    GifPath = p.GetValue(gif), Class = p.GetValue(cls),
+                }, dev);
+            }
+            return 0;
+        });
+        return cmd;
+    }
+}

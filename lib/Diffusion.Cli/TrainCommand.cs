@@ -1,0 +1,228 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using Diffusion.Forward;
+using Diffusion.Model;
+using Diffusion.Platform;
+using Diffusion.Sampling;
+using Diffusion.Schedules;
+using Diffusion.Training;
+using static Diffusion.Cli.Parsing;
+
+namespace Diffusion.Cli;
+
+/// <summary><c>train</c>: DDPM training into a run folder (checkpoint, loss log, samples grid, denoising GIF).</summary>
+static class TrainCommand
+{
+    // The default run (see README, "The default run"): chosen by measuring time against sample quality on a 2-core CPU.
+    public static readonly DiffusionModelConfig DefaultModel = new()
+    {
+        Unet = new UnetConfig { Dim = 28, DimMults = [1, 2, 4], LinearAttentionLevels = [1, 2] },
+        Schedule = ScheduleKind.Cosine,
+        Timesteps = 500,
+    };
+    public static readonly TrainingOptions DefaultTraining = new();
+
+    static readonly (string, ScheduleKind)[] Schedules =
+        [("linear", ScheduleKind.Linear), ("quadratic", ScheduleKind.Quadratic), ("cosine", ScheduleKind.Cosine), ("sigmoid", ScheduleKind.Sigmoid)];
+    static readonly (string, Prediction)[] Predictions = [("eps", Prediction.Epsilon), ("x0", Prediction.Start), ("v", Prediction.Velocity)];
+    static readonly (string, LossType)[] Losses = [("l1", LossType.L1), ("l2", LossType.L2), ("huber", LossType.Huber)];
+    static readonly (string, BlockType)[] Blocks = [("resnet", BlockType.ResNet), ("convnext", BlockType.ConvNext)];
+    static readonly (string, LearningRateSchedule)[] LrSchedules = [("cosine", LearningRateSchedule.Cosine), ("constant", LearningRateSchedule.Constant)];
+
+    public static Command Create()
+    {
+        var m = DefaultModel;
+        var o = DefaultTraining;
+        var data = Opt("--data", "Training data: fashion-mnist, a folder of MNIST-format files, an IDX image file, or a folder of PNG/JPEG images (subfolders = classes)", DataLocator.FashionMnist);
+        var labels = OptionalOpt<string>("--labels", "IDX label file for an IDX image file given to --data");
+        var imageSize = new Option<int?>("--image-size") { Description = "Resize images to this square size (default: the data's own size; 32 for an image folder)" };
+        imageSize.Range(4, 1024);
+        var channels = Opt("--channels", "Channels for an image folder: 1 (grayscale) or 3 (RGB)", 3).Range(1, 3);
+        var dim = Opt("--dim", "U-Net base channel count", m.Unet.Dim).Range(2, 1024);
+        var dimMults = IntList("--dim-mults", "Channel multipliers per resolution level", m.Unet.DimMults);
+        var block = Choice("--block", "Residual block type", m.Unet.Block, Blocks);
+        var groups = Opt("--groups", "GroupNorm groups in ResNet blocks", m.Unet.ResnetBlockGroups).Range(1, 1024);
+        var attention = Opt("--attention-levels", "Levels with linear attention: all, none, or a list such as 1,2 (0 = full resolution)", "1,2");
+        var conditional = Opt("--conditional", "Class-conditional model (labels with dropout, for classifier-free guidance)", false);
+        var timesteps = Opt("--timesteps", "T, the number of diffusion steps", m.Timesteps).Range(1, 100000);
+        var schedule = Choice("--schedule", "β schedule", m.Schedule, Schedules);
+        var prediction = Choice("--prediction", "What the network predicts", m.Prediction, Predictions);
+        var loss = Choice("--loss", "Loss between prediction and target", o.Loss, Losses);
+        var steps = Opt("--steps", "Optimiser steps in the whole run", o.Steps).Range(1, 1e9);
+        var epochs = new Option<double?>("--epochs") { Description = "Train for this many passes over the data instead of --steps" };
+        epochs.Range(1e-6, 1e6);
+        var batch = Opt("--batch-size", "Images per step", o.BatchSize).Range(1, 65536);
+        var lr = Opt("--lr", "Peak learning rate (AdamW)", o.LearningRate).Range(1e-8, 1);
+        var warmup = Opt("--warmup", "Learning-rate warm-up steps", o.WarmupSteps).Range(0, 1e9);
+        var lrSchedule = Choice("--lr-schedule", "Learning rate after warm-up", o.LearningRateSchedule, LrSchedules);
+        var emaDecay = Opt("--ema-decay", "EMA decay of the weights (0 = off)", o.EmaDecay).Range(0, 0.999999);
+        var gradClip = Opt("--grad-clip", "Max global gradient norm (0 = off)", o.GradientClipNorm).Range(0, 1e6);
+        var noFlip = Opt("--no-flip", "Do not flip training images at random", false);
+        var classDropout = Opt("--class-dropout", "Probability of dropping the label (conditional models)", o.ClassDropout).Range(0, 1);
+        var seed = Opt("--seed", "Random seed (weights, data order, noise)", o.Seed);
+        var device = Opt("--device", "cpu, cuda or auto", "cpu");
+        var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads (default: one per core)" };
+        threads.Range(1, 1024);
+        var output = Opt("--out", "Run folder (checkpoint.ckpt, loss.csv, samples.png, denoising.gif)", Path.Combine("runs", "fashion-mnist"));
+        var resume = Opt("--resume", "Continue the run in --out from its checkpoint", false);
+        var checkpointEvery = Opt("--checkpoint-every", "Checkpoint every N steps", o.CheckpointEvery).Range(1, 1e9);
+        var samples = Opt("--samples", "Images to sample at the end (0 = none)", 64).Range(0, 4096);
+        var sampler = Choice("--sampler", "Sampler for the final samples", "ddpm", ("ddpm", "ddpm"), ("ddim", "ddim"));
+        var sampleSteps = Opt("--sample-steps", "DDIM steps for the final samples", 100).Range(1, 100000);
+
+        var cmd = new Command("train", "Train a DDPM (Algorithm 1) and write checkpoint, loss log, samples and a denoising GIF into --out.")
+        {
+            data, labels, imageSize, channels, dim, dimMults, block, groups, attention, conditional, timesteps, schedule,
+            prediction, loss, steps, epochs, batch, lr, warmup, lrSchedule, emaDecay, gradClip, noFlip, classDropout, seed,
+            device, threads, output, resume, checkpointEvery, samples, sampler, sampleSteps,
+        };
+        Option[] modelOptions = [dim, dimMults, block, groups, attention, conditional, timesteps, schedule, prediction, imageSize];
+
+        cmd.SetAction(p =>
+        {
+            Compute.SetThreads(p.GetValue(threads));
+            var dev = Compute.UseDevice(p.GetValue(device)!);
+            var outDir = p.GetValue(output)!;
+            var checkpointPath = Path.Combine(outDir, Trainer.CheckpointFileName);
+            bool resuming = p.GetValue(resume);
+            CheckpointInfo? previous = null;
+            if (resuming)
+            {
+                if (!File.Exists(checkpointPath))
+                    throw new CliException($"--resume: no checkpoint at {checkpointPath}. Start a new run without --resume.");
+                previous = Checkpoint.ReadInfo(checkpointPath);
+            }
+            else if (File.Exists(checkpointPath))
+                throw new CliException(
+                    $"{outDir} already holds a checkpoint ({checkpointPath}). Continue it with --resume, or choose another --out; " +
+                    "nothing was overwritten.");
+
+            Console.WriteLine($"TorchSharp: {TorchNative.Report?.Summary}");
+            var ds = DataLocator.Load(p.GetValue(data)!, p.GetValue(labels), p.GetValue(imageSize) ?? previous?.Model.ImageSize, p.GetValue(channels));
+            Console.WriteLine($"data: {ds.Description}: {ds.Count} images {ds.Width}×{ds.Height}×{ds.Channels}");
+
+            var unet = new UnetConfig
+            {
+                Dim = p.GetValue(dim), DimMults = p.GetValue(dimMults)!, Block = p.GetValue(block), ResnetBlockGroups = p.GetValue(groups),
+                Channels = ds.Channels, LinearAttentionLevels = ParseLevels(p.GetValue(attention)!),
+                NumClasses = p.GetValue(conditional) ? Math.Max(1, ds.ClassNames.Count) : 0,
+            };
+            if (unet.NumClasses > 0 && ds.Labels is null)
+                throw new CliException("--conditional needs labelled data: this data has no labels (IDX without --labels, or an image folder without class subfolders).");
+            var config = new DiffusionModelConfig
+            {
+                Unet = unet, Schedule = p.GetValue(schedule), Timesteps = p.GetValue(timesteps), Prediction = p.GetValue(prediction),
+                ImageSize = ds.Height, ClassNames = unet.NumClasses > 0 ? ds.ClassNames.ToArray() : [], Data = ds.Description,
+            };
+            int batchSize = p.GetValue(batch);
+            int totalSteps = p.GetValue(epochs) is { } e ? Math.Max(1, (int)Math.Ceiling(e * (ds.Count / Math.Max(1, batchSize)))) : p.GetValue(steps);
+            var training = new TrainingOptions
+            {
+                Steps = totalSteps, BatchSize = batchSize, LearningRate = p.GetValue(lr), WarmupSteps = p.GetValue(warmup),
+                LearningRateSchedule = p.GetValue(lrSchedule), EmaDecay = p.GetValue(emaDecay), GradientClipNorm = p.GetValue(gradClip),
+                Loss = p.GetValue(loss), RandomFlip = !p.GetValue(noFlip), ClassDropout = p.GetValue(classDropout),
+                Seed = p.GetValue(seed), CheckpointEvery = p.GetValue(checkpointEvery),
+            };
+
+            Trainer trainer;
+            if (previous is not null)
+            {
+                // Model options typed on the command line must agree with the checkpoint; the rest comes from it.
+                var typed = modelOptions.Where(p.Given).Select(x => x.Name).ToList();
+                var diffs = typed.Count > 0 ? config.DifferencesFrom(previous.Model) : [];
+                if (diffs.Count > 0)
+                    throw new CliException(
+                        $"{checkpointPath} was trained with another configuration: {string.Join("; ", diffs)} (this command vs the checkpoint). " +
+                        "Resume without those options (the checkpoint's are used), or start a new run in another --out.");
+                int? newTotal = p.Given(steps) || p.Given(epochs) ? totalSteps : null;
+                trainer = Trainer.Resume(checkpointPath, ds, outDir, dev, newTotal);
+                Console.WriteLine($"resuming {checkpointPath} at step {trainer.Step} of {trainer.Options.Steps}");
+            }
+            else
+            {
+                config.Validate();
+                trainer = new Trainer(config, training, ds, outDir, dev);
+            }
+
+            using (trainer)
+            using (ds)
+            {
+                Console.WriteLine($"model: U-Net {trainer.Model.ParameterCount():N0} parameters, dim {trainer.Config.Unet.Dim}, " +
+                                  $"mults [{string.Join(",", trainer.Config.Unet.DimMults)}], {trainer.Config.Schedule} schedule, T={trainer.Config.Timesteps}, " +
+                                  $"batch {trainer.Options.BatchSize}, {trainer.Options.Steps} steps, device {dev.type}");
+                RunTraining(trainer);
+                WriteSummary(trainer, outDir);
+
+                int n = p.GetValue(samples);
+                if (n > 0)
+                {
+                    var request = new SampleRequest
+                    {
+                        Count = n, Sampler = p.GetValue(sampler)!, DdimSteps = p.GetValue(sampleSteps), Seed = trainer.Options.Seed,
+                        PngPath = Path.Combine(outDir, "samples.png"), GifPath = Path.Combine(outDir, "denoising.gif"),
+                    };
+                    SampleWriter.Write(trainer.EmaModel ?? trainer.Model, trainer.Config, request, dev);
+                }
+            }
+            return 0;
+        });
+        return cmd;
+    }
+
+    static void RunTraining(Trainer trainer)
+    {
+        using var cancel = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            e.Cancel = true;
+            cancel.Cancel();
+        };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            ConsoleProgress.Run("training", trainer.Options.Steps, report =>
+            {
+                trainer.Progress += pr => report(pr.Step, string.Create(CultureInfo.InvariantCulture,
+                    $"loss {pr.Loss:F4} lr {pr.LearningRate:0.0e0} {pr.ImagesPerSecond:F0} img/s"));
+                trainer.Train(cancel.Token);
+            });
+        }
+        catch (OperationCanceledException)
+        {
+            var path = trainer.SaveCheckpoint();
+            throw new CliException($"stopped at step {trainer.Step}; checkpoint saved to {path}. Continue with the same command and --resume.");
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+        var last = trainer.LossHistory.TakeLast(50).Select(l => l.Loss).DefaultIfEmpty(double.NaN).Average();
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"trained to step {trainer.Step}: mean loss of the last 50 steps {last:F4}; checkpoint {trainer.CheckpointPath}"));
+    }
+
+    static void WriteSummary(Trainer trainer, string outDir)
+    {
+        var info = Checkpoint.ReadInfo(trainer.CheckpointPath!);
+        var summary = new
+        {
+            info.Step,
+            info.RecentLoss,
+            info.TrainingSeconds,
+            Parameters = trainer.Model.ParameterCount(),
+            trainer.Config,
+            trainer.Options,
+        };
+        AtomicFile.WriteAllText(Path.Combine(outDir, "run.json"), JsonSerializer.Serialize(summary, Checkpoint.JsonOptions));
+    }
+
+    static int[]? ParseLevels(string text) => text.Trim().ToLowerInvariant() switch
+    {
+        "all" => null,
+        "none" or "" => [],
+        _ => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s =>
+            int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v
+                : throw new CliException($"--attention-levels: '{text}' is not all, none, or a list of levels such as 1,2")).ToArray(),
+    };
+}

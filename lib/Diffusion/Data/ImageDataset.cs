@@ -1,0 +1,204 @@
+using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.PixelFormats;
+using SixLabors.ImageSharp.Processing;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Diffusion.Data;
+
+/// <summary>
+/// An in-memory image dataset: <see cref="Images"/> is a uint8 tensor [N, C, H, W] on the CPU (pixel values 0..255),
+/// <see cref="Labels"/> an int64 tensor [N] (or null), <see cref="ClassNames"/> one name per label.
+/// </summary>
+public sealed class ImageDataset : IDisposable
+{
+    public Tensor Images { get; }
+    public Tensor? Labels { get; }
+    public IReadOnlyList<string> ClassNames { get; }
+    /// <summary>Where the data came from, for logs and checkpoints.</summary>
+    public string Description { get; }
+
+    public long Count => Images.shape[0];
+    public int Channels => (int)Images.shape[1];
+    public int Height => (int)Images.shape[2];
+    public int Width => (int)Images.shape[3];
+
+    public ImageDataset(Tensor images, Tensor? labels, IReadOnlyList<string> classNames, string description)
+    {
+        if (images.dim() != 4 || images.dtype != ScalarType.Byte)
+            throw new ArgumentException($"images must be a uint8 tensor [N, C, H, W], got {images.dtype} [{string.Join(", ", images.shape)}]");
+        if (labels is not null && (labels.dim() != 1 || labels.shape[0] != images.shape[0]))
+            throw new ArgumentException($"labels must be a 1-D tensor with one label per image ({images.shape[0]})");
+        Images = images.DetachFromDisposeScope();
+        Labels = labels?.to(ScalarType.Int64).DetachFromDisposeScope();
+        ClassNames = classNames;
+        Description = description;
+    }
+
+    /// <summary>Fashion-MNIST's ten classes (label order of the dataset).</summary>
+    public static readonly string[] FashionMnistClasses =
+        ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
+
+    /// <summary>
+    /// Loads Fashion-MNIST from a folder holding the four IDX files (data/fashion-mnist in this repository).
+    /// </summary>
+    public static ImageDataset FashionMnist(string folder, bool train = true)
+    {
+        var prefix = train ? "train" : "t10k";
+        string Find(string stem)
+        {
+            foreach (var candidate in new[] { $"{stem}.gz", stem })
+                if (File.Exists(Path.Combine(folder, candidate))) return Path.Combine(folder, candidate);
+            throw new DataFormatException(
+                $"{Path.Combine(folder, stem)}(.gz) not found. Fashion-MNIST ships in the repository's data/fashion-mnist; " +
+                "pass --data-dir if you moved it.");
+        }
+        var ds = FromIdx(Find($"{prefix}-images-idx3-ubyte"), Find($"{prefix}-labels-idx1-ubyte"), FashionMnistClasses,
+            $"Fashion-MNIST {(train ? "train" : "test")}");
+        return ds;
+    }
+
+    /// <summary>
+    /// Loads any MNIST-format dataset: an image file [N, H, W] (grayscale) or [N, H, W, C], and optionally a label file [N].
+    /// </summary>
+    public static ImageDataset FromIdx(string imagesPath, string? labelsPath = null, IReadOnlyList<string>? classNames = null,
+        string? description = null)
+    {
+        var images = IdxFile.Read(imagesPath);
+        if (images.Dimensions.Length is not (3 or 4))
+            throw new DataFormatException(
+                $"{imagesPath}: an image file must have 3 dimensions (count, rows, columns) or 4 (… , channels), " +
+                $"but this one has {images.Dimensions.Length} ({string.Join("×", images.Dimensions)}). Is it a label file?");
+        int n = images.Dimensions[0], h = images.Dimensions[1], w = images.Dimensions[2];
+        int c = images.Dimensions.Length == 4 ? images.Dimensions[3] : 1;
+        if (c is not (1 or 3))
+            throw new DataFormatException($"{imagesPath}: {c} channels per pixel; only 1 (grayscale) or 3 (RGB) are supported.");
+
+        using var scope = NewDisposeScope();
+        var tensor = torch.tensor(images.Data, [n, h, w, c], dtype: ScalarType.Byte).permute(0, 3, 1, 2).contiguous();
+
+        Tensor? labels = null;
+        IReadOnlyList<string> names = classNames ?? [];
+        if (labelsPath is not null)
+        {
+            var labelArray = IdxFile.Read(labelsPath);
+            if (labelArray.Dimensions.Length != 1)
+                throw new DataFormatException(
+                    $"{labelsPath}: a label file must have 1 dimension, but this one has {labelArray.Dimensions.Length} " +
+                    $"({string.Join("×", labelArray.Dimensions)}). Did you swap the image and label files?");
+            if (labelArray.Count != n)
+                throw new DataFormatException(
+                    $"{labelsPath} holds {labelArray.Count} labels but {imagesPath} holds {n} images: they do not belong together " +
+                    "(train vs t10k mixed up?).");
+            int maxLabel = labelArray.Data.Max();
+            if (classNames is not null && maxLabel >= classNames.Count)
+                throw new DataFormatException($"{labelsPath}: label {maxLabel} is out of range; expected 0..{classNames.Count - 1}.");
+            if (classNames is null)
+                names = Enumerable.Range(0, maxLabel + 1).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+            labels = torch.tensor(labelArray.Data, dtype: ScalarType.Byte).to(ScalarType.Int64);
+        }
+        var ds = new ImageDataset(tensor, labels, names, description ?? Path.GetFileName(imagesPath));
+        return ds;
+    }
+
+    /// <summary>Image file extensions the folder reader accepts.</summary>
+    public static readonly string[] ImageExtensions = [".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tga", ".tif", ".tiff"];
+
+    /// <summary>
+    /// Loads every image under <paramref name="folder"/> (PNG, JPEG, …), resized to <paramref name="size"/>×<paramref name="size"/>
+    /// (the shorter side is scaled to the size and the centre cropped), as grayscale (1 channel) or RGB (3).
+    /// If the folder has subfolders with images, each subfolder is a class and its name the class name.
+    /// </summary>
+    public static ImageDataset FromImageFolder(string folder, int size, int channels = 3)
+    {
+        if (!Directory.Exists(folder))
+            throw new DataFormatException($"{folder}: folder not found.");
+        if (channels is not (1 or 3))
+            throw new ArgumentException($"channels must be 1 (grayscale) or 3 (RGB), got {channels}");
+        if (size is < 4 or > 1024)
+            throw new ArgumentException($"image size must be between 4 and 1024 pixels, got {size}");
+
+        var files = Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories)
+            .Where(f => ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()))
+            .Order(StringComparer.Ordinal).ToList();
+        if (files.Count == 0)
+            throw new DataFormatException(
+                $"{folder}: no images found (looked for {string.Join(", ", ImageExtensions)} in the folder and its subfolders).");
+
+        var classOf = files.Select(f => Path.GetRelativePath(folder, Path.GetDirectoryName(f)!)).ToList();
+        bool labelled = classOf.All(c => c != ".") && classOf.Distinct().Count() > 1;
+        var classNames = labelled ? classOf.Distinct().Order(StringComparer.Ordinal).ToArray() : [];
+
+        var pixels = new byte[(long)files.Count * channels * size * size];
+        var resize = new ResizeOptions { Size = new SixLabors.ImageSharp.Size(size, size), Mode = ResizeMode.Crop, Sampler = KnownResamplers.Bicubic };
+        for (int i = 0; i < files.Count; i++)
+        {
+            try
+            {
+                using var image = Image.Load<Rgb24>(files[i]);
+                image.Mutate(x => x.Resize(resize));
+                long plane = (long)size * size, offset = (long)i * channels * plane;
+                image.ProcessPixelRows(rows =>
+                {
+                    for (int y = 0; y < size; y++)
+                    {
+                        var row = rows.GetRowSpan(y);
+                        for (int x = 0; x < size; x++)
+                        {
+                            var p = row[x];
+                            long at = offset + (long)y * size + x;
+                            if (channels == 1)
+                                pixels[at] = (byte)Math.Round(0.299 * p.R + 0.587 * p.G + 0.114 * p.B);  // ITU-R BT.601 luma
+                            else
+                            {
+                                pixels[at] = p.R;
+                                pixels[at + plane] = p.G;
+                                pixels[at + 2 * plane] = p.B;
+                            }
+                        }
+                    }
+                });
+            }
+            catch (Exception e) when (e is UnknownImageFormatException or InvalidImageContentException or IOException or NotSupportedException)
+            {
+                throw new DataFormatException($"{files[i]}: not a readable image ({e.Message}). Remove or replace it.", e);
+            }
+        }
+
+        using var scope = NewDisposeScope();
+        var images = torch.tensor(pixels, [files.Count, channels, size, size], dtype: ScalarType.Byte);
+        Tensor? labels = labelled
+            ? torch.tensor(classOf.Select(c => (long)Array.IndexOf(classNames, c)).ToArray(), dtype: ScalarType.Int64)
+            : null;
+        return new ImageDataset(images, labels, classNames, $"image folder {folder} ({files.Count} images, {size}×{size}, {channels} ch)");
+    }
+
+    /// <summary>A dataset with the first <paramref name="count"/> images only (shares no memory with this one).</summary>
+    public ImageDataset Take(long count)
+    {
+        count = Math.Min(count, Count);
+        using var scope = NewDisposeScope();
+        return new ImageDataset(Images[..(int)count].clone(), Labels?[..(int)count].clone(), ClassNames, $"{Description} (first {count})");
+    }
+
+    /// <summary>
+    /// Images resized to <paramref name="size"/>×<paramref name="size"/> (bilinear, with antialiasing when shrinking);
+    /// returns this dataset unchanged if it already has that size.
+    /// </summary>
+    public ImageDataset Resized(int size)
+    {
+        if (Height == size && Width == size) return this;
+        if (size is < 4 or > 1024) throw new ArgumentException($"image size must be between 4 and 1024 pixels, got {size}");
+        using var scope = NewDisposeScope();
+        var resized = nn.functional.interpolate(Images.to(ScalarType.Float32), [size, size],
+                mode: InterpolationMode.Bilinear, align_corners: false, antialias: size < Height)
+            .round().clamp(0, 255).to(ScalarType.Byte);
+        return new ImageDataset(resized, Labels?.clone(), ClassNames, $"{Description}, resized to {size}×{size}");
+    }
+
+    public void Dispose()
+    {
+        Images.Dispose();
+        Labels?.Dispose();
+    }
+}

@@ -1,0 +1,194 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Diffusion.Data;
+using Diffusion.Model;
+using TorchSharp;
+
+namespace Diffusion.Training;
+
+/// <summary>Thrown for a checkpoint that cannot be used; the message says why and what to do.</summary>
+public sealed class CheckpointException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>The readable part of a checkpoint.</summary>
+public sealed record CheckpointInfo
+{
+    public int FormatVersion { get; init; } = Checkpoint.FormatVersion;
+    public required DiffusionModelConfig Model { get; init; }
+    public required TrainingOptions Training { get; init; }
+    /// <summary>Optimiser steps done.</summary>
+    public int Step { get; init; }
+    /// <summary>Where the batch sampler stands (epoch, offset), so a resumed run sees the same batches.</summary>
+    public SamplerPosition DataPosition { get; init; }
+    /// <summary>State of the seeded random generator (t, ε, flips), base64.</summary>
+    public string GeneratorState { get; init; } = "";
+    public bool HasEma { get; init; }
+    public bool HasOptimizer { get; init; }
+    /// <summary>Mean training loss over the last logged steps.</summary>
+    public double RecentLoss { get; init; } = double.NaN;
+    public DateTime SavedUtc { get; init; } = DateTime.UtcNow;
+    public double TrainingSeconds { get; init; }
+}
+
+/// <summary>
+/// A single-file checkpoint: "DDPMCKPT", format version, JSON <see cref="CheckpointInfo"/>, model weights, EMA weights,
+/// optimiser state, then a SHA-256 of everything before it. Written with temp file + rename, so a crash at any moment
+/// leaves either the old or the new checkpoint, never a torn one; the hash catches a file truncated or damaged later.
+/// </summary>
+public static class Checkpoint
+{
+    public const int FormatVersion = 1;
+    static readonly byte[] Magic = "DDPMCKPT"u8.ToArray();
+    public static JsonSerializerOptions JsonOptions => Json;
+    internal static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    /// <summary>The raw parts of a checkpoint.</summary>
+    public sealed record Parts(CheckpointInfo Info, byte[] Model, byte[]? Ema, byte[]? Optimizer);
+
+    public static void Save(string path, Parts parts)
+    {
+        AtomicFile.Write(path, stream =>
+        {
+            using var hashing = new HashingStream(stream);
+            using (var w = new BinaryWriter(hashing, Encoding.UTF8, leaveOpen: true))
+            {
+                w.Write(Magic);
+                w.Write(FormatVersion);
+                WriteBlock(w, JsonSerializer.SerializeToUtf8Bytes(parts.Info, Json));
+                WriteBlock(w, parts.Model);
+                WriteBlock(w, parts.Ema ?? []);
+                WriteBlock(w, parts.Optimizer ?? []);
+            }
+            stream.Write(hashing.Hash());
+        });
+    }
+
+    /// <summary>Reads and verifies a checkpoint file.</summary>
+    public static Parts Load(string path)
+    {
+        if (!File.Exists(path))
+            throw new CheckpointException($"checkpoint {path} not found. Train first (train --out DIR writes DIR/checkpoint.ckpt).");
+        byte[] bytes;
+        try { bytes = File.ReadAllBytes(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new CheckpointException($"checkpoint {path} cannot be read: {e.Message}", e);
+        }
+        return Parse(bytes, path);
+    }
+
+    /// <summary>Only the readable info (config, step) of a checkpoint, after verifying the whole file.</summary>
+    public static CheckpointInfo ReadInfo(string path) => Load(path).Info;
+
+    internal static Parts Parse(byte[] bytes, string path)
+    {
+        const int hashLength = 32;
+        if (bytes.Length < Magic.Length + 4 + hashLength || !bytes.AsSpan(0, Magic.Length).SequenceEqual(Magic))
+            throw new CheckpointException($"{path} is not a checkpoint of this course (wrong header). Pass the checkpoint.ckpt that 'train' wrote.");
+        var body = bytes.AsSpan(0, bytes.Length - hashLength);
+        if (!SHA256.HashData(body).AsSpan().SequenceEqual(bytes.AsSpan(bytes.Length - hashLength)))
+            throw new CheckpointException(
+                $"{path} is damaged or truncated (its SHA-256 check failed). Use an earlier copy, or train again; " +
+                "checkpoints written by 'train' are replaced atomically, so this file was changed after it was written.");
+        try
+        {
+            using var reader = new BinaryReader(new MemoryStream(bytes, 0, body.Length, writable: false));
+            reader.ReadBytes(Magic.Length);
+            int version = reader.ReadInt32();
+            if (version != FormatVersion)
+                throw new CheckpointException($"{path} has checkpoint format {version}; this library reads format {FormatVersion}.");
+            var info = JsonSerializer.Deserialize<CheckpointInfo>(ReadBlock(reader), Json)
+                       ?? throw new CheckpointException($"{path}: empty checkpoint description");
+            var model = ReadBlock(reader);
+            var ema = ReadBlock(reader);
+            var optimizer = ReadBlock(reader);
+            return new Parts(info, model, ema.Length > 0 ? ema : null, optimizer.Length > 0 ? optimizer : null);
+        }
+        catch (Exception e) when (e is EndOfStreamException or JsonException or IOException)
+        {
+            throw new CheckpointException($"{path}: the checkpoint's contents are malformed ({e.Message}).", e);
+        }
+    }
+
+    static void WriteBlock(BinaryWriter w, byte[] block)
+    {
+        w.Write((long)block.Length);
+        w.Write(block);
+    }
+
+    static byte[] ReadBlock(BinaryReader r)
+    {
+        long length = r.ReadInt64();
+        if (length < 0 || length > r.BaseStream.Length - r.BaseStream.Position)
+            throw new EndOfStreamException($"a block claims {length} bytes but the file has fewer");
+        return r.ReadBytes((int)length);
+    }
+
+    /// <summary>Serialises a module's weights (TorchSharp's format) to bytes.</summary>
+    public static byte[] ModuleBytes(TorchSharp.torch.nn.Module module)
+    {
+        using var ms = new MemoryStream();
+        using (var w = new BinaryWriter(ms, Encoding.UTF8, leaveOpen: true)) module.save(w);
+        return ms.ToArray();
+    }
+
+    /// <summary>Loads weights saved by <see cref="ModuleBytes"/> into a module of the same architecture.</summary>
+    public static void LoadModule(TorchSharp.torch.nn.Module module, byte[] bytes, string what)
+    {
+        try
+        {
+            using var r = new BinaryReader(new MemoryStream(bytes));
+            module.load(r, strict: true);
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or EndOfStreamException or IOException)
+        {
+            throw new CheckpointException(
+                $"the {what} weights in the checkpoint do not fit the network built from its configuration ({e.Message}).", e);
+        }
+    }
+
+    /// <summary>Builds the network of a checkpoint and loads its weights (EMA weights if present and asked for).</summary>
+    public static (Unet Model, CheckpointInfo Info) LoadModel(string path, bool preferEma = true,
+        TorchSharp.torch.Device? device = null)
+    {
+        var parts = Load(path);
+        var model = new Unet(parts.Info.Model.Unet);
+        bool ema = preferEma && parts.Ema is not null;
+        LoadModule(model, ema ? parts.Ema! : parts.Model, ema ? "EMA" : "model");
+        if (device is not null) model.to(device);
+        model.eval();
+        return (model, parts.Info);
+    }
+
+    /// <summary>A stream that hashes everything written through it.</summary>
+    sealed class HashingStream(Stream inner) : Stream
+    {
+        readonly IncrementalHash hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        public byte[] Hash() => hash.GetHashAndReset();
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            hash.AppendData(buffer);
+            inner.Write(buffer);
+        }
+        public override void Flush() => inner.Flush();
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing) hash.Dispose();
+            base.Dispose(disposing);
+        }
+    }
+}

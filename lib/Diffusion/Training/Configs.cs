@@ -1,0 +1,111 @@
+using System.Text.Json.Serialization;
+using Diffusion.Forward;
+using Diffusion.Model;
+using Diffusion.Schedules;
+
+namespace Diffusion.Training;
+
+/// <summary>
+/// Everything needed to rebuild a trained model and sample from it: the network, the noise schedule, what the
+/// network predicts, and the images it was trained on. Stored in every checkpoint.
+/// </summary>
+public sealed record DiffusionModelConfig
+{
+    public UnetConfig Unet { get; init; } = new();
+    [JsonConverter(typeof(JsonStringEnumConverter<ScheduleKind>))]
+    public ScheduleKind Schedule { get; init; } = ScheduleKind.Linear;
+    /// <summary>T, the number of diffusion steps.</summary>
+    public int Timesteps { get; init; } = 300;
+    [JsonConverter(typeof(JsonStringEnumConverter<Prediction>))]
+    public Prediction Prediction { get; init; } = Prediction.Epsilon;
+    /// <summary>Side of the square training images, in pixels.</summary>
+    public int ImageSize { get; init; } = 28;
+    /// <summary>Class names of the training data (used when the U-Net is class-conditional).</summary>
+    public string[] ClassNames { get; init; } = [];
+    /// <summary>Where the training images came from (for people reading the checkpoint).</summary>
+    public string Data { get; init; } = "";
+
+    public void Validate()
+    {
+        Unet.Validate();
+        Unet.ValidateImageSize(ImageSize);
+        BetaSchedules.CheckTimesteps(Timesteps);
+        if (Unet.NumClasses > 0 && ClassNames.Length != Unet.NumClasses)
+            throw new ArgumentException($"a class-conditional U-Net with {Unet.NumClasses} classes needs {Unet.NumClasses} class names, got {ClassNames.Length}");
+    }
+
+    /// <summary>The fields that must agree for a checkpoint to continue training with this configuration.</summary>
+    public IReadOnlyList<string> DifferencesFrom(DiffusionModelConfig other)
+    {
+        var diffs = Unet.DifferencesFrom(other.Unet).Select(d => "Unet." + d).ToList();
+        if (Schedule != other.Schedule) diffs.Add($"Schedule: {Schedule} vs {other.Schedule}");
+        if (Timesteps != other.Timesteps) diffs.Add($"Timesteps: {Timesteps} vs {other.Timesteps}");
+        if (Prediction != other.Prediction) diffs.Add($"Prediction: {Prediction} vs {other.Prediction}");
+        if (ImageSize != other.ImageSize) diffs.Add($"ImageSize: {ImageSize} vs {other.ImageSize}");
+        return diffs;
+    }
+}
+
+/// <summary>How the learning rate moves over the run.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<LearningRateSchedule>))]
+public enum LearningRateSchedule
+{
+    /// <summary>Linear warm-up, then constant.</summary>
+    Constant,
+    /// <summary>Linear warm-up, then a half cosine down to <see cref="TrainingOptions.MinLearningRateFraction"/> at the last step.</summary>
+    Cosine,
+}
+
+/// <summary>How to train (Algorithm 1 and the optimiser around it). Defaults are the CLI's default run.</summary>
+public sealed record TrainingOptions
+{
+    /// <summary>Optimiser steps in the whole run.</summary>
+    public int Steps { get; init; } = 2000;
+    public int BatchSize { get; init; } = 64;
+    /// <summary>Peak learning rate of AdamW.</summary>
+    public double LearningRate { get; init; } = 2e-3;
+    public int WarmupSteps { get; init; } = 100;
+    public LearningRateSchedule LearningRateSchedule { get; init; } = LearningRateSchedule.Cosine;
+    public double MinLearningRateFraction { get; init; } = 0.05;
+    public double WeightDecay { get; init; } = 0.0;
+    /// <summary>Gradients are rescaled so that their global L2 norm is at most this (0 = no clipping).</summary>
+    public double GradientClipNorm { get; init; } = 1.0;
+    /// <summary>Decay of the exponential moving average of the weights (0 = no EMA).</summary>
+    public double EmaDecay { get; init; } = 0.995;
+    [JsonConverter(typeof(JsonStringEnumConverter<LossType>))]
+    public LossType Loss { get; init; } = LossType.L2;
+    public bool RandomFlip { get; init; } = true;
+    /// <summary>Probability of replacing a label by "no label" (classifier-free guidance training; conditional models only).</summary>
+    public double ClassDropout { get; init; } = 0.1;
+    public int Seed { get; init; }
+    /// <summary>Write a checkpoint every this many steps (and always at the end).</summary>
+    public int CheckpointEvery { get; init; } = 250;
+
+    public void Validate()
+    {
+        static void Require(bool ok, string message)
+        {
+            if (!ok) throw new ArgumentException(message);
+        }
+        Require(Steps >= 1, $"steps must be ≥ 1, got {Steps}");
+        Require(BatchSize >= 1, $"batch size must be ≥ 1, got {BatchSize}");
+        Require(LearningRate > 0 && double.IsFinite(LearningRate), $"learning rate must be a positive number, got {LearningRate}");
+        Require(WarmupSteps >= 0, $"warm-up steps must be ≥ 0, got {WarmupSteps}");
+        Require(MinLearningRateFraction is >= 0 and <= 1, $"min learning-rate fraction must be in [0, 1], got {MinLearningRateFraction}");
+        Require(WeightDecay >= 0, $"weight decay must be ≥ 0, got {WeightDecay}");
+        Require(GradientClipNorm >= 0, $"gradient clip norm must be ≥ 0 (0 = off), got {GradientClipNorm}");
+        Require(EmaDecay is >= 0 and < 1, $"EMA decay must be in [0, 1) (0 = off; typical 0.995–0.9999), got {EmaDecay}");
+        Require(ClassDropout is >= 0 and <= 1, $"class dropout must be in [0, 1], got {ClassDropout}");
+        Require(CheckpointEvery >= 1, $"checkpoint interval must be ≥ 1 step, got {CheckpointEvery}");
+    }
+
+    /// <summary>Learning rate at a 0-based step: linear warm-up, then constant or cosine decay.</summary>
+    public double LearningRateAt(int step)
+    {
+        if (WarmupSteps > 0 && step < WarmupSteps) return LearningRate * (step + 1) / WarmupSteps;
+        if (LearningRateSchedule == LearningRateSchedule.Constant || Steps <= WarmupSteps) return LearningRate;
+        double progress = Math.Clamp((double)(step - WarmupSteps) / Math.Max(1, Steps - 1 - WarmupSteps), 0, 1);
+        double min = LearningRate * MinLearningRateFraction;
+        return min + (LearningRate - min) * 0.5 * (1 + Math.Cos(Math.PI * progress));
+    }
+}

@@ -1,0 +1,303 @@
+using System.Diagnostics;
+using System.Globalization;
+using Diffusion.Data;
+using Diffusion.Forward;
+using Diffusion.Model;
+using Diffusion.Platform;
+using Diffusion.Sampling;
+using Diffusion.Schedules;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Diffusion.Training;
+
+/// <summary>One optimiser step's report (for a progress bar or a live loss plot).</summary>
+public readonly record struct TrainingProgress(int Step, int TotalSteps, double Loss, double LearningRate,
+    double ImagesPerSecond, TimeSpan Elapsed, int Epoch);
+
+/// <summary>Thrown when the loss becomes NaN or infinite; nothing is saved after the last good checkpoint.</summary>
+public sealed class TrainingDivergedException(string message) : Exception(message);
+
+/// <summary>
+/// Trains a <see cref="Unet"/> with DDPM's Algorithm 1: repeat { x_0 ~ data; t ~ U{1..T}; ε ~ N(0, I);
+/// gradient step on ‖ε − ε_θ(√ᾱ_t x_0 + √(1−ᾱ_t) ε, t)‖² } — with AdamW, learning-rate warm-up, gradient clipping,
+/// an EMA of the weights, and atomic checkpoints that a resumed run continues from exactly.
+/// Every step runs inside its own TorchSharp dispose scope, so native memory stays flat.
+/// </summary>
+public sealed class Trainer : IDisposable
+{
+    public DiffusionModelConfig Config { get; }
+    public TrainingOptions Options { get; }
+    public Unet Model { get; }
+    /// <summary>The moving average of <see cref="Model"/>'s weights (null when EmaDecay = 0).</summary>
+    public Unet? EmaModel { get; }
+    public NoiseSchedule Schedule { get; }
+    public ImageDataset Data { get; }
+    public Device Device { get; }
+    /// <summary>Optimiser steps done so far.</summary>
+    public int Step { get; private set; }
+    /// <summary>Folder for checkpoint.ckpt and loss.csv (null: nothing is written unless asked).</summary>
+    public string? RunDirectory { get; }
+    public string? CheckpointPath => RunDirectory is null ? null : Path.Combine(RunDirectory, CheckpointFileName);
+    public const string CheckpointFileName = "checkpoint.ckpt";
+    public const string LossLogFileName = "loss.csv";
+    /// <summary>(step, loss) of every step of this process's training.</summary>
+    public List<(int Step, double Loss)> LossHistory { get; } = new();
+    /// <summary>Raised after every optimiser step.</summary>
+    public event Action<TrainingProgress>? Progress;
+    /// <summary>Raised after a checkpoint has been written (its path).</summary>
+    public event Action<string>? CheckpointSaved;
+
+    readonly AdamW optimizer;
+    readonly Ema? ema;
+    readonly Generator generator;
+    readonly BatchSampler sampler;
+    readonly Parameter[] parameters;
+    double trainingSecondsBefore;
+    readonly Stopwatch clock = new();
+    StreamWriter? lossLog;
+
+    /// <summary>A new run from randomly initialised weights (seeded by <see cref="TrainingOptions.Seed"/>).</summary>
+    public Trainer(DiffusionModelConfig config, TrainingOptions options, ImageDataset data, string? runDirectory = null,
+        Device? device = null) : this(config, options, data, runDirectory, device, resumeFrom: null)
+    {
+    }
+
+    Trainer(DiffusionModelConfig config, TrainingOptions options, ImageDataset data, string? runDirectory, Device? device,
+        Checkpoint.Parts? resumeFrom)
+    {
+        TorchNative.EnsureLoaded();
+        config.Validate();
+        options.Validate();
+        CheckData(config, options, data);
+        Config = config;
+        Options = options;
+        Data = data;
+        Device = device ?? Compute.Device;
+        RunDirectory = runDirectory;
+        Schedule = new NoiseSchedule(BetaSchedules.Create(config.Schedule, config.Timesteps));
+
+        // Weights are initialised from the seed: the same seed builds the same network.
+        manual_seed(options.Seed);
+        Model = new Unet(config.Unet);
+        if (options.EmaDecay > 0) EmaModel = new Unet(config.Unet);
+        Model.to(Device);
+        EmaModel?.to(Device);
+        parameters = Model.parameters().ToArray();
+        optimizer = optim.AdamW(parameters, lr: options.LearningRate, weight_decay: options.WeightDecay);
+        if (EmaModel is not null) ema = new Ema(Model, EmaModel, options.EmaDecay);
+        generator = new Generator((ulong)options.Seed);
+        var position = default(SamplerPosition);
+
+        if (resumeFrom is null)
+        {
+            ema?.CopyFromModel();
+        }
+        else
+        {
+            var info = resumeFrom.Info;
+            Checkpoint.LoadModule(Model, resumeFrom.Model, "model");
+            if (ema is not null)
+            {
+                if (resumeFrom.Ema is not null) Checkpoint.LoadModule(EmaModel!, resumeFrom.Ema, "EMA");
+                else ema.CopyFromModel();
+            }
+            if (resumeFrom.Optimizer is not null)
+            {
+                using var r = new BinaryReader(new MemoryStream(resumeFrom.Optimizer));
+                optimizer.load_state_dict(r);
+            }
+            using (var state = torch.tensor(Convert.FromBase64String(info.GeneratorState), dtype: ScalarType.Byte))
+                generator.set_state(state);
+            position = info.DataPosition;
+            Step = info.Step;
+            trainingSecondsBefore = info.TrainingSeconds;
+        }
+        sampler = new BatchSampler((int)data.Count, options.BatchSize, options.Seed, position);
+        Model.train();
+    }
+
+    /// <summary>
+    /// Continues a run from its checkpoint: same weights, EMA, optimiser moments, data order and random numbers, so the
+    /// result equals an uninterrupted run. Only the total number of steps may change.
+    /// </summary>
+    public static Trainer Resume(string checkpointPath, ImageDataset data, string? runDirectory = null, Device? device = null,
+        int? totalSteps = null)
+    {
+        var parts = Checkpoint.Load(checkpointPath);
+        var options = totalSteps is null ? parts.Info.Training : parts.Info.Training with { Steps = totalSteps.Value };
+        if (parts.Info.Step > options.Steps)
+            throw new ArgumentException(
+                $"the checkpoint is already at step {parts.Info.Step}, beyond the {options.Steps} steps asked for; ask for more steps.");
+        return new Trainer(parts.Info.Model, options, data, runDirectory, device, parts);
+    }
+
+    static void CheckData(DiffusionModelConfig config, TrainingOptions options, ImageDataset data)
+    {
+        if (data.Channels != config.Unet.Channels)
+            throw new ArgumentException(
+                $"the data has {data.Channels} channel(s) but the U-Net expects {config.Unet.Channels}; set the model's channels to match.");
+        if (data.Height != config.ImageSize || data.Width != config.ImageSize)
+            throw new ArgumentException(
+                $"the images are {data.Width}×{data.Height} but the model is configured for {config.ImageSize}×{config.ImageSize}; resize the data (ImageDataset.Resized).");
+        if (data.Count < options.BatchSize)
+            throw new ArgumentException($"the dataset has {data.Count} images, fewer than the batch size {options.BatchSize}; lower the batch size.");
+        if (config.Unet.NumClasses > 0)
+        {
+            if (data.Labels is null)
+                throw new ArgumentException("a class-conditional model needs labelled data, but this dataset has no labels.");
+            if (data.ClassNames.Count != config.Unet.NumClasses)
+                throw new ArgumentException($"the data has {data.ClassNames.Count} classes but the model {config.Unet.NumClasses}.");
+        }
+    }
+
+    /// <summary>Trains until <see cref="TrainingOptions.Steps"/>, writing checkpoints on the way if there is a run folder.</summary>
+    public void Train(CancellationToken cancel = default)
+    {
+        OpenLossLog();
+        try
+        {
+            while (Step < Options.Steps)
+            {
+                cancel.ThrowIfCancellationRequested();
+                TrainStep();
+                if (RunDirectory is not null && (Step % Options.CheckpointEvery == 0 || Step == Options.Steps))
+                    SaveCheckpoint();
+            }
+        }
+        finally
+        {
+            lossLog?.Flush();
+        }
+    }
+
+    readonly Queue<(long Ticks, int Images)> window = new();
+
+    /// <summary>One optimiser step of Algorithm 1; returns the loss.</summary>
+    public double TrainStep()
+    {
+        clock.Start();
+        long start = Stopwatch.GetTimestamp();
+        double lossValue, lr = Options.LearningRateAt(Step);
+        using (var scope = NewDisposeScope())
+        {
+            var indices = torch.tensor(sampler.Next());
+            // x_0 ~ q(x_0): a batch of training images in [−1, 1], randomly flipped
+            var x0 = Transforms.ToSignedUnit(Data.Images.index_select(0, indices));
+            if (Options.RandomFlip) x0 = Transforms.RandomHorizontalFlip(x0, generator);
+            Tensor? classes = null;
+            if (Config.Unet.NumClasses > 0)
+            {
+                classes = Data.Labels!.index_select(0, indices);
+                // Classifier-free guidance training: drop the label ("no label" = NumClasses) with probability p.
+                var drop = rand([classes.shape[0]], generator: generator) < Options.ClassDropout;
+                classes = where(drop, torch.tensor((long)Config.Unet.NumClasses), classes).to(Device);
+            }
+            x0 = x0.to(Device);
+            // t ~ Uniform{0..T−1}, ε ~ N(0, I), drawn on the CPU from the run's generator
+            var t = randint(0, Schedule.Timesteps, [x0.shape[0]], dtype: ScalarType.Int64, generator: generator).to(Device);
+            var noise = Compute.Randn(x0.shape, generator, Device);
+
+            var loss = DenoisingLoss.Compute((xt, tt) => Model.forward(xt, tt, classes), Schedule, x0, t, noise,
+                Config.Prediction, Options.Loss);
+            lossValue = loss.item<float>();
+            if (!double.IsFinite(lossValue))
+            {
+                var last = CheckpointPath is not null && File.Exists(CheckpointPath) ? $" The last good checkpoint is {CheckpointPath}." : "";
+                throw new TrainingDivergedException(
+                    $"the loss became {lossValue} at step {Step + 1}; training stopped and nothing was saved after the last checkpoint.{last} " +
+                    $"Lower the learning rate (now {lr:g3}), keep gradient clipping on, or check the data for NaN values.");
+            }
+            optimizer.zero_grad();
+            loss.backward();
+            if (Options.GradientClipNorm > 0) nn.utils.clip_grad_norm_(parameters, Options.GradientClipNorm);
+            foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
+            optimizer.step();
+            ema?.Update(Step);
+        }
+        Step++;
+        clock.Stop();
+
+        long now = Stopwatch.GetTimestamp();
+        window.Enqueue((now - start, Options.BatchSize));
+        while (window.Count > 20) window.Dequeue();
+        double seconds = window.Sum(w => w.Ticks) / (double)Stopwatch.Frequency;
+        double imagesPerSecond = seconds > 0 ? window.Sum(w => w.Images) / seconds : 0;
+
+        LossHistory.Add((Step, lossValue));
+        var elapsed = TimeSpan.FromSeconds(trainingSecondsBefore + clock.Elapsed.TotalSeconds);
+        lossLog?.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"{Step},{lossValue:R},{lr:R},{imagesPerSecond:F2},{elapsed.TotalSeconds:F2}"));
+        Progress?.Invoke(new TrainingProgress(Step, Options.Steps, lossValue, lr, imagesPerSecond, elapsed, sampler.Position.Epoch));
+        return lossValue;
+    }
+
+    /// <summary>Writes the checkpoint atomically (to <see cref="CheckpointPath"/> unless another path is given).</summary>
+    public string SaveCheckpoint(string? path = null)
+    {
+        path ??= CheckpointPath ?? throw new InvalidOperationException("no run folder: pass a checkpoint path");
+        byte[] optimizerBytes;
+        using (var ms = new MemoryStream())
+        {
+            using (var w = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true)) optimizer.save_state_dict(w);
+            optimizerBytes = ms.ToArray();
+        }
+        string generatorState;
+        using (var state = generator.get_state()) generatorState = Convert.ToBase64String(state.data<byte>().ToArray());
+        var recent = LossHistory.TakeLast(50).Select(l => l.Loss).DefaultIfEmpty(double.NaN).Average();
+        var info = new CheckpointInfo
+        {
+            Model = Config,
+            Training = Options,
+            Step = Step,
+            DataPosition = sampler.Position,
+            GeneratorState = generatorState,
+            HasEma = EmaModel is not null,
+            HasOptimizer = true,
+            RecentLoss = recent,
+            TrainingSeconds = trainingSecondsBefore + clock.Elapsed.TotalSeconds,
+        };
+        lossLog?.Flush();
+        Checkpoint.Save(path, new Checkpoint.Parts(info, Checkpoint.ModuleBytes(Model),
+            EmaModel is null ? null : Checkpoint.ModuleBytes(EmaModel), optimizerBytes));
+        CheckpointSaved?.Invoke(path);
+        return path;
+    }
+
+    /// <summary>
+    /// The loss log (step, loss, learning rate, images/s, seconds). On resume, rows after the checkpoint's step are
+    /// dropped (they belong to work that was lost), so the log always matches the weights.
+    /// </summary>
+    void OpenLossLog()
+    {
+        if (RunDirectory is null || lossLog is not null) return;
+        Directory.CreateDirectory(RunDirectory);
+        var path = Path.Combine(RunDirectory, LossLogFileName);
+        const string header = "step,loss,learning_rate,images_per_second,elapsed_seconds";
+        var kept = new List<string> { header };
+        if (Step > 0 && File.Exists(path))
+            kept.AddRange(File.ReadLines(path).Skip(1).Where(line =>
+                int.TryParse(line.Split(',')[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out var s) && s <= Step));
+        AtomicFile.WriteAllText(path, string.Join('\n', kept) + "\n");
+        lossLog = new StreamWriter(new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.Read)) { AutoFlush = false };
+    }
+
+    /// <summary>The trained network as a sampler's <see cref="DenoisingModel"/> (EMA weights when there are some).</summary>
+    public DenoisingModel Denoiser(bool useEma = true, Tensor? classes = null)
+    {
+        var net = useEma && EmaModel is not null ? EmaModel : Model;
+        return (x, t) => net.forward(x, t, classes);
+    }
+
+    public void Dispose()
+    {
+        lossLog?.Dispose();
+        lossLog = null;
+        optimizer.Dispose();
+        Model.Dispose();
+        EmaModel?.Dispose();
+        Schedule.Dispose();
+        generator.Dispose();
+    }
+}
