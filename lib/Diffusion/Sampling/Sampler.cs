@@ -12,7 +12,7 @@ public sealed class SamplingResult : IDisposable
     public required Tensor Samples { get; init; }
     /// <summary>Snapshots of x_t (first: pure noise x_T; last: the samples).</summary>
     public List<Tensor> Intermediates { get; } = new();
-    /// <summary>The time step t of each snapshot (T for the initial noise, −1 for the final samples).</summary>
+    /// <summary>The time step each snapshot is x_t of (0-based: T−1 for the initial noise x_T; −1 for the final samples).</summary>
     public List<int> IntermediateTimesteps { get; } = new();
 
     public void Dispose()

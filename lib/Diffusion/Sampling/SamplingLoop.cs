@@ -19,7 +19,7 @@ static class SamplingLoop
             if (captureEvery > 0)
             {
                 intermediates.Add(x.clone().DetachFromDisposeScope());
-                intermediateTimesteps.Add(timesteps.Length > 0 ? timesteps[0] + 1 : 0);
+                intermediateTimesteps.Add(timesteps.Length > 0 ? timesteps[0] : -1);
             }
             try
             {

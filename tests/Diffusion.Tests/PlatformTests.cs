@@ -1,0 +1,88 @@
+using Diffusion.Platform;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Diffusion.Tests;
+
+public class PlatformTests
+{
+    [Fact]
+    public void TorchLoadsAndSecondCallIsANoOp()
+    {
+        var first = TorchNative.EnsureLoaded();
+        var second = TorchNative.EnsureLoaded();
+        Assert.Same(first, second);
+        // torch really works: the seeded CPU generator gives PyTorch's numbers (torch.manual_seed(0); torch.randn(5)).
+        manual_seed(0);
+        var values = randn(5).data<float>().ToArray();
+        Assert.Equal(new[] { 1.5409961f, -0.2934289f, -2.1787894f, 0.5684313f, -1.0845224f }, values, new FloatTolerance(1e-6f));
+    }
+
+    [Fact]
+    public void PatchesExactlyWhenTheSystemLibstdcxxLacksTheMarkerVersion()
+    {
+        var report = TorchNative.EnsureLoaded();
+        if (!OperatingSystem.IsLinux()) { Assert.False(report.Patched); return; }
+        // Independent check of the system: does the libstdc++ the process uses define GLIBCXX_3.4.32?
+        var libstdcxx = File.ReadLines("/proc/self/maps").Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .Where(f => f.Length >= 6 && f[5].Contains("libstdc++.so")).Select(f => f[5]).First();
+        bool systemHasMarker = ContainsAscii(File.ReadAllBytes(libstdcxx), TorchNative.MarkerVersion);
+        Assert.Equal(!systemHasMarker, report.Patched);
+        if (report.Patched)
+        {
+            Assert.NotNull(report.LibTorchSharp);
+            var reqs = ElfVersionNeeds.Read(File.ReadAllBytes(report.LibTorchSharp!));
+            Assert.Contains(reqs, r => r.Version == TorchNative.MarkerVersion && r.IsWeak);
+            Assert.All(reqs.Where(r => r.Version != TorchNative.MarkerVersion), r => Assert.False(r.IsWeak));
+        }
+    }
+
+    [Fact]
+    public void PatchedCopyDiffersFromTheOriginalOnlyInOneFlag()
+    {
+        var report = TorchNative.EnsureLoaded();
+        if (!report.Patched) return;   // nothing to compare on systems with GCC 13+
+        var original = Directory.EnumerateFiles(AppContext.BaseDirectory, "libLibTorchSharp.so", SearchOption.AllDirectories).First();
+        var a = File.ReadAllBytes(original);
+        var b = File.ReadAllBytes(report.LibTorchSharp!);
+        Assert.Equal(a.Length, b.Length);
+        var differing = Enumerable.Range(0, a.Length).Where(i => a[i] != b[i]).ToList();
+        Assert.Single(differing);
+        Assert.Equal(ElfVersionNeeds.VerFlgWeak, b[differing[0]] ^ a[differing[0]]);
+        var weakened = ElfVersionNeeds.Read(a).Single(r => r.FlagsOffset == differing[0]);
+        Assert.Equal(TorchNative.MarkerVersion, weakened.Version);
+    }
+
+    [Fact]
+    public void ElfReaderRejectsGarbage()
+    {
+        Assert.Throws<InvalidDataException>(() => ElfVersionNeeds.Read(new byte[100]));
+        var fakeHeader = new byte[64];
+        fakeHeader[0] = 0x7f; fakeHeader[1] = (byte)'E'; fakeHeader[2] = (byte)'L'; fakeHeader[3] = (byte)'F';
+        fakeHeader[4] = 2; fakeHeader[5] = 1;
+        fakeHeader[0x28] = 0xff; fakeHeader[0x3A] = 64; fakeHeader[0x3C] = 10;   // section table beyond the file
+        Assert.Throws<InvalidDataException>(() => ElfVersionNeeds.Read(fakeHeader));
+    }
+
+    [Fact]
+    public void UnknownOrUnavailableDeviceIsAClearError()
+    {
+        Assert.Equal(DeviceType.CPU, Compute.Resolve("cpu").type);
+        var e = Assert.Throws<ArgumentException>(() => Compute.Resolve("tpu"));
+        Assert.Contains("unknown device", e.Message);
+        if (!cuda.is_available())
+            Assert.Contains("CUDA is not available", Assert.Throws<ArgumentException>(() => Compute.Resolve("cuda")).Message);
+    }
+
+    static bool ContainsAscii(byte[] haystack, string needle)
+    {
+        var n = System.Text.Encoding.ASCII.GetBytes(needle + "\0");
+        return haystack.AsSpan().IndexOf(n) >= 0;
+    }
+}
+
+sealed class FloatTolerance(float tolerance) : IEqualityComparer<float>
+{
+    public bool Equals(float x, float y) => Math.Abs(x - y) <= tolerance;
+    public int GetHashCode(float obj) => 0;
+}

@@ -1,0 +1,188 @@
+using Diffusion.Model;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Diffusion.Tests;
+
+public class UnetTests
+{
+    public static TheoryData<string, UnetConfig, int> Configs() => new()
+    {
+        { "annotated 28px", new UnetConfig(), 28 },
+        { "convnext", new UnetConfig { Dim = 16, Block = BlockType.ConvNext }, 28 },
+        { "rgb 32px 4 levels", new UnetConfig { Dim = 16, Channels = 3, DimMults = [1, 2, 4, 8] }, 32 },
+        { "init/out dims, attention at level 2 only", new UnetConfig { Dim = 16, InitDim = 8, OutDim = 2, LinearAttentionLevels = [2] }, 28 },
+        { "one level, no linear attention", new UnetConfig { Dim = 8, DimMults = [1], LinearAttentionLevels = [] }, 9 },
+        { "class conditional", new UnetConfig { Dim = 16, NumClasses = 10 }, 28 },
+    };
+
+    [Theory]
+    [MemberData(nameof(Configs))]
+    public void OutputHasTheInputShapeAndIsFiniteAtInitialisation(string name, UnetConfig config, int size)
+    {
+        manual_seed(1);
+        using var net = new Unet(config);
+        using var scope = NewDisposeScope();
+        var x = randn(3, config.Channels, size, size);
+        var t = tensor(new long[] { 0, 5, 299 });
+        var y = net.call(x, t);
+        Assert.Equal(new long[] { 3, config.ResolvedOutDim, size, size }, y.shape);
+        Assert.True(isfinite(y).all().item<bool>(), name);
+        Assert.True(y.abs().max().item<float>() > 0, name);
+    }
+
+    [Fact]
+    public void EveryGroupNormIsInitialisedToIdentity()
+    {
+        using var net = new Unet(new UnetConfig { Dim = 16, Block = BlockType.ConvNext });
+        var norms = net.modules().OfType<GroupNorm>().ToList();
+        Assert.NotEmpty(norms);
+        foreach (var n in norms)
+        {
+            Assert.True(n.weight!.eq(1).all().item<bool>());
+            Assert.True(n.bias!.eq(0).all().item<bool>());
+        }
+    }
+
+    [Fact]
+    public void SinusoidalEmbeddingMatchesTheFormula()
+    {
+        using var emb = new SinusoidalPositionEmbeddings(16);
+        var t = tensor(new long[] { 0, 1, 17, 999 });
+        var e = emb.call(t).data<float>().ToArray();
+        for (int b = 0; b < 4; b++)
+        {
+            double time = new[] { 0, 1, 17, 999 }[b];
+            for (int i = 0; i < 8; i++)
+            {
+                double omega = Math.Pow(10000, -i / 7.0);
+                Assert.Equal(Math.Sin(time * omega), e[b * 16 + i], 3);
+                Assert.Equal(Math.Cos(time * omega), e[b * 16 + 8 + i], 3);
+            }
+        }
+    }
+
+    [Fact]
+    public void AttentionMatchesANaiveComputation()
+    {
+        manual_seed(2);
+        using var attn = new Attention(dim: 6, heads: 2, dimHead: 3);
+        using var scope = NewDisposeScope();
+        var x = randn(1, 6, 2, 3);
+        var got = attn.call(x);
+        using var noGrad = no_grad();
+        // Naive: project with the same 1×1 convs, loop over heads and positions, softmax by hand, all in float64 arrays.
+        var named = attn.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        double[] Flat(Tensor t) => t.detach().to(ScalarType.Float64).contiguous().data<double>().ToArray();
+        var wqkv = Flat(named["to_qkv.weight"]);          // [18, 6]
+        var wout = Flat(named["to_out.weight"]);          // [6, 6]
+        var bout = Flat(named["to_out.bias"]);
+        var xs = Flat(x);                                 // [6 channels, 6 positions]
+        const int C = 6, P = 6, D = 3;
+        var qkv = new double[18, P];
+        for (int o = 0; o < 18; o++)
+            for (int p = 0; p < P; p++)
+                for (int c = 0; c < C; c++) qkv[o, p] += wqkv[o * C + c] * xs[c * P + p];
+        var heads = new double[C, P];
+        for (int h = 0; h < 2; h++)
+            for (int i = 0; i < P; i++)
+            {
+                var scores = new double[P];
+                for (int j = 0; j < P; j++)
+                    for (int d = 0; d < D; d++) scores[j] += qkv[h * D + d, i] / Math.Sqrt(D) * qkv[6 + h * D + d, j];
+                double max = scores.Max(), sum = scores.Sum(v => Math.Exp(v - max));
+                for (int j = 0; j < P; j++)
+                    for (int d = 0; d < D; d++) heads[h * D + d, i] += Math.Exp(scores[j] - max) / sum * qkv[12 + h * D + d, j];
+            }
+        var expectedValues = new double[C * P];
+        for (int o = 0; o < C; o++)
+            for (int p = 0; p < P; p++)
+            {
+                expectedValues[o * P + p] = bout[o];
+                for (int c = 0; c < C; c++) expectedValues[o * P + p] += wout[o * C + c] * heads[c, p];
+            }
+        var expected = tensor(expectedValues).reshape(1, 6, 2, 3);
+        Assert.True(allclose(got.to(ScalarType.Float64), expected, rtol: 1e-4, atol: 1e-5));
+    }
+
+    [Fact]
+    public void LinearAttentionMatchesTheEinsumDefinition()
+    {
+        manual_seed(3);
+        using var attn = new LinearAttention(dim: 4, heads: 2, dimHead: 5);
+        using var scope = NewDisposeScope();
+        var x = randn(2, 4, 3, 3);
+        var got = attn.call(x);
+        var named = attn.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        var qkv = nn.functional.conv2d(x, named["to_qkv.weight"]).chunk(3, 1);
+        Tensor Heads(Tensor z) => z.reshape(2, 2, 5, 9);
+        var q = Heads(qkv[0]).softmax(-2) * (1 / Math.Sqrt(5));
+        var k = Heads(qkv[1]).softmax(-1);
+        var v = Heads(qkv[2]);
+        var context = einsum("bhdn,bhen->bhde", k, v);
+        var output = einsum("bhde,bhdn->bhen", context, q).reshape(2, 10, 3, 3);
+        var projected = nn.functional.conv2d(output, named["to_out.0.weight"], named["to_out.0.bias"]);
+        var expected = nn.functional.group_norm(projected, 1, named["to_out.1.weight"], named["to_out.1.bias"]);
+        Assert.True(allclose(got, expected, rtol: 1e-4, atol: 1e-5));
+    }
+
+    [Fact]
+    public void DownsampleKeepsEveryPixelInTheEinopsOrder()
+    {
+        // "b c (h p1) (w p2) -> b (c p1 p2) h w": channel c·4 + p1·2 + p2 holds pixel (2h + p1, 2w + p2) of channel c.
+        var x = arange(2 * 4 * 4, dtype: ScalarType.Float32).reshape(1, 2, 4, 4);
+        var y = nn.functional.pixel_unshuffle(x, 2);
+        for (int c = 0; c < 2; c++)
+            for (int p1 = 0; p1 < 2; p1++)
+                for (int p2 = 0; p2 < 2; p2++)
+                    for (int h = 0; h < 2; h++)
+                        for (int w = 0; w < 2; w++)
+                            Assert.Equal(x[0, c, 2 * h + p1, 2 * w + p2].item<float>(), y[0, c * 4 + p1 * 2 + p2, h, w].item<float>());
+    }
+
+    [Fact]
+    public void ParameterNamesFollowThePyTorchModule()
+    {
+        using var net = new Unet(new UnetConfig());
+        var names = net.named_parameters().Select(p => p.name).ToHashSet();
+        foreach (var expected in new[]
+                 {
+                     "init_conv.weight", "time_mlp.1.weight", "time_mlp.3.bias", "downs.0.0.mlp.1.weight", "downs.0.0.block1.proj.weight",
+                     "downs.0.1.block2.norm.bias", "downs.0.2.fn.fn.to_qkv.weight", "downs.0.2.fn.norm.weight", "downs.0.3.1.weight",
+                     "downs.2.3.weight", "mid_attn.fn.fn.to_out.weight", "ups.0.0.res_conv.weight", "ups.1.3.1.weight",
+                     "final_res_block.block1.proj.weight", "final_conv.bias",
+                 })
+            Assert.Contains(expected, names);
+        Assert.Equal(net.ParameterCount(), net.parameters().Sum(p => p.numel()));
+    }
+
+    [Fact]
+    public void ClassLabelsChangeTheOutputAndNullMeansNoLabel()
+    {
+        manual_seed(4);
+        using var net = new Unet(new UnetConfig { Dim = 8, DimMults = [1, 2], NumClasses = 3 });
+        using var scope = NewDisposeScope();
+        // Give the label embedding weight so that labels matter at initialisation.
+        var x = randn(3, 1, 8, 8);
+        var t = tensor(new long[] { 3, 3, 3 });
+        var a = net.forward(x, t, tensor(new long[] { 0, 1, 2 }));
+        var none = net.forward(x, t, null);
+        var explicitNone = net.forward(x, t, tensor(new long[] { 3, 3, 3 }));
+        Assert.False(allclose(a, none));
+        Assert.True(allclose(none, explicitNone));
+    }
+
+    [Fact]
+    public void BadConfigurationsAndInputsGiveClearErrors()
+    {
+        Assert.Contains("divisible by ResnetBlockGroups",
+            Assert.Throws<ArgumentException>(() => new Unet(new UnetConfig { Dim = 10, ResnetBlockGroups = 4 })).Message);
+        Assert.Contains("multiple of 8", Assert.Throws<ArgumentException>(() => new UnetConfig { DimMults = [1, 2, 4, 8] }.ValidateImageSize(28)).Message);
+        Assert.Contains("even", Assert.Throws<ArgumentException>(() => new UnetConfig { Dim = 7, ResnetBlockGroups = 1 }.Validate()).Message);
+        using var net = new Unet(new UnetConfig { Dim = 8, DimMults = [1, 2] });
+        Assert.Contains("expects images shaped", Assert.Throws<ArgumentException>(() => net.call(zeros(2, 3, 8, 8), zeros(2, dtype: ScalarType.Int64))).Message);
+        Assert.Contains("one time step per image", Assert.Throws<ArgumentException>(() => net.call(zeros(2, 1, 8, 8), zeros(3, dtype: ScalarType.Int64))).Message);
+        Assert.Contains("unconditional", Assert.Throws<ArgumentException>(() => net.forward(zeros(2, 1, 8, 8), zeros(2, dtype: ScalarType.Int64), zeros(2, dtype: ScalarType.Int64))).Message);
+    }
+}
