@@ -77,7 +77,6 @@ static class TrainCommand
             prediction, loss, steps, epochs, batch, lr, warmup, lrSchedule, emaDecay, gradClip, noFlip, classDropout, seed,
             device, threads, output, resume, checkpointEvery, samples, sampler, sampleSteps,
         };
-        Option[] modelOptions = [dim, dimMults, block, groups, attention, conditional, timesteps, schedule, prediction, imageSize];
 
         cmd.SetAction(p =>
         {
@@ -102,18 +101,23 @@ static class TrainCommand
             var ds = DataLocator.Load(p.GetValue(data)!, p.GetValue(labels), p.GetValue(imageSize) ?? previous?.Model.ImageSize, p.GetValue(channels));
             Console.WriteLine($"data: {ds.Description}: {ds.Count} images {ds.Width}×{ds.Height}×{ds.Channels}");
 
+            // On --resume, every model option not typed on the command line comes from the checkpoint.
+            T Pick<T>(Option<T> option, Func<DiffusionModelConfig, T> saved) =>
+                previous is not null && !p.Given(option) ? saved(previous.Model) : p.GetValue(option)!;
             var unet = new UnetConfig
             {
-                Dim = p.GetValue(dim), DimMults = p.GetValue(dimMults)!, Block = p.GetValue(block), ResnetBlockGroups = p.GetValue(groups),
-                Channels = ds.Channels, LinearAttentionLevels = ParseLevels(p.GetValue(attention)!),
-                NumClasses = p.GetValue(conditional) ? Math.Max(1, ds.ClassNames.Count) : 0,
+                Dim = Pick(dim, c => c.Unet.Dim), DimMults = Pick(dimMults, c => c.Unet.DimMults), Block = Pick(block, c => c.Unet.Block),
+                ResnetBlockGroups = Pick(groups, c => c.Unet.ResnetBlockGroups), Channels = ds.Channels,
+                LinearAttentionLevels = previous is not null && !p.Given(attention) ? previous.Model.Unet.LinearAttentionLevels : ParseLevels(p.GetValue(attention)!),
+                NumClasses = Pick(conditional, c => c.Unet.NumClasses > 0) ? Math.Max(1, ds.ClassNames.Count) : 0,
             };
             if (unet.NumClasses > 0 && ds.Labels is null)
                 throw new CliException("--conditional needs labelled data: this data has no labels (IDX without --labels, or an image folder without class subfolders).");
             var config = new DiffusionModelConfig
             {
-                Unet = unet, Schedule = p.GetValue(schedule), Timesteps = p.GetValue(timesteps), Prediction = p.GetValue(prediction),
-                ImageSize = ds.Height, ClassNames = unet.NumClasses > 0 ? ds.ClassNames.ToArray() : [], Data = ds.Description,
+                Unet = unet, Schedule = Pick(schedule, c => c.Schedule), Timesteps = Pick(timesteps, c => c.Timesteps),
+                Prediction = Pick(prediction, c => c.Prediction), ImageSize = ds.Height,
+                ClassNames = unet.NumClasses > 0 ? ds.ClassNames.ToArray() : [], Data = ds.Description,
             };
             int batchSize = p.GetValue(batch);
             int totalSteps = p.GetValue(epochs) is { } e ? Math.Max(1, (int)Math.Ceiling(e * (ds.Count / Math.Max(1, batchSize)))) : p.GetValue(steps);
@@ -128,9 +132,8 @@ static class TrainCommand
             Trainer trainer;
             if (previous is not null)
             {
-                // Model options typed on the command line must agree with the checkpoint; the rest comes from it.
-                var typed = modelOptions.Where(p.Given).Select(x => x.Name).ToList();
-                var diffs = typed.Count > 0 ? config.DifferencesFrom(previous.Model) : [];
+                // Model options typed on the command line (and the data's shape) must agree with the checkpoint.
+                var diffs = config.DifferencesFrom(previous.Model);
                 if (diffs.Count > 0)
                     throw new CliException(
                         $"{checkpointPath} was trained with another configuration: {string.Join("; ", diffs)} (this command vs the checkpoint). " +

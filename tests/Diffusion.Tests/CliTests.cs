@@ -1,0 +1,136 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using Diffusion.Training;
+using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.PixelFormats;
+
+namespace Diffusion.Tests;
+
+/// <summary>Runs the CLI as a separate process, as a user would.</summary>
+static class Cli
+{
+    public sealed record Result(int ExitCode, string Stdout, string Stderr)
+    {
+        public string All => Stdout + Stderr;
+    }
+
+    public static Result Run(string workingDir, params string[] args)
+    {
+        var dll = Path.Combine(AppContext.BaseDirectory, "Diffusion.Cli.dll");
+        var psi = new ProcessStartInfo("dotnet") { WorkingDirectory = workingDir, RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add(dll);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment["DIFFUSION_DATA_DIR"] = Path.Combine(TestSetup.RepoRoot, "data");
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(TimeSpan.FromMinutes(10)))
+        {
+            p.Kill(entireProcessTree: true);
+            throw new TimeoutException($"CLI {string.Join(' ', args)} did not finish in 10 minutes");
+        }
+        return new Result(p.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    /// <summary>The smallest settings that still exercise every stage.</summary>
+    public static readonly string[] Tiny =
+        ["--steps", "4", "--batch-size", "4", "--dim", "8", "--dim-mults", "1,2", "--attention-levels", "1", "--timesteps", "20",
+         "--checkpoint-every", "2"];
+}
+
+public class CliTests
+{
+    [Fact]
+    public void TrainThenSampleEndToEnd()
+    {
+        using var dir = TestSetup.Temp();
+        var run = dir["run"];
+        var train = Cli.Run(dir.Path, ["train", "--out", run, .. Cli.Tiny, "--samples", "4"]);
+        Assert.True(train.ExitCode == 0, train.All);
+        Assert.Contains("Fashion-MNIST train: 60000 images", train.Stdout);
+        foreach (var f in new[] { "checkpoint.ckpt", "loss.csv", "samples.png", "denoising.gif", "run.json" })
+            Assert.True(File.Exists(Path.Combine(run, f)), $"{f} missing; output:\n{train.All}");
+        Assert.Equal(5, File.ReadAllLines(Path.Combine(run, "loss.csv")).Length);          // header + 4 steps
+        Assert.Equal(4, Checkpoint.ReadInfo(Path.Combine(run, "checkpoint.ckpt")).Step);
+        using (var png = Image.Load<Rgb24>(Path.Combine(run, "samples.png")))
+            Assert.Equal(2 + 2 * (28 * 2 + 2), png.Width);                                   // 2 columns of 56 px + padding
+        using (var gif = Image.Load<Rgb24>(Path.Combine(run, "denoising.gif")))
+            Assert.True(gif.Frames.Count >= 10);
+
+        var sample = Cli.Run(dir.Path, "sample", "--checkpoint", run, "--count", "9", "--sampler", "ddim", "--steps", "5", "--out", dir["s.png"], "--gif", dir["s.gif"]);
+        Assert.True(sample.ExitCode == 0, sample.All);
+        using (var png = Image.Load<Rgb24>(dir["s.png"])) Assert.Equal(2 + 3 * 58, png.Width);
+        using (var gif = Image.Load<Rgb24>(dir["s.gif"])) Assert.Equal(6, gif.Frames.Count);   // x_T + 5 DDIM steps
+
+        // Same seed, same samples: the CLI is deterministic end to end.
+        var again = Cli.Run(dir.Path, "sample", "--checkpoint", run, "--count", "9", "--sampler", "ddim", "--steps", "5", "--out", dir["s2.png"]);
+        Assert.True(again.ExitCode == 0, again.All);
+        Assert.Equal(File.ReadAllBytes(dir["s.png"]), File.ReadAllBytes(dir["s2.png"]));
+    }
+
+    [Fact]
+    public void ExistingRunIsNeverOverwrittenAndResumeChecksTheConfiguration()
+    {
+        using var dir = TestSetup.Temp();
+        var run = dir["run"];
+        var first = Cli.Run(dir.Path, ["train", "--out", run, .. Cli.Tiny, "--samples", "0"]);
+        Assert.True(first.ExitCode == 0, first.All);
+        var checkpoint = Path.Combine(run, "checkpoint.ckpt");
+        var hash = SHA256.HashData(File.ReadAllBytes(checkpoint));
+
+        var again = Cli.Run(dir.Path, ["train", "--out", run, .. Cli.Tiny]);
+        Assert.Equal(2, again.ExitCode);
+        Assert.Contains("already holds a checkpoint", again.Stderr);
+        Assert.Single(again.Stderr.Trim().Split('\n'));
+
+        var other = Cli.Run(dir.Path, "train", "--out", run, "--dim", "16", "--resume");
+        Assert.Equal(2, other.ExitCode);
+        Assert.Contains("trained with another configuration", other.Stderr);
+        Assert.Contains("Dim: 16 vs 8", other.Stderr);
+        Assert.Equal(hash, SHA256.HashData(File.ReadAllBytes(checkpoint)));                   // nothing was lost
+
+        var resumed = Cli.Run(dir.Path, "train", "--out", run, "--resume", "--steps", "6", "--samples", "0");
+        Assert.True(resumed.ExitCode == 0, resumed.All);
+        Assert.Contains("resuming", resumed.Stdout);
+        Assert.Equal(6, Checkpoint.ReadInfo(checkpoint).Step);
+    }
+
+    public static TheoryData<string[], string> BadArguments() => new()
+    {
+        { ["train", "--timesteps", "0"], "--timesteps must be between" },
+        { ["train", "--schedule", "exponential"], "not one of linear, quadratic, cosine, sigmoid" },
+        { ["train", "--dim-mults", "1,x"], "comma-separated list of integers" },
+        { ["train", "--data", "/no/such/place"], "no such file or folder" },
+        { ["train", "--dim", "10", "--steps", "1"], "divisible by ResnetBlockGroups" },
+        { ["train", "--dim-mults", "1,2,4,8", "--steps", "1"], "multiple of 8" },
+        { ["train", "--device", "cuda", "--steps", "1"], "CUDA is not available" },
+        { ["train", "--batch-size", "0"], "--batch-size must be between" },
+        { ["train", "--lr", "abc"], "abc" },
+        { ["train", "--conditional", "--data", "IDXFILE", "--steps", "1"], "needs labelled data" },
+        { ["sample", "--checkpoint", "/no/such.ckpt"], "not found" },
+        { ["sample", "--checkpoint", "CORRUPT"], "damaged or truncated" },
+        { ["train", "--resume", "--out", "EMPTYDIR"], "no checkpoint" },
+        { ["frobnicate"], "frobnicate" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadArguments))]
+    public void BadArgumentsAndFilesGiveOneClearErrorAndNonZeroExit(string[] args, string expected)
+    {
+        using var dir = TestSetup.Temp();
+        // Placeholders for files the case needs.
+        Data.IdxFile.Write(dir["images.idx"], new Data.IdxArray([8, 28, 28], new byte[8 * 784]));
+        File.WriteAllBytes(dir["corrupt.ckpt"], [.. "DDPMCKPT"u8, .. new byte[100]]);
+        Directory.CreateDirectory(dir["empty"]);
+        var resolved = args.Select(a => a switch
+        {
+            "IDXFILE" => dir["images.idx"], "CORRUPT" => dir["corrupt.ckpt"], "EMPTYDIR" => dir["empty"], _ => a,
+        }).ToList();
+        if (resolved[0] == "train" && !resolved.Contains("--out")) resolved.AddRange(["--out", dir["run"]]);
+        var r = Cli.Run(dir.Path, [.. resolved]);
+        Assert.True(r.ExitCode != 0, $"exit 0 for {string.Join(' ', args)}:\n{r.All}");
+        Assert.Contains(expected, r.Stderr);
+        Assert.DoesNotContain("   at ", r.Stderr);                                            // no stack trace
+        Assert.False(File.Exists(Path.Combine(dir["run"], "checkpoint.ckpt")));
+    }
+}
