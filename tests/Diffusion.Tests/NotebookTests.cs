@@ -1,0 +1,103 @@
+using System.Text.Json.Nodes;
+
+namespace Diffusion.Tests;
+
+/// <summary>
+/// Every course notebook runs top to bottom in the real kernel (dotnet-repl), in quick mode, without a cell error,
+/// and shows the figures it promises. The harness itself is tested on deliberately broken notebooks.
+/// </summary>
+public class NotebookTests
+{
+    /// <summary>What each notebook must show at least: PNG images, Plotly charts, GIF animations.</summary>
+    public static readonly Dictionary<string, (int Png, int Charts, int Gif)> Expected = new()
+    {
+        ["00-setup.ipynb"] = (1, 1, 0),
+    };
+
+    static string NotebooksDir => Path.Combine(TestSetup.RepoRoot, "notebooks");
+
+    static List<string> NotebookNames() =>
+        Directory.GetFiles(NotebooksDir, "*.ipynb").Select(f => Path.GetFileName(f)!).Order(StringComparer.Ordinal).ToList();
+
+    public static TheoryData<string> Notebooks()
+    {
+        var data = new TheoryData<string>();
+        foreach (var nb in NotebookNames()) data.Add(nb);
+        return data;
+    }
+
+    /// <summary>Problems with a run: cell errors, then missing figures.</summary>
+    internal static List<string> Problems(NotebookRunner.Result r, (int Png, int Charts, int Gif) expected)
+    {
+        var problems = new List<string>();
+        var failures = r.Failures();
+        if (failures.Length > 0) problems.Add(failures);
+        if (r.Count("image/png") < expected.Png) problems.Add($"{r.Notebook}: {r.Count("image/png")} image/png outputs, expected at least {expected.Png}");
+        if (r.PlotlyCharts < expected.Charts) problems.Add($"{r.Notebook}: {r.PlotlyCharts} Plotly charts, expected at least {expected.Charts}");
+        if (r.Count("image/gif") < expected.Gif) problems.Add($"{r.Notebook}: {r.Count("image/gif")} image/gif outputs, expected at least {expected.Gif}");
+        return problems;
+    }
+
+    [Theory]
+    [MemberData(nameof(Notebooks))]
+    public void NotebookRunsCleanInQuickMode(string notebook)
+    {
+        Assert.True(Expected.ContainsKey(notebook), $"{notebook} has no entry in NotebookTests.Expected: say which figures it must show");
+        var r = NotebookRunner.Execute(Path.Combine(NotebooksDir, notebook), TimeSpan.FromMinutes(15));
+        var problems = Problems(r, Expected[notebook]);
+        Assert.True(problems.Count == 0, string.Join("\n", problems) + $"\n(executed copy: {r.ExecutedPath})");
+    }
+
+    [Theory]
+    [MemberData(nameof(Notebooks))]
+    public void CommittedNotebookIsCleanAndLinksOn(string notebook)
+    {
+        var root = JsonNode.Parse(File.ReadAllText(Path.Combine(NotebooksDir, notebook)))!;
+        Assert.Equal(".net-csharp", (string?)root["metadata"]!["kernelspec"]!["name"]);
+        var cells = root["cells"]!.AsArray();
+        foreach (var cell in cells.Where(c => (string?)c!["cell_type"] == "code"))
+            Assert.True((cell!["outputs"]?.AsArray().Count ?? 0) == 0, $"{notebook} is committed with outputs");
+        string Source(JsonNode c) => string.Concat(c["source"]!.AsArray().Select(x => (string?)x));
+        var codeCells = cells.Where(c => (string?)c!["cell_type"] == "code").Select(c => Source(c!)).ToList();
+        Assert.Contains("#load \"build-course.csx\"", codeCells[0]);
+        Assert.Contains("#load \"course.csx\"", codeCells[1]);
+        Assert.Contains("Course.Setup(", codeCells[1]);
+        // Every notebook but the last ends with a link to the next one, which exists.
+        var all = NotebookNames();
+        int i = all.IndexOf(notebook);
+        if (i < all.Count - 1)
+        {
+            var last = Source(cells[^1]!);
+            Assert.Contains($"({all[i + 1]})", last);
+        }
+    }
+
+    [Fact]
+    public void HarnessReportsTheFailingCellOfABrokenNotebook()
+    {
+        var r = NotebookRunner.Execute(Path.Combine(AppContext.BaseDirectory, "NotebookFixtures", "broken.ipynb"), TimeSpan.FromMinutes(5));
+        var problems = Problems(r, (0, 0, 0));
+        var text = string.Join("\n", problems);
+        Assert.NotEqual(0, r.ExitCode);
+        Assert.Contains("broken.ipynb cell 3", text);                    // the cell that throws
+        Assert.Contains("deliberately broken", text);                    // its message
+        Assert.Contains("broken.ipynb cell 4", text);                    // a compile error is caught too
+        Assert.Contains("CS0103", text);
+        Assert.DoesNotContain("cell 2 ", text);                          // the good cell is not blamed
+        // The good cell after the failures still ran (the kernel goes on), and its output is read.
+        Assert.Contains(r.Outputs, o => o.Cell == 5 && o.Text.Contains("still alive"));
+    }
+
+    [Fact]
+    public void HarnessReportsMissingFigures()
+    {
+        var r = NotebookRunner.Execute(Path.Combine(AppContext.BaseDirectory, "NotebookFixtures", "no-figures.ipynb"), TimeSpan.FromMinutes(5));
+        Assert.Equal(0, r.ExitCode);
+        Assert.Empty(r.Failures());
+        var problems = Problems(r, (1, 1, 1));
+        Assert.Equal(3, problems.Count);
+        Assert.Contains("0 image/png outputs", problems[0]);
+        Assert.Contains("0 Plotly charts", problems[1]);
+        Assert.Contains("0 image/gif outputs", problems[2]);
+    }
+}
