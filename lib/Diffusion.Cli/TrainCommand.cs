@@ -22,6 +22,7 @@ static class TrainCommand
         Timesteps = 500,
     };
     public static readonly TrainingOptions DefaultTraining = new();
+    public const string ModelFileName = "model.ckpt";
 
     static readonly (string, ScheduleKind)[] Schedules =
         [("linear", ScheduleKind.Linear), ("quadratic", ScheduleKind.Quadratic), ("cosine", ScheduleKind.Cosine), ("sigmoid", ScheduleKind.Sigmoid)];
@@ -64,7 +65,7 @@ static class TrainCommand
         var device = Opt("--device", "cpu, cuda or auto", "cpu");
         var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads (default: one per core)" };
         threads.Range(1, 1024);
-        var output = Opt("--out", "Run folder (checkpoint.ckpt, loss.csv, samples.png, denoising.gif)", Path.Combine("runs", "fashion-mnist"));
+        var output = Opt("--out", "Run folder (checkpoint.ckpt, model.ckpt, loss.csv, samples.png, denoising.gif, run.json)", Path.Combine("runs", "fashion-mnist"));
         var resume = Opt("--resume", "Continue the run in --out from its checkpoint", false);
         var checkpointEvery = Opt("--checkpoint-every", "Checkpoint every N steps", o.CheckpointEvery).Range(1, 1e9);
         var samples = Opt("--samples", "Images to sample at the end (0 = none)", 64).Range(0, 4096);
@@ -155,6 +156,8 @@ static class TrainCommand
                                   $"mults [{string.Join(",", trainer.Config.Unet.DimMults)}], {trainer.Config.Schedule} schedule, T={trainer.Config.Timesteps}, " +
                                   $"batch {trainer.Options.BatchSize}, {trainer.Options.Steps} steps, device {dev.type}");
                 RunTraining(trainer);
+                var modelPath = trainer.SaveModelForSampling(Path.Combine(outDir, ModelFileName));
+                Console.WriteLine($"wrote {modelPath} (weights for sampling only, {new FileInfo(modelPath).Length / 1e6:F1} MB)");
                 WriteSummary(trainer, outDir);
 
                 int n = p.GetValue(samples);

@@ -116,6 +116,21 @@ public class TrainingTests
     }
 
     [Fact]
+    public void SamplingOnlyCheckpointHoldsTheEmaWeightsAndCannotBeResumed()
+    {
+        using var data = TinyData();
+        using var dir = TestSetup.Temp();
+        using var trainer = new Trainer(TinyModel(), Quick(3), data, dir.Path);
+        trainer.Train();
+        var slim = trainer.SaveModelForSampling(dir["model.ckpt"]);
+        Assert.True(new FileInfo(slim).Length < new FileInfo(trainer.CheckpointPath!).Length / 3);
+        var (model, info) = Checkpoint.LoadModel(slim);
+        using (model) Assert.Equal(Weights(trainer.EmaModel!), Weights(model));
+        Assert.False(info.HasOptimizer);
+        Assert.Contains("cannot continue", Assert.Throws<ArgumentException>(() => Trainer.Resume(slim, data)).Message);
+    }
+
+    [Fact]
     public void DamagedTruncatedOrForeignCheckpointsAreRejectedClearly()
     {
         using var data = TinyData();

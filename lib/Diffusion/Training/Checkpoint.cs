@@ -71,6 +71,8 @@ public static class Checkpoint
     /// <summary>Reads and verifies a checkpoint file.</summary>
     public static Parts Load(string path)
     {
+        if (Directory.Exists(path))
+            throw new CheckpointException($"{path} is a folder: pass the checkpoint file inside it (e.g. {Path.Combine(path, "checkpoint.ckpt")}).");
         if (!File.Exists(path))
             throw new CheckpointException($"checkpoint {path} not found. Train first (train --out DIR writes DIR/checkpoint.ckpt).");
         byte[] bytes;

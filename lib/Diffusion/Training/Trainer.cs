@@ -126,6 +126,10 @@ public sealed class Trainer : IDisposable
         int? totalSteps = null)
     {
         var parts = Checkpoint.Load(checkpointPath);
+        if (!parts.Info.HasOptimizer)
+            throw new ArgumentException(
+                $"{checkpointPath} holds only the weights for sampling (no optimiser state), so training cannot continue from it; " +
+                $"resume from the run's {CheckpointFileName}.");
         var options = totalSteps is null ? parts.Info.Training : parts.Info.Training with { Steps = totalSteps.Value };
         if (parts.Info.Step > options.Steps)
             throw new ArgumentException(
@@ -262,6 +266,26 @@ public sealed class Trainer : IDisposable
         Checkpoint.Save(path, new Checkpoint.Parts(info, Checkpoint.ModuleBytes(Model),
             EmaModel is null ? null : Checkpoint.ModuleBytes(EmaModel), optimizerBytes));
         CheckpointSaved?.Invoke(path);
+        return path;
+    }
+
+    /// <summary>
+    /// Writes a small checkpoint for sampling only: the configuration and the EMA weights (or the raw weights when
+    /// there is no EMA), without optimiser state — about a quarter of the full checkpoint. It cannot be resumed.
+    /// </summary>
+    public string SaveModelForSampling(string path)
+    {
+        var info = new CheckpointInfo
+        {
+            Model = Config,
+            Training = Options,
+            Step = Step,
+            HasEma = false,
+            HasOptimizer = false,
+            RecentLoss = LossHistory.TakeLast(50).Select(l => l.Loss).DefaultIfEmpty(double.NaN).Average(),
+            TrainingSeconds = trainingSecondsBefore + clock.Elapsed.TotalSeconds,
+        };
+        Checkpoint.Save(path, new Checkpoint.Parts(info, Checkpoint.ModuleBytes(EmaModel ?? Model), null, null));
         return path;
     }
 
