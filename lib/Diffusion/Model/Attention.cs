@@ -16,6 +16,9 @@ public sealed class Attention : Module<Tensor, Tensor>
     readonly long heads, dimHead;
     readonly double scale;
 
+    /// <summary>heads · dim_head, the channel count of q, k and v.</summary>
+    public long HiddenDim => heads * dimHead;
+
     public Attention(long dim, long heads = 4, long dimHead = 32) : base(nameof(Attention))
     {
         this.heads = heads;
@@ -55,6 +58,10 @@ public sealed class LinearAttention : Module<Tensor, Tensor>
     readonly Sequential to_out;
     readonly long heads, dimHead;
     readonly double scale;
+
+    /// <summary>heads · dim_head, the channel count of q, k and v.</summary>
+    public long HiddenDim => heads * dimHead;
+    public long DimHead => dimHead;
 
     public LinearAttention(long dim, long heads = 4, long dimHead = 32) : base(nameof(LinearAttention))
     {

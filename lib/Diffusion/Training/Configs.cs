@@ -60,7 +60,7 @@ public enum LearningRateSchedule
 public sealed record TrainingOptions
 {
     /// <summary>Optimiser steps in the whole run.</summary>
-    public int Steps { get; init; } = 2000;
+    public int Steps { get; init; } = 1000;
     public int BatchSize { get; init; } = 64;
     /// <summary>Peak learning rate of AdamW.</summary>
     public double LearningRate { get; init; } = 2e-3;
