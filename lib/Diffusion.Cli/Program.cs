@@ -6,4 +6,5 @@ var root = new RootCommand(
     "Train a DDPM on Fashion-MNIST (or your own images) and sample from it. Part of the C# diffusion course.");
 root.Subcommands.Add(TrainCommand.Create());
 root.Subcommands.Add(SampleCommand.Create());
+root.Subcommands.Add(BenchCommand.Create());
 return CliErrors.Run(() => root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
