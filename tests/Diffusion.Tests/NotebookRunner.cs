@@ -15,7 +15,7 @@ static class NotebookRunner
     {
         public IEnumerable<CellOutput> Errors => Outputs.Where(o => o.OutputType == "error");
         public int Count(string mime) => Outputs.Count(o => o.MimeTypes.Contains(mime));
-        public int PlotlyCharts => Outputs.Count(o => o.MimeTypes.Contains("text/html") && o.Text.Contains("Plotly.newPlot"));
+        public int PlotlyCharts => Outputs.Count(o => o.MimeTypes.Contains("text/html") && o.Text.Contains("renderPlotly_"));
 
         /// <summary>Empty if every cell ran; else one line per failing cell: notebook, cell number, source, message.</summary>
         public string Failures()

@@ -12,6 +12,8 @@ public class NotebookTests
     public static readonly Dictionary<string, (int Png, int Charts, int Gif)> Expected = new()
     {
         ["00-setup.ipynb"] = (1, 1, 0),
+        ["01-gaussian-noise.ipynb"] = (3, 7, 0),
+        ["02-closed-form.ipynb"] = (3, 5, 0),
     };
 
     static string NotebooksDir => Path.Combine(TestSetup.RepoRoot, "notebooks");
