@@ -46,7 +46,7 @@ static class DataLocator
                     ? ImageDataset.FashionMnist(data)
                     : LoadIdxFolder(data);
             else
-                return ImageDataset.FromImageFolder(data, imageSize ?? 32, channels);
+                return ImageDataset.FromImageFolder(data, imageSize, channels);
         }
         else
             throw new CliException($"--data {data}: no such file or folder. Use fashion-mnist, an IDX file, or a folder of images.");

@@ -37,14 +37,14 @@ static class TrainCommand
         var o = DefaultTraining;
         var data = Opt("--data", "Training data: fashion-mnist, a folder of MNIST-format files, an IDX image file, or a folder of PNG/JPEG images (subfolders = classes)", DataLocator.FashionMnist);
         var labels = OptionalOpt<string>("--labels", "IDX label file for an IDX image file given to --data");
-        var imageSize = new Option<int?>("--image-size") { Description = "Resize images to this square size (default: the data's own size; 32 for an image folder)" };
+        var imageSize = new Option<int?>("--image-size") { Description = "Resize images to this square size (default: the data's own size; an image folder of mixed sizes needs it)" };
         imageSize.Range(4, 1024);
         var channels = Opt("--channels", "Channels for an image folder: 1 (grayscale) or 3 (RGB)", 3).Range(1, 3);
         var dim = Opt("--dim", "U-Net base channel count", m.Unet.Dim).Range(2, 1024);
         var dimMults = IntList("--dim-mults", "Channel multipliers per resolution level", m.Unet.DimMults);
         var block = Choice("--block", "Residual block type", m.Unet.Block, Blocks);
         var groups = Opt("--groups", "GroupNorm groups in ResNet blocks", m.Unet.ResnetBlockGroups).Range(1, 1024);
-        var attention = Opt("--attention-levels", "Levels with linear attention: all, none, or a list such as 1,2 (0 = full resolution)", "1,2");
+        var attention = Opt("--attention-levels", "Levels with linear attention: auto (every level but full resolution), all, none, or a list such as 1,2 (0 = full resolution)", "auto");
         var conditional = Opt("--conditional", "Class-conditional model (labels with dropout, for classifier-free guidance)", false);
         var timesteps = Opt("--timesteps", "T, the number of diffusion steps", m.Timesteps).Range(1, 100000);
         var schedule = Choice("--schedule", "β schedule", m.Schedule, Schedules);
@@ -98,6 +98,8 @@ static class TrainCommand
                     $"{outDir} already holds a checkpoint ({checkpointPath}). Continue it with --resume, or choose another --out; " +
                     "nothing was overwritten.");
 
+            EnsureWritable(outDir);
+            RemoveStaleTemporaryFiles(outDir);
             Console.WriteLine($"TorchSharp: {TorchNative.Report?.Summary}");
             var ds = DataLocator.Load(p.GetValue(data)!, p.GetValue(labels), p.GetValue(imageSize) ?? previous?.Model.ImageSize, p.GetValue(channels));
             Console.WriteLine($"data: {ds.Description}: {ds.Count} images {ds.Width}×{ds.Height}×{ds.Channels}");
@@ -109,7 +111,9 @@ static class TrainCommand
             {
                 Dim = Pick(dim, c => c.Unet.Dim), DimMults = Pick(dimMults, c => c.Unet.DimMults), Block = Pick(block, c => c.Unet.Block),
                 ResnetBlockGroups = Pick(groups, c => c.Unet.ResnetBlockGroups), Channels = ds.Channels,
-                LinearAttentionLevels = previous is not null && !p.Given(attention) ? previous.Model.Unet.LinearAttentionLevels : ParseLevels(p.GetValue(attention)!),
+                LinearAttentionLevels = previous is not null && !p.Given(attention)
+                    ? previous.Model.Unet.LinearAttentionLevels
+                    : ParseLevels(p.GetValue(attention)!, Pick(dimMults, c => c.Unet.DimMults).Length),
                 NumClasses = Pick(conditional, c => c.Unet.NumClasses > 0) ? Math.Max(1, ds.ClassNames.Count) : 0,
             };
             if (unet.NumClasses > 0 && ds.Labels is null)
@@ -223,8 +227,40 @@ static class TrainCommand
         AtomicFile.WriteAllText(Path.Combine(outDir, "run.json"), JsonSerializer.Serialize(summary, Checkpoint.JsonOptions));
     }
 
-    static int[]? ParseLevels(string text) => text.Trim().ToLowerInvariant() switch
+    /// <summary>Fails early, before minutes of work, if the run folder cannot be created or written.</summary>
+    static void EnsureWritable(string outDir)
     {
+        try
+        {
+            Directory.CreateDirectory(outDir);
+            var probe = Path.Combine(outDir, $".write-test.{Environment.ProcessId}.tmp");
+            File.WriteAllText(probe, "");
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new CliException($"cannot write to the run folder --out {outDir}: {e.Message} Choose a folder you can write to.");
+        }
+    }
+
+    /// <summary>
+    /// A run killed while writing (power cut, SIGKILL) leaves its temporary file behind; the checkpoint itself is intact
+    /// (it is only ever replaced by a rename). Those leftovers are removed when the run folder is used again.
+    /// </summary>
+    static void RemoveStaleTemporaryFiles(string outDir)
+    {
+        if (!Directory.Exists(outDir)) return;
+        foreach (var tmp in Directory.EnumerateFiles(outDir, ".*.tmp"))
+        {
+            try { File.Delete(tmp); }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+        }
+    }
+
+    static int[]? ParseLevels(string text, int levels) => text.Trim().ToLowerInvariant() switch
+    {
+        "auto" => Enumerable.Range(1, Math.Max(0, levels - 1)).ToArray(),
         "all" => null,
         "none" or "" => [],
         _ => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s =>

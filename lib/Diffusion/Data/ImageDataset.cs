@@ -105,11 +105,12 @@ public sealed class ImageDataset : IDisposable
     public static readonly string[] ImageExtensions = [".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tga", ".tif", ".tiff"];
 
     /// <summary>
-    /// Loads every image under <paramref name="folder"/> (PNG, JPEG, …), resized to <paramref name="size"/>×<paramref name="size"/>
-    /// (the shorter side is scaled to the size and the centre cropped), as grayscale (1 channel) or RGB (3).
+    /// Loads every image under <paramref name="folder"/> (PNG, JPEG, …) as grayscale (1 channel) or RGB (3).
+    /// With a <paramref name="size"/>, each image is resized to size×size (the shorter side scaled to the size, the
+    /// centre cropped). Without one, all images must already be square and of one size, which is then used.
     /// If the folder has subfolders with images, each subfolder is a class and its name the class name.
     /// </summary>
-    public static ImageDataset FromImageFolder(string folder, int size, int channels = 3)
+    public static ImageDataset FromImageFolder(string folder, int? size = null, int channels = 3)
     {
         if (!Directory.Exists(folder))
             throw new DataFormatException($"{folder}: folder not found.");
@@ -125,28 +126,57 @@ public sealed class ImageDataset : IDisposable
             throw new DataFormatException(
                 $"{folder}: no images found (looked for {string.Join(", ", ImageExtensions)} in the folder and its subfolders).");
 
+        if (size is null)
+        {
+            // Read only the headers to find the sizes; refuse a mix instead of silently distorting images.
+            var sizes = new Dictionary<(int W, int H), string>();
+            foreach (var f in files)
+            {
+                IImageInfo? info;
+                try { info = Image.Identify(f); }
+                catch (Exception e) when (e is UnknownImageFormatException or InvalidImageContentException or IOException or NotSupportedException)
+                {
+                    throw new DataFormatException($"{f}: not a readable image ({e.Message}). Remove or replace it.", e);
+                }
+                if (info is null) throw new DataFormatException($"{f}: not a readable image. Remove or replace it.");
+                sizes.TryAdd((info.Width, info.Height), f);
+            }
+            if (sizes.Count > 1)
+                throw new DataFormatException(
+                    $"{folder}: the images have different sizes ({string.Join(", ", sizes.Take(3).Select(kv => $"{Path.GetFileName(kv.Value)} {kv.Key.W}×{kv.Key.H}"))}" +
+                    $"{(sizes.Count > 3 ? ", …" : "")}). Pass an image size (train --image-size N) to resize them all.");
+            var (w, h) = sizes.Keys.Single();
+            if (w != h)
+                throw new DataFormatException(
+                    $"{folder}: the images are {w}×{h}, not square. Pass an image size (train --image-size N) to crop and resize them.");
+            size = w;
+            if (size is < 4 or > 1024)
+                throw new DataFormatException($"{folder}: the images are {w}×{h}; pass --image-size between 4 and 1024 to resize them.");
+        }
+        int side = size.Value;
+
         var classOf = files.Select(f => Path.GetRelativePath(folder, Path.GetDirectoryName(f)!)).ToList();
         bool labelled = classOf.All(c => c != ".") && classOf.Distinct().Count() > 1;
         var classNames = labelled ? classOf.Distinct().Order(StringComparer.Ordinal).ToArray() : [];
 
-        var pixels = new byte[(long)files.Count * channels * size * size];
-        var resize = new ResizeOptions { Size = new SixLabors.ImageSharp.Size(size, size), Mode = ResizeMode.Crop, Sampler = KnownResamplers.Bicubic };
+        var pixels = new byte[(long)files.Count * channels * side * side];
+        var resize = new ResizeOptions { Size = new SixLabors.ImageSharp.Size(side, side), Mode = ResizeMode.Crop, Sampler = KnownResamplers.Bicubic };
         for (int i = 0; i < files.Count; i++)
         {
             try
             {
                 using var image = Image.Load<Rgb24>(files[i]);
-                image.Mutate(x => x.Resize(resize));
-                long plane = (long)size * size, offset = (long)i * channels * plane;
+                if (image.Width != side || image.Height != side) image.Mutate(x => x.Resize(resize));
+                long plane = (long)side * side, offset = (long)i * channels * plane;
                 image.ProcessPixelRows(rows =>
                 {
-                    for (int y = 0; y < size; y++)
+                    for (int y = 0; y < side; y++)
                     {
                         var row = rows.GetRowSpan(y);
-                        for (int x = 0; x < size; x++)
+                        for (int x = 0; x < side; x++)
                         {
                             var p = row[x];
-                            long at = offset + (long)y * size + x;
+                            long at = offset + (long)y * side + x;
                             if (channels == 1)
                                 pixels[at] = (byte)Math.Round(0.299 * p.R + 0.587 * p.G + 0.114 * p.B);  // ITU-R BT.601 luma
                             else
@@ -166,11 +196,11 @@ public sealed class ImageDataset : IDisposable
         }
 
         using var scope = NewDisposeScope();
-        var images = torch.tensor(pixels, [files.Count, channels, size, size], dtype: ScalarType.Byte);
+        var images = torch.tensor(pixels, [files.Count, channels, side, side], dtype: ScalarType.Byte);
         Tensor? labels = labelled
             ? torch.tensor(classOf.Select(c => (long)Array.IndexOf(classNames, c)).ToArray(), dtype: ScalarType.Int64)
             : null;
-        return new ImageDataset(images, labels, classNames, $"image folder {folder} ({files.Count} images, {size}×{size}, {channels} ch)");
+        return new ImageDataset(images, labels, classNames, $"image folder {folder} ({files.Count} images, {side}×{side}, {channels} ch)");
     }
 
     /// <summary>A dataset with the first <paramref name="count"/> images only (shares no memory with this one).</summary>
