@@ -14,6 +14,8 @@ public class NotebookTests
         ["00-setup.ipynb"] = (1, 1, 0),
         ["01-gaussian-noise.ipynb"] = (3, 7, 0),
         ["02-closed-form.ipynb"] = (3, 5, 0),
+        ["03-epsilon-loss.ipynb"] = (1, 7, 0),
+        ["04-unet.ipynb"] = (1, 9, 0),
     };
 
     static string NotebooksDir => Path.Combine(TestSetup.RepoRoot, "notebooks");

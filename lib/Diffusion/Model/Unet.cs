@@ -146,7 +146,7 @@ public sealed class Unet : Module<Tensor, Tensor, Tensor>
         return final_conv.call(x).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Shapes after each stage for an input of the given size, and parameters per top-level module.</summary>
+    /// <summary>Parameters per top-level module (init_conv, time_mlp, downs, mid_*, ups, final_*), in order.</summary>
     public IReadOnlyList<(string Name, long Parameters)> ParameterTable() =>
         named_children().Select(c => (c.name, c.module.ParameterCount())).ToList();
 }
