@@ -49,6 +49,20 @@ public static class Show
     /// <summary>An HTML fragment.</summary>
     public static void Html(string html) => As(html, "text/html");
 
+    /// <summary>
+    /// A plain HTML table (the kernel shows a list of objects as a tree). Doubles print with 6 significant digits;
+    /// everything is HTML-encoded.
+    /// </summary>
+    public static void Table(string[] header, IEnumerable<object?[]> rows)
+    {
+        static string Cell(object? c) => System.Net.WebUtility.HtmlEncode(c is double d
+            ? d.ToString("G6", System.Globalization.CultureInfo.InvariantCulture)
+            : Convert.ToString(c, System.Globalization.CultureInfo.InvariantCulture) ?? "");
+        Html("<table><thead><tr>" + string.Concat(header.Select(h => $"<th>{System.Net.WebUtility.HtmlEncode(h)}</th>")) +
+             "</tr></thead><tbody>" + string.Concat(rows.Select(r => "<tr>" + string.Concat(r.Select(c => $"<td>{Cell(c)}</td>")) + "</tr>")) +
+             "</tbody></table>");
+    }
+
     /// <summary>Plain text.</summary>
     public static void Text(string text) => As(text, "text/plain");
 }

@@ -16,6 +16,9 @@ public class NotebookTests
         ["02-closed-form.ipynb"] = (3, 5, 0),
         ["03-epsilon-loss.ipynb"] = (1, 7, 0),
         ["04-unet.ipynb"] = (1, 9, 0),
+        ["05-training.ipynb"] = (4, 4, 0),
+        ["06-sampling.ipynb"] = (5, 2, 1),
+        ["07-where-next.ipynb"] = (0, 2, 0),
     };
 
     static string NotebooksDir => Path.Combine(TestSetup.RepoRoot, "notebooks");

@@ -62,6 +62,15 @@ public sealed class LinearAttention : Module<Tensor, Tensor>
     /// <summary>heads · dim_head, the channel count of q, k and v.</summary>
     public long HiddenDim => heads * dimHead;
     public long DimHead => dimHead;
+    public static bool SplitProjection = false;
+
+    Tensor[] Project(Tensor x)
+    {
+        var weight = to_qkv.weight!;
+        long hidden = heads * dimHead;
+        return [nn.functional.conv2d(x, weight[..(int)hidden]), nn.functional.conv2d(x, weight[(int)hidden..(int)(2 * hidden)]),
+                nn.functional.conv2d(x, weight[(int)(2 * hidden)..])];
+    }
 
     public LinearAttention(long dim, long heads = 4, long dimHead = 32) : base(nameof(LinearAttention))
     {
@@ -77,7 +86,7 @@ public sealed class LinearAttention : Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], h = x.shape[2], w = x.shape[3], n = h * w;
-        var qkv = to_qkv.call(x).chunk(3, dim: 1);
+        var qkv = SplitProjection ? Project(x) : to_qkv.call(x).chunk(3, dim: 1);
         var q = qkv[0].reshape(b, heads, dimHead, n).softmax(-2) * scale;
         var k = qkv[1].reshape(b, heads, dimHead, n).softmax(-1);
         var v = qkv[2].reshape(b, heads, dimHead, n);
