@@ -16,7 +16,7 @@ static class BenchCommand
 {
     public static Command Create()
     {
-        var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads (default: one per core)" };
+        var threads = new Option<int?>("--threads") { Description = "libtorch threads (default: auto = the cores other processes leave free; fix it for bit-identical runs)" };
         threads.Range(1, 1024);
         var steps = Opt("--steps", "Timed training steps per configuration (after 3 warm-up steps)", 10).Range(1, 10000);
         var memorySteps = Opt("--memory-steps", "Training steps for the memory measurement (memory read at 100 and here)", 1000).Range(100, 100000);
@@ -30,7 +30,8 @@ static class BenchCommand
         };
         cmd.SetAction(p =>
         {
-            Compute.SetThreads(p.GetValue(threads));
+            int threadCount = Compute.SetThreads(p.GetValue(threads));
+            Console.WriteLine(ThreadsNote(threadCount, p.GetValue(threads) is null));
             bool q = p.GetValue(quick);
             int timed = q ? 2 : p.GetValue(steps);
             int memN = q ? 110 : p.GetValue(memorySteps);

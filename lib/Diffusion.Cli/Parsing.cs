@@ -74,6 +74,12 @@ static class Parsing
         return option;
     }
 
+    /// <summary>The line that says how many threads libtorch uses and why.</summary>
+    public static string ThreadsNote(int threads, bool automatic) => automatic
+        ? string.Create(CultureInfo.InvariantCulture,
+            $"threads: {threads} (auto: other processes keep {Diffusion.Platform.Compute.OtherProcessesBusyCores:F1} of {Environment.ProcessorCount} cores busy)")
+        : $"threads: {threads}";
+
     /// <summary>True if the user typed the option (not just its default).</summary>
     public static bool Given(this ParseResult result, Option option) => result.GetResult(option) is { Implicit: false };
 }

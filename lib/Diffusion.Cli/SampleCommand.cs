@@ -24,7 +24,7 @@ static class SampleCommand
         var rawWeights = Opt("--raw-weights", "Use the last trained weights instead of their EMA", false);
         var cls = new Option<int?>("--class") { Description = "Class label for every sample (conditional models)" };
         var device = Opt("--device", "cpu, cuda or auto", "cpu");
-        var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads" };
+        var threads = new Option<int?>("--threads") { Description = "libtorch threads (default: auto = the cores other processes leave free; fix it for bit-identical runs)" };
         threads.Range(1, 1024);
 
         var cmd = new Command("sample", "Sample images from a trained checkpoint.")
@@ -33,7 +33,8 @@ static class SampleCommand
         };
         cmd.SetAction(p =>
         {
-            Compute.SetThreads(p.GetValue(threads));
+            int threadCount = Compute.SetThreads(p.GetValue(threads));
+            Console.WriteLine(ThreadsNote(threadCount, p.GetValue(threads) is null));
             var dev = Compute.UseDevice(p.GetValue(device)!);
             var path = p.GetValue(checkpoint)!;
             if (Directory.Exists(path)) path = Path.Combine(path, Trainer.CheckpointFileName);

@@ -63,7 +63,7 @@ static class TrainCommand
         var classDropout = Opt("--class-dropout", "Probability of dropping the label (conditional models)", o.ClassDropout).Range(0, 1);
         var seed = Opt("--seed", "Random seed (weights, data order, noise)", o.Seed);
         var device = Opt("--device", "cpu, cuda or auto", "cpu");
-        var threads = new Option<int?>("--threads") { Description = "libtorch intra-op threads (default: one per core)" };
+        var threads = new Option<int?>("--threads") { Description = "libtorch threads (default: auto = the cores other processes leave free; fix it for bit-identical runs)" };
         threads.Range(1, 1024);
         var output = Opt("--out", "Run folder (checkpoint.ckpt, model.ckpt, loss.csv, samples.png, denoising.gif, run.json)", Path.Combine("runs", "fashion-mnist"));
         var resume = Opt("--resume", "Continue the run in --out from its checkpoint", false);
@@ -81,7 +81,8 @@ static class TrainCommand
 
         cmd.SetAction(p =>
         {
-            Compute.SetThreads(p.GetValue(threads));
+            int threadCount = Compute.SetThreads(p.GetValue(threads));
+            Console.WriteLine(ThreadsNote(threadCount, p.GetValue(threads) is null));
             var dev = Compute.UseDevice(p.GetValue(device)!);
             var outDir = p.GetValue(output)!;
             var checkpointPath = Path.Combine(outDir, Trainer.CheckpointFileName);

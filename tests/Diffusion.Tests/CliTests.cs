@@ -57,13 +57,13 @@ public class CliTests
         using (var gif = Image.Load<Rgb24>(Path.Combine(run, "denoising.gif")))
             Assert.True(gif.Frames.Count >= 10);
 
-        var sample = Cli.Run(dir.Path, "sample", "--checkpoint", run, "--count", "9", "--sampler", "ddim", "--steps", "5", "--out", dir["s.png"], "--gif", dir["s.gif"]);
+        var sample = Cli.Run(dir.Path, "sample", "--checkpoint", run, "--count", "9", "--sampler", "ddim", "--steps", "5", "--threads", "1", "--out", dir["s.png"], "--gif", dir["s.gif"]);
         Assert.True(sample.ExitCode == 0, sample.All);
         using (var png = Image.Load<Rgb24>(dir["s.png"])) Assert.Equal(2 + 3 * 58, png.Width);
         using (var gif = Image.Load<Rgb24>(dir["s.gif"])) Assert.Equal(6, gif.Frames.Count);   // x_T + 5 DDIM steps
 
         // Same seed, same samples: the CLI is deterministic end to end.
-        var again = Cli.Run(dir.Path, "sample", "--checkpoint", run, "--count", "9", "--sampler", "ddim", "--steps", "5", "--out", dir["s2.png"]);
+        var again = Cli.Run(dir.Path, "sample", "--checkpoint", run, "--count", "9", "--sampler", "ddim", "--steps", "5", "--threads", "1", "--out", dir["s2.png"]);
         Assert.True(again.ExitCode == 0, again.All);
         Assert.Equal(File.ReadAllBytes(dir["s.png"]), File.ReadAllBytes(dir["s2.png"]));
     }

@@ -14,7 +14,7 @@ public class FaultTests
 {
     static readonly string[] KillRun =
         ["train", "--steps", "30", "--batch-size", "4", "--dim", "8", "--dim-mults", "1,2", "--attention-levels", "1",
-         "--timesteps", "20", "--checkpoint-every", "1", "--samples", "0", "--seed", "5"];
+         "--timesteps", "20", "--checkpoint-every", "1", "--samples", "0", "--seed", "5", "--threads", "1"];
 
     static float[] Weights(string checkpoint)
     {

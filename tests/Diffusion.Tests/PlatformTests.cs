@@ -74,6 +74,31 @@ public class PlatformTests
             Assert.Contains("CUDA is not available", Assert.Throws<ArgumentException>(() => Compute.Resolve("cuda")).Message);
     }
 
+    [Fact]
+    public void AutomaticThreadsLeaveBusyCoresAlone()
+    {
+        if (!OperatingSystem.IsLinux() || Environment.ProcessorCount < 2) return;
+        int idle = Compute.AutoThreads();
+        Assert.InRange(idle, 1, Environment.ProcessorCount);
+        // Keep one core busy from another process, and the choice must drop by about one core.
+        using var burner = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("sh", "-c \"while :; do :; done\""))!;
+        try
+        {
+            Thread.Sleep(300);
+            int busy = Compute.AutoThreads();
+            Assert.True(Compute.OtherProcessesBusyCores > 0.6, $"measured {Compute.OtherProcessesBusyCores} busy cores with a spinning process");
+            Assert.True(busy < Environment.ProcessorCount, $"chose {busy} threads with a spinning process on {Environment.ProcessorCount} cores");
+        }
+        finally
+        {
+            burner.Kill();
+            burner.WaitForExit();
+        }
+        Assert.Equal(3, Compute.SetThreads(3));
+        Assert.Equal(3, get_num_threads());
+        Compute.SetThreads(null);
+    }
+
     static bool ContainsAscii(byte[] haystack, string needle)
     {
         var n = System.Text.Encoding.ASCII.GetBytes(needle + "\0");

@@ -62,8 +62,7 @@ public sealed class LinearAttention : Module<Tensor, Tensor>
     /// <summary>heads · dim_head, the channel count of q, k and v.</summary>
     public long HiddenDim => heads * dimHead;
     public long DimHead => dimHead;
-    public static bool SplitProjection = false;
-
+    /// <summary>[q, k, v] = to_qkv(x), computed as three convolutions (see forward).</summary>
     Tensor[] Project(Tensor x)
     {
         var weight = to_qkv.weight!;
@@ -86,7 +85,10 @@ public sealed class LinearAttention : Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], h = x.shape[2], w = x.shape[3], n = h * w;
-        var qkv = SplitProjection ? Project(x) : to_qkv.call(x).chunk(3, dim: 1);
+        // q, k and v by three 1×1 convolutions with slices of to_qkv's weight: the same numbers as one convolution and
+        // a chunk, but three 25 MB outputs instead of one 77 MB one at full resolution (batch 64), which glibc serves
+        // from fresh pages every time: measured 54 → 61–67 images/s for the annotated U-Net on 2 CPU cores.
+        var qkv = Project(x);
         var q = qkv[0].reshape(b, heads, dimHead, n).softmax(-2) * scale;
         var k = qkv[1].reshape(b, heads, dimHead, n).softmax(-1);
         var v = qkv[2].reshape(b, heads, dimHead, n);

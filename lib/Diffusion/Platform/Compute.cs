@@ -55,15 +55,55 @@ public static class Compute
     }
 
     /// <summary>
-    /// Sets libtorch's intra-op thread count (null = leave libtorch's default, one per core). On a 2-core machine shared
-    /// with another busy process, 2 threads were measured 4× slower than 1: oversubscription is catastrophic.
+    /// Sets libtorch's intra-op thread count; null chooses automatically (<see cref="AutoThreads"/>). Returns the count.
+    /// On a 2-core machine shared with another busy process, 2 threads were measured 3–4× slower than 1
+    /// (oversubscription: the threads wait for each other), so the automatic choice leaves busy cores alone.
+    /// The thread count changes the last bits of some results (parallel sums), so pass it explicitly when two runs
+    /// must be bit-identical.
     /// </summary>
-    public static void SetThreads(int? threads)
+    public static int SetThreads(int? threads)
     {
         TorchNative.EnsureLoaded();
-        if (threads is null) return;
         if (threads < 1) throw new ArgumentOutOfRangeException(nameof(threads), threads, "thread count must be ≥ 1");
-        set_num_threads(threads.Value);
+        int n = threads ?? AutoThreads();
+        set_num_threads(n);
+        return n;
+    }
+
+    /// <summary>
+    /// One thread per core that other processes leave free: samples /proc/stat for a quarter of a second while this
+    /// process waits, so the busy time measured is everyone else's. All cores when that cannot be read.
+    /// </summary>
+    public static int AutoThreads()
+    {
+        int cores = Environment.ProcessorCount;
+        if (!OperatingSystem.IsLinux() || cores == 1) return cores;
+        try
+        {
+            var (busy0, total0) = CpuTimes();
+            Thread.Sleep(250);
+            var (busy1, total1) = CpuTimes();
+            if (total1 <= total0) return cores;
+            OtherProcessesBusyCores = (busy1 - busy0) / (double)(total1 - total0) * cores;
+            return Math.Clamp((int)Math.Floor(cores - OtherProcessesBusyCores + 0.3), 1, cores);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
+        {
+            return cores;
+        }
+    }
+
+    /// <summary>What <see cref="AutoThreads"/> measured: cores kept busy by other processes (NaN before).</summary>
+    public static double OtherProcessesBusyCores { get; private set; } = double.NaN;
+
+    static (long Busy, long Total) CpuTimes()
+    {
+        // cpu  user nice system idle iowait irq softirq steal ...
+        var fields = File.ReadLines("/proc/stat").First().Split(' ', StringSplitOptions.RemoveEmptyEntries)
+            .Skip(1).Take(8).Select(long.Parse).ToArray();
+        long idle = fields[3] + fields[4];
+        long total = fields.Sum();
+        return (total - idle, total);
     }
 
     /// <summary>N(0, I) noise of <paramref name="shape"/>, drawn on the CPU from <paramref name="generator"/>, on <paramref name="on"/>.</summary>
