@@ -30,7 +30,7 @@ public class FaultTests
         var dll = Path.Combine(AppContext.BaseDirectory, "Diffusion.Cli.dll");
         var rng = new Random(2024);
         int kills = 0, lastStep = 0;
-        for (int attempt = 0; attempt < 6 && lastStep < 30; attempt++)
+        for (int attempt = 0; attempt < 8 && lastStep < 30; attempt++)
         {
             bool resume = File.Exists(Path.Combine(run, "checkpoint.ckpt"));
             var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
@@ -40,11 +40,28 @@ public class FaultTests
             psi.ArgumentList.Add(run);
             if (resume) psi.ArgumentList.Add("--resume");
             psi.Environment["DIFFUSION_DATA_DIR"] = Path.Combine(TestSetup.RepoRoot, "data");
-            using var p = Process.Start(psi)!;
-            _ = p.StandardOutput.ReadToEndAsync();
-            _ = p.StandardError.ReadToEndAsync();
-            // SIGKILL at a random moment: during start-up, data loading, a training step or a checkpoint write.
-            if (!p.WaitForExit(rng.Next(1500, 6000)))
+            // SIGKILL at a random moment: during start-up, a training step or a checkpoint write. The moment is
+            // chosen from the run's own progress lines (not wall-clock time, which depends on the machine): wait for a
+            // random step, then a random few milliseconds more, so kills land inside steps and inside writes.
+            int killAfterStep = attempt == 0 ? 0 : lastStep + rng.Next(1, 8);
+            int extraDelayMs = rng.Next(0, 250);
+            using var reached = new ManualResetEventSlim(killAfterStep == 0);
+            using var p = new Process { StartInfo = psi };
+            p.OutputDataReceived += (_, e) =>
+            {
+                // Non-interactive progress lines look like "training 7/30 (23%) ...".
+                var m = e.Data is null ? null : System.Text.RegularExpressions.Regex.Match(e.Data, @"^training (\d+)/");
+                if (m is { Success: true } && int.Parse(m.Groups[1].Value) >= killAfterStep) reached.Set();
+            };
+            var stderr = new System.Text.StringBuilder();
+            p.ErrorDataReceived += (_, e) => { lock (stderr) stderr.AppendLine(e.Data); };
+            p.Start();
+            p.BeginOutputReadLine();
+            p.BeginErrorReadLine();
+            var exited = Task.Run(() => p.WaitForExit());
+            WaitHandle.WaitAny([reached.WaitHandle, ((IAsyncResult)exited).AsyncWaitHandle], TimeSpan.FromMinutes(2));
+            if (attempt == 0) extraDelayMs += 300;                          // the first kill lands during start-up
+            if (!p.WaitForExit(extraDelayMs))
             {
                 p.Kill();                                                   // SIGKILL on Linux: no chance to clean up
                 p.WaitForExit();
@@ -57,8 +74,9 @@ public class FaultTests
                 Assert.InRange(info.Step, lastStep, 30);
                 lastStep = info.Step;
             }
+            Console.WriteLine($"attempt {attempt}: kill after step {killAfterStep} + {extraDelayMs} ms; killed: {kills}; checkpoint at step {lastStep}; exit {(p.HasExited ? p.ExitCode : -1)} {stderr}");
         }
-        Assert.True(kills >= 2, $"only {kills} runs were killed; the test did not exercise crashes");
+        Assert.True(kills >= 4, $"only {kills} runs were killed; the test did not exercise crashes");
 
         // Finish the run, then compare with one that was never interrupted.
         var finish = Cli.Run(dir.Path, [.. KillRun, "--out", run, .. (File.Exists(Path.Combine(run, "checkpoint.ckpt")) ? new[] { "--resume" } : [])]);
@@ -207,7 +225,7 @@ public class FaultTests
     }
 
     [Fact]
-    public void IdxReaderSurvivesThousandsOfRandomAndMutatedFiles()
+    public async Task IdxReaderSurvivesThousandsOfRandomAndMutatedFiles()
     {
         var rng = new Random(12345);
         // A valid seed file to mutate: 5 images of 6×7 with labels.
@@ -268,8 +286,10 @@ public class FaultTests
                     return false;
                 }
             });
-            Assert.True(task.Wait(TimeSpan.FromSeconds(10)), $"case {i} hung");
-            if (task.Result) ok++; else rejected++;
+            bool accepted;
+            try { accepted = await task.WaitAsync(TimeSpan.FromSeconds(10)); }
+            catch (TimeoutException) { Assert.Fail($"case {i} hung"); throw; }
+            if (accepted) ok++; else rejected++;
             worstAllocation = Math.Max(worstAllocation, GC.GetTotalAllocatedBytes(precise: true) - before);
         }
         Assert.True(ok > 10 && rejected > 1000, $"{ok} accepted, {rejected} rejected: the mutations did not cover both outcomes");

@@ -42,12 +42,13 @@ static class NotebookRunner
         }
     }
 
-    /// <summary>Runs one notebook in quick mode; the executed copy goes to artifacts/notebooks/.</summary>
-    public static Result Execute(string notebookPath, TimeSpan timeout, IDictionary<string, string>? environment = null)
+    /// <summary>Runs one notebook in quick mode; the executed copy goes to <paramref name="outputDir"/> (default artifacts/notebooks/).</summary>
+    public static Result Execute(string notebookPath, TimeSpan timeout, IDictionary<string, string>? environment = null,
+        string? outputDir = null)
     {
         Prepare();
         var full = Path.GetFullPath(notebookPath);
-        var outDir = Path.Combine(TestSetup.RepoRoot, "artifacts", "notebooks");
+        var outDir = outputDir ?? Path.Combine(TestSetup.RepoRoot, "artifacts", "notebooks");
         Directory.CreateDirectory(outDir);                 // dotnet-repl crashes (rc 134) if the folder is missing
         var executed = Path.Combine(outDir, Path.GetFileName(full));
         File.Delete(executed);

@@ -11,8 +11,8 @@ namespace Diffusion.Model;
 /// </summary>
 public sealed class Attention : Module<Tensor, Tensor>
 {
-    readonly Conv2d to_qkv;
-    readonly Conv2d to_out;
+    readonly PointwiseConv2d to_qkv;
+    readonly PointwiseConv2d to_out;
     readonly long heads, dimHead;
     readonly double scale;
 
@@ -24,8 +24,8 @@ public sealed class Attention : Module<Tensor, Tensor>
         this.heads = heads;
         this.dimHead = dimHead;
         scale = 1 / Math.Sqrt(dimHead);
-        to_qkv = Conv2d(dim, heads * dimHead * 3, 1, bias: false);
-        to_out = Conv2d(heads * dimHead, dim, 1);
+        to_qkv = new PointwiseConv2d(dim, heads * dimHead * 3, hasBias: false);
+        to_out = new PointwiseConv2d(heads * dimHead, dim);
         RegisterComponents();
     }
 
@@ -54,7 +54,7 @@ public sealed class Attention : Module<Tensor, Tensor>
 /// </summary>
 public sealed class LinearAttention : Module<Tensor, Tensor>
 {
-    readonly Conv2d to_qkv;
+    readonly PointwiseConv2d to_qkv;
     readonly Sequential to_out;
     readonly long heads, dimHead;
     readonly double scale;
@@ -65,10 +65,10 @@ public sealed class LinearAttention : Module<Tensor, Tensor>
     /// <summary>[q, k, v] = to_qkv(x), computed as three convolutions (see forward).</summary>
     Tensor[] Project(Tensor x)
     {
-        var weight = to_qkv.weight!;
+        var weight = to_qkv.Weight;
         long hidden = heads * dimHead;
-        return [nn.functional.conv2d(x, weight[..(int)hidden]), nn.functional.conv2d(x, weight[(int)hidden..(int)(2 * hidden)]),
-                nn.functional.conv2d(x, weight[(int)(2 * hidden)..])];
+        return [PointwiseConv2d.Apply(x, weight[..(int)hidden]), PointwiseConv2d.Apply(x, weight[(int)hidden..(int)(2 * hidden)]),
+                PointwiseConv2d.Apply(x, weight[(int)(2 * hidden)..])];
     }
 
     public LinearAttention(long dim, long heads = 4, long dimHead = 32) : base(nameof(LinearAttention))
@@ -76,8 +76,8 @@ public sealed class LinearAttention : Module<Tensor, Tensor>
         this.heads = heads;
         this.dimHead = dimHead;
         scale = 1 / Math.Sqrt(dimHead);
-        to_qkv = Conv2d(dim, heads * dimHead * 3, 1, bias: false);
-        to_out = Sequential(Conv2d(heads * dimHead, dim, 1), Layers.GroupNorm(1, dim));
+        to_qkv = new PointwiseConv2d(dim, heads * dimHead * 3, hasBias: false);
+        to_out = Sequential(new PointwiseConv2d(heads * dimHead, dim), Layers.GroupNorm(1, dim));
         RegisterComponents();
     }
 

@@ -50,7 +50,7 @@ public sealed class ResnetBlock : TimeBlock
         mlp = Sequential(SiLU(), Linear(timeEmbDim, dimOut * 2));
         block1 = new Block(dim, dimOut, groups);
         block2 = new Block(dimOut, dimOut, groups);
-        res_conv = dim != dimOut ? Conv2d(dim, dimOut, 1) : Identity();
+        res_conv = dim != dimOut ? new PointwiseConv2d(dim, dimOut) : Identity();
         RegisterComponents();
     }
 
@@ -71,21 +71,21 @@ public sealed class ResnetBlock : TimeBlock
 public sealed class ConvNextBlock : TimeBlock
 {
     readonly Sequential mlp;
-    readonly Conv2d ds_conv;
+    readonly SafeConv2d ds_conv;
     readonly Sequential net;
     readonly Module<Tensor, Tensor> res_conv;
 
     public ConvNextBlock(long dim, long dimOut, long timeEmbDim, long mult) : base(nameof(ConvNextBlock))
     {
         mlp = Sequential(GELU(), Linear(timeEmbDim, dim));
-        ds_conv = Conv2d(dim, dim, 7, padding: 3, groups: dim);
+        ds_conv = new SafeConv2d(dim, dim, 7, padding: 3, groups: dim);
         net = Sequential(
             Layers.GroupNorm(1, dim),
-            Conv2d(dim, dimOut * mult, 3, padding: 1),
+            new SafeConv2d(dim, dimOut * mult, 3, padding: 1),
             GELU(),
             Layers.GroupNorm(1, dimOut * mult),
-            Conv2d(dimOut * mult, dimOut, 3, padding: 1));
-        res_conv = dim != dimOut ? Conv2d(dim, dimOut, 1) : Identity();
+            new SafeConv2d(dimOut * mult, dimOut, 3, padding: 1));
+        res_conv = dim != dimOut ? new PointwiseConv2d(dim, dimOut) : Identity();
         RegisterComponents();
     }
 

@@ -19,7 +19,7 @@ public sealed class Unet : Module<Tensor, Tensor, Tensor>
     public UnetConfig Config { get; }
 
     // Field names mirror the PyTorch module so parameter names match the annotated notebook's state_dict.
-    readonly Conv2d init_conv;
+    readonly PointwiseConv2d init_conv;
     readonly Sequential time_mlp;
     readonly Embedding? class_emb;
     readonly ModuleList<ModuleList<Module>> downs = new();
@@ -27,7 +27,7 @@ public sealed class Unet : Module<Tensor, Tensor, Tensor>
     readonly TimeBlock mid_block1, mid_block2;
     readonly Residual mid_attn;
     readonly TimeBlock final_res_block;
-    readonly Conv2d final_conv;
+    readonly PointwiseConv2d final_conv;
 
     public Unet(UnetConfig config) : base(nameof(Unet))
     {
@@ -37,7 +37,7 @@ public sealed class Unet : Module<Tensor, Tensor, Tensor>
         var dims = config.Dims();
         var inOut = dims[..^1].Zip(dims[1..]).ToArray();
 
-        init_conv = Conv2d(config.Channels, config.ResolvedInitDim, 1);
+        init_conv = new PointwiseConv2d(config.Channels, config.ResolvedInitDim);
         time_mlp = Sequential(
             new SinusoidalPositionEmbeddings(dim),
             Linear(dim, timeDim),
@@ -61,7 +61,7 @@ public sealed class Unet : Module<Tensor, Tensor, Tensor>
                 NewBlock(dimIn, dimIn),
                 NewBlock(dimIn, dimIn),
                 AttentionOrIdentity(i, dimIn),
-                isLast ? Conv2d(dimIn, dimOut, 3, padding: 1) : Downsample(dimIn, dimOut)));
+                isLast ? new SafeConv2d(dimIn, dimOut, 3, padding: 1) : Downsample(dimIn, dimOut)));
         }
 
         int midDim = dims[^1];
@@ -77,20 +77,20 @@ public sealed class Unet : Module<Tensor, Tensor, Tensor>
                 NewBlock(dimOut + dimIn, dimOut),
                 NewBlock(dimOut + dimIn, dimOut),
                 AttentionOrIdentity(i, dimOut),
-                isLast ? Conv2d(dimOut, dimIn, 3, padding: 1) : Upsample(dimOut, dimIn)));
+                isLast ? new SafeConv2d(dimOut, dimIn, 3, padding: 1) : Upsample(dimOut, dimIn)));
         }
 
         final_res_block = NewBlock(config.ResolvedInitDim * 2, dim);
-        final_conv = Conv2d(dim, config.ResolvedOutDim, 1);
+        final_conv = new PointwiseConv2d(dim, config.ResolvedOutDim);
         RegisterComponents();
     }
 
     /// <summary>Halve the resolution without losing pixels: 2×2 pixel unshuffle ("b c (h 2) (w 2) -> b (c 4) h w"), then 1×1 conv.</summary>
-    static Sequential Downsample(long dim, long dimOut) => Sequential(PixelUnshuffle(2), Conv2d(dim * 4, dimOut, 1));
+    static Sequential Downsample(long dim, long dimOut) => Sequential(PixelUnshuffle(2), new PointwiseConv2d(dim * 4, dimOut));
 
     /// <summary>Double the resolution: nearest-neighbour upsampling, then 3×3 conv.</summary>
     static Sequential Upsample(long dim, long dimOut) =>
-        Sequential(nn.Upsample(scale_factor: [2.0, 2.0], mode: UpsampleMode.Nearest), Conv2d(dim, dimOut, 3, padding: 1));
+        Sequential(nn.Upsample(scale_factor: [2.0, 2.0], mode: UpsampleMode.Nearest), new SafeConv2d(dim, dimOut, 3, padding: 1));
 
     /// <summary>ε_θ(x_t, t) for an unconditional model (a conditional model gets the "no label" class).</summary>
     public override Tensor forward(Tensor x, Tensor time) => forward(x, time, null);
