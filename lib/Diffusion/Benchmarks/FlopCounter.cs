@@ -32,6 +32,27 @@ public static class FlopCounter
                     removers.Add(r.remove);
                     break;
                 }
+                case SafeConv2d safe:
+                {
+                    var w = safe.parameters().First();        // [out, in/groups, k, k]; the zero padding is not counted
+                    var r = safe.register_forward_hook((_, _, output) =>
+                    {
+                        flops += 2.0 * output.numel() * w.shape[1] * w.shape[2] * w.shape[3];
+                        return output;
+                    });
+                    removers.Add(r.remove);
+                    break;
+                }
+                case PointwiseConv2d pointwise:
+                {
+                    var r = pointwise.register_forward_hook((_, _, output) =>
+                    {
+                        flops += 2.0 * output.numel() * pointwise.InChannels;
+                        return output;
+                    });
+                    removers.Add(r.remove);
+                    break;
+                }
                 case WeightStandardizedConv2d ws:
                 {
                     var w = ws.parameters().First();          // [out, in, k, k]
@@ -69,9 +90,11 @@ public static class FlopCounter
                 {
                     var r = linearAttention.register_forward_hook((_, input, output) =>
                     {
-                        // k·vᵀ and contextᵀ·q: 2 · (b·h) · d² · n each
+                        // k·vᵀ and contextᵀ·q: 2 · (b·h) · d² · n each; plus the q, k, v projection, which forward
+                        // computes from to_qkv's weight without calling that module (so no hook of its own sees it)
                         double n = input.shape[2] * input.shape[3];
                         flops += 2 * 2.0 * input.shape[0] * linearAttention.HiddenDim * linearAttention.DimHead * n;
+                        flops += 2.0 * input.shape[0] * n * input.shape[1] * 3 * linearAttention.HiddenDim;
                         return output;
                     });
                     removers.Add(r.remove);

@@ -1,0 +1,108 @@
+using Diffusion.Forward;
+using Diffusion.Schedules;
+using TorchSharp;
+using static TorchSharp.torch;
+using static Diffusion.Notebooks.Exercises.Inputs;
+
+namespace Diffusion.Notebooks.Exercises;
+
+/// <summary>
+/// Notebook 03, exercise <c>posterior-mean</c>: μ̃_t = β_t √ᾱ_{t−1}/(1 − ᾱ_t)·x_0 + (1 − ᾱ_{t−1}) √α_t/(1 − ᾱ_t)·x_t,
+/// checked against the mean of <see cref="ForwardProcess.QPosterior"/>.
+/// </summary>
+public static class PosteriorMeanExercise
+{
+    public const string Id = "posterior-mean";
+
+    internal sealed record Input(NoiseSchedule S, Tensor X0, Tensor Xt, Tensor T);
+
+    /// <summary>
+    /// Runs <paramref name="learner"/>(s, x0, xt, t) on several seeded cases (t = 0 where μ̃ = x_0, t = T − 1, mixed t,
+    /// other schedules), compares with the library, shows the verdict and returns it. Never throws.
+    /// </summary>
+    public static CheckResult Check(Func<NoiseSchedule, Tensor, Tensor, Tensor, Tensor> learner, bool show = true)
+    {
+        using var linear = new NoiseSchedule(ScheduleKind.Linear, 1000);
+        using var cosine = new NoiseSchedule(ScheduleKind.Cosine, 500);
+        using var short10 = new NoiseSchedule(ScheduleKind.Cosine, 10);
+        Case<Input> C(string description, NoiseSchedule s, ulong seed, long[] t, params long[] imageShape) =>
+            new(description, () =>
+            {
+                var g = new Generator(seed);
+                var shape = new[] { (long)t.Length }.Concat(imageShape).ToArray();
+                var x0 = Images(g, shape);
+                var tt = Times(t);
+                // x_t drawn from q(x_t | x_0), as in training and sampling
+                var xt = ForwardProcess.QSample(s, x0, tt, Noise(g, shape));
+                return new Input(s, x0, xt, tt);
+            });
+        var exercise = Spec([
+            C("linear schedule, T = 1000; 4 images of shape [1, 3, 3] at t = [1, 2, 500, 999]", linear, 21, [1, 2, 500, 999], 1, 3, 3),
+            C("linear schedule, T = 1000; t = 0 for both images (the first step: μ̃ is x_0 itself)", linear, 22, [0, 0], 1, 3, 3),
+            C("linear schedule, T = 1000; t = 999 = T − 1 for both images", linear, 23, [999, 999], 1, 3, 3),
+            C("cosine schedule, T = 500; t = [0, 1, 250, 499] (the last β is clipped to 0.999)", cosine, 24, [0, 1, 250, 499], 1, 2, 2),
+            C("cosine schedule, T = 10; 3 RGB images of shape [3, 2, 2] at t = [9, 3, 1]", short10, 25, [9, 3, 1], 3, 2, 2),
+        ]);
+        return Checker.Run(exercise, learner is null ? null : i => learner(i.S, i.X0, i.Xt, i.T), show);
+    }
+
+    static Exercise<Input> Spec(IReadOnlyList<Case<Input>> cases)
+    {
+        static Tensor Term(Input i, double[] values, int shift = 0) => At(values, i.T, i.Xt.shape, shift);
+        // μ from given coefficient tensors
+        static Tensor Mean(Input i, Tensor beta, Tensor abPrev, Tensor alpha, Tensor ab, bool sqrtAbPrev = true, bool sqrtAlpha = true) =>
+            beta * (sqrtAbPrev ? abPrev.sqrt() : abPrev) / (1 - ab) * i.X0 + (1 - abPrev) * (sqrtAlpha ? alpha.sqrt() : alpha) / (1 - ab) * i.Xt;
+        static Tensor Right(Input i, int shift = 0) => Mean(i, Term(i, i.S.Betas, shift), Term(i, i.S.AlphasCumprodPrev, shift),
+            Term(i, i.S.Alphas, shift), Term(i, i.S.AlphasCumprod, shift));
+        const string offByOne = "The code counts t = 0…T − 1 where the paper counts 1…T, and every schedule array follows the code: " +
+                                "β_t, α_t, ᾱ_t and ᾱ_{t−1} for index t are Betas[t], Alphas[t], AlphasCumprod[t] and AlphasCumprodPrev[t].";
+        return new Exercise<Input>
+        {
+            Id = Id,
+            Title = "Exercise posterior-mean (μ̃_t)",
+            LearnerName = "MyPosteriorMean",
+            LibraryName = "ForwardProcess.QPosterior",
+            Reference = i => ForwardProcess.QPosterior(i.S, i.X0, i.Xt, i.T).Mean,
+            Cases = cases,
+            // The learner builds the weights from float32 terms: at t = 0, 1 − ᾱ_0 ≈ β_0 ≈ 1e-4 keeps only three or four
+            // digits in float32 (0.9999 is stored as 0.99989998), so a right answer is off by up to ~4e-4 relative there.
+            // The library computes its coefficients in float64. Known mistakes are matched at this same tolerance, not
+            // 10× looser: at t = 0 some of them (e.g. the swapped weights) differ from the right answer by only ~0.005.
+            Rtol = 1e-3,
+            MistakeTolerance = 1,
+            Mistakes =
+            [
+                new("swapped", "The two weights are swapped: the one with β_t·√ᾱ_{t−1} belongs to x_0, the one with " +
+                    "(1 − ᾱ_{t−1})·√α_t to x_t.",
+                    i => Term(i, i.S.PosteriorMeanCoef1) * i.Xt + Term(i, i.S.PosteriorMeanCoef2) * i.X0),
+                new("alpha-bar-t", "Both weights use ᾱ_{t−1}, the value one step earlier (AlphasCumprodPrev, with ᾱ_{−1} = 1), " +
+                    "not ᾱ_t. The denominators are 1 − ᾱ_t.",
+                    i => Mean(i, Term(i, i.S.Betas), Term(i, i.S.AlphasCumprod), Term(i, i.S.Alphas), Term(i, i.S.AlphasCumprod))),
+                new("missing-sqrt-alpha-bar-prev", "x_0's weight has a square root: β_t·√ᾱ_{t−1}/(1 − ᾱ_t).",
+                    i => Mean(i, Term(i, i.S.Betas), Term(i, i.S.AlphasCumprodPrev), Term(i, i.S.Alphas), Term(i, i.S.AlphasCumprod), sqrtAbPrev: false)),
+                new("missing-sqrt-alpha", "x_t's weight has a square root: (1 − ᾱ_{t−1})·√α_t/(1 − ᾱ_t).",
+                    i => Mean(i, Term(i, i.S.Betas), Term(i, i.S.AlphasCumprodPrev), Term(i, i.S.Alphas), Term(i, i.S.AlphasCumprod), sqrtAlpha: false)),
+                new("alpha-bar-for-alpha", "x_t's weight has √α_t of this single step (Alphas), not √ᾱ_t.",
+                    i => Mean(i, Term(i, i.S.Betas), Term(i, i.S.AlphasCumprodPrev), Term(i, i.S.AlphasCumprod), Term(i, i.S.AlphasCumprod))),
+                new("beta-tilde-for-beta", "x_0's weight has β_t, the forward step's variance (Betas), not β̃_t.",
+                    i => Mean(i, Term(i, i.S.PosteriorVariance), Term(i, i.S.AlphasCumprodPrev), Term(i, i.S.Alphas), Term(i, i.S.AlphasCumprod))),
+                new("off-by-one-prev", "You took every term from index t − 1. " + offByOne, i => Right(i, -1)),
+                new("off-by-one-next", "You took every term from index t + 1. " + offByOne, i => Right(i, 1)),
+                new("same-t", "Every image of the batch has its own t: pick the terms per image. s.Extract(name, t, xt.shape) " +
+                    "does that and reshapes them to [B, 1, 1, 1] so that they broadcast over the pixels.",
+                    i => AtFirst(i.S.PosteriorMeanCoef1, i.T, i.Xt.shape) * i.X0 + AtFirst(i.S.PosteriorMeanCoef2, i.T, i.Xt.shape) * i.Xt),
+            ],
+            GenericHint = "μ̃_t = β_t·√ᾱ_{t−1}/(1 − ᾱ_t)·x_0 + (1 − ᾱ_{t−1})·√α_t/(1 − ᾱ_t)·x_t, with each term picked per image " +
+                          "at index t: s.Extract(\"Betas\", t, xt.shape), \"Alphas\", \"AlphasCumprod\" and \"AlphasCumprodPrev\".",
+            ShapeHint = "The result must have the shape of x_t. s.Extract(name, t, xt.shape) gives a term as [B, 1, 1, 1], which " +
+                        "broadcasts over channels and pixels.",
+            DescribeIndex = (i, ix) =>
+            {
+                long t = i.T[ix[0]].item<long>();
+                return $"image {ix[0]} (t = {t}: β_t = {Checker.Fmt(i.S.Betas[t])}, ᾱ_t = {Checker.Fmt(i.S.AlphasCumprod[t])}, " +
+                       $"ᾱ_(t−1) = {Checker.Fmt(i.S.AlphasCumprodPrev[t])}), position {Checker.ShapeText(ix[1..])}, " +
+                       $"where x_0 = {Value(i.X0, ix)} and x_t = {Value(i.Xt, ix)}";
+            },
+        };
+    }
+}

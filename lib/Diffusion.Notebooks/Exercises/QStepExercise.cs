@@ -1,0 +1,98 @@
+using Diffusion.Forward;
+using Diffusion.Schedules;
+using TorchSharp;
+using static TorchSharp.torch;
+using static Diffusion.Notebooks.Exercises.Inputs;
+
+namespace Diffusion.Notebooks.Exercises;
+
+/// <summary>
+/// Notebook 01, exercise <c>q-step</c>: one step of the forward process,
+/// x_t = √(1 − β_t)·x_{t−1} + √β_t·ε, checked against <see cref="ForwardProcess.QStep"/>.
+/// </summary>
+public static class QStepExercise
+{
+    public const string Id = "q-step";
+
+    /// <summary>The inputs of one case.</summary>
+    internal sealed record Input(NoiseSchedule S, Tensor XPrev, Tensor T, Tensor Noise);
+
+    /// <summary>
+    /// Runs <paramref name="learner"/>(s, xPrev, t, noise) on several seeded cases (t = 0, t = T − 1, mixed t in a batch,
+    /// other schedules), compares with the library, shows the verdict (unless <paramref name="show"/> is false) and
+    /// returns it. Never throws.
+    /// </summary>
+    public static CheckResult Check(Func<NoiseSchedule, Tensor, Tensor, Tensor, Tensor> learner, bool show = true)
+    {
+        using var linear = new NoiseSchedule(ScheduleKind.Linear, 1000);
+        using var cosine = new NoiseSchedule(ScheduleKind.Cosine, 500);
+        using var short10 = new NoiseSchedule(ScheduleKind.Linear, 10);
+        Case<Input> C(string description, NoiseSchedule s, ulong seed, long[] t, params long[] imageShape) =>
+            new(description, () =>
+            {
+                var g = new Generator(seed);
+                var shape = new[] { (long)t.Length }.Concat(imageShape).ToArray();
+                return new Input(s, Images(g, shape), Times(t), Noise(g, shape));
+            });
+        var exercise = Spec([
+            C("linear schedule, T = 1000; 3 images of shape [1, 4, 4] at t = [0, 499, 999]", linear, 1, [0, 499, 999], 1, 4, 4),
+            C("linear schedule, T = 1000; t = 0 for both images (the first step, β = 0.0001)", linear, 2, [0, 0], 1, 4, 4),
+            C("linear schedule, T = 1000; t = 999 = T − 1 for both images (the last step, β = 0.02)", linear, 3, [999, 999], 1, 4, 4),
+            C("cosine schedule, T = 500; t = [0, 250, 498, 499] (the last β is clipped to 0.999)", cosine, 4, [0, 250, 498, 499], 1, 3, 3),
+            C("linear schedule, T = 10; 5 RGB images of shape [3, 2, 2] at t = [9, 0, 4, 4, 1]", short10, 5, [9, 0, 4, 4, 1], 3, 2, 2),
+        ]);
+        return Checker.Run(exercise, learner is null ? null : i => learner(i.S, i.XPrev, i.T, i.Noise), show);
+    }
+
+    static Exercise<Input> Spec(IReadOnlyList<Case<Input>> cases)
+    {
+        static Tensor B(Input i, int shift = 0) => At(i.S.Betas, i.T, i.XPrev.shape, shift);
+        static Tensor AlphaBar(Input i) => At(i.S.AlphasCumprod, i.T, i.XPrev.shape);
+        return new Exercise<Input>
+        {
+            Id = Id,
+            Title = "Exercise q-step (one forward step)",
+            LearnerName = "MyQStep",
+            LibraryName = "ForwardProcess.QStep",
+            Reference = i => ForwardProcess.QStep(i.S, i.XPrev, i.T, i.Noise),
+            Cases = cases,
+            Mistakes =
+            [
+                new("alpha-bar", "You used ᾱ_t — that is the jump from x_0 straight to x_t (notebook 02). One step uses only " +
+                    "this step's β_t: x_t = √(1 − β_t)·x_{t−1} + √β_t·ε, with β_t = s.Betas at index t.",
+                    i => AlphaBar(i).sqrt() * i.XPrev + (1 - AlphaBar(i)).sqrt() * i.Noise),
+                new("variance-not-std", "The coefficients are standard deviations: take square roots, √(1 − β_t) and √β_t. " +
+                    "(1 − β_t) and β_t are the variances.",
+                    i => (1 - B(i)) * i.XPrev + B(i) * i.Noise),
+                new("missing-sqrt-noise", "The noise is scaled by √β_t, its standard deviation, not by β_t.",
+                    i => (1 - B(i)).sqrt() * i.XPrev + B(i) * i.Noise),
+                new("missing-sqrt-signal", "x_{t−1} is scaled by √(1 − β_t), not by (1 − β_t).",
+                    i => (1 - B(i)) * i.XPrev + B(i).sqrt() * i.Noise),
+                new("no-shrink", "Keep only √(1 − β_t) of x_{t−1}: without that factor the variance grows by β_t at every step " +
+                    "instead of staying at 1.",
+                    i => i.XPrev + B(i).sqrt() * i.Noise),
+                new("swapped", "The two coefficients are swapped: x_{t−1} gets √(1 − β_t) (close to 1), the noise gets √β_t (small).",
+                    i => B(i).sqrt() * i.XPrev + (1 - B(i)).sqrt() * i.Noise),
+                new("wrong-sign", "Add the noise, don't subtract it. (−√β_t·ε has the same distribution, but the check hands " +
+                    "you the ε to use, so x_t must be √(1 − β_t)·x_{t−1} + √β_t·ε exactly.)",
+                    i => (1 - B(i)).sqrt() * i.XPrev - B(i).sqrt() * i.Noise),
+                new("off-by-one-prev", "You took β from index t − 1. Index t is the step to take: Betas[t]. (The code counts " +
+                    "t = 0…T − 1 where the paper counts 1…T, but the arrays are indexed the same way: no shift is needed.)",
+                    i => (1 - B(i, -1)).sqrt() * i.XPrev + B(i, -1).sqrt() * i.Noise),
+                new("off-by-one-next", "You took β from index t + 1. Index t is the step to take: Betas[t]. (The code counts " +
+                    "t = 0…T − 1 where the paper counts 1…T, but the arrays are indexed the same way: no shift is needed.)",
+                    i => (1 - B(i, 1)).sqrt() * i.XPrev + B(i, 1).sqrt() * i.Noise),
+                new("same-t", "Every image of the batch has its own t: pick β_t per image. s.Extract(\"Betas\", t, xPrev.shape) " +
+                    "does that and reshapes it to [B, 1, 1, 1] so that it broadcasts over the pixels.",
+                    i => (1 - AtFirst(i.S.Betas, i.T, i.XPrev.shape)).sqrt() * i.XPrev + AtFirst(i.S.Betas, i.T, i.XPrev.shape).sqrt() * i.Noise),
+            ],
+            GenericHint = "Compare with the formula term by term: x_t = √(1 − β_t)·x_{t−1} + √β_t·ε, where β_t is s.Betas at " +
+                          "index t, for each image its own (s.Extract(\"Betas\", t, xPrev.shape) gives a [B, 1, 1, 1] tensor).",
+            ShapeHint = "The result must have the shape of x_{t−1}. s.Extract(\"Betas\", t, xPrev.shape) gives β_t as [B, 1, 1, 1], " +
+                        "which broadcasts over channels and pixels.",
+            DescribeIndex = (i, ix) =>
+                $"image {ix[0]} (t = {i.T[ix[0]].item<long>()}, β_t = {Checker.Fmt(i.S.Betas[i.T[ix[0]].item<long>()])}), " +
+                $"position {Checker.ShapeText(ix[1..])}, where x_(t−1) = {Value(i.XPrev, ix)} and ε = {Value(i.Noise, ix)}",
+        };
+    }
+}

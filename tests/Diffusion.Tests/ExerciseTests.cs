@@ -1,0 +1,564 @@
+using Diffusion.Forward;
+using Diffusion.Model;
+using Diffusion.Notebooks;
+using Diffusion.Notebooks.Exercises;
+using Diffusion.Sampling;
+using Diffusion.Schedules;
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Diffusion.Tests;
+
+/// <summary>
+/// The exercise checkers of notebooks 01–06: the library's own implementation passes every checker; typical wrong
+/// answers — written here, independently of the checkers' own list — are rejected with the right mistake id and hint;
+/// an unattempted stub, a throwing function, a wrong shape, null, NaN and home-made noise all get a friendly verdict,
+/// and no check ever throws.
+/// </summary>
+public class ExerciseTests
+{
+    // Learner signatures, as in the notebooks' stubs.
+    delegate Tensor QFn(NoiseSchedule s, Tensor x, Tensor t, Tensor noise);
+
+    static CheckResult QStep(QFn f) => QStepExercise.Check((s, x, t, n) => f(s, x, t, n), show: false);
+    static CheckResult QSample(QFn f) => QSampleExercise.Check((s, x, t, n) => f(s, x, t, n), show: false);
+    static CheckResult PosteriorVariance(Func<double[], double[], double[]> f) => PosteriorVarianceExercise.Check(f, show: false);
+    static CheckResult PosteriorMean(Func<NoiseSchedule, Tensor, Tensor, Tensor, Tensor> f) => PosteriorMeanExercise.Check(f, show: false);
+    static CheckResult Embedding(Func<Tensor, int, Tensor> f) => SinusoidalEmbeddingExercise.Check(f, show: false);
+    static CheckResult Loss(Func<Func<Tensor, Tensor, Tensor>, NoiseSchedule, Tensor, Tensor, Tensor, Tensor> f) => TrainingStepExercise.Check(f, show: false);
+    static CheckResult Reverse(Func<NoiseSchedule, Tensor, int, Tensor, Tensor, Tensor> f) => ReverseStepExercise.Check(f, show: false);
+
+    static Tensor X(NoiseSchedule s, string term, Tensor t, Tensor like) => s.Extract(term, t, like.shape);
+
+    // ---------------------------------------------------------------- right answers pass
+
+    /// <summary>Each checker with the library's own implementation, and with a second, independent right answer.</summary>
+    public static readonly Dictionary<string, Func<CheckResult>[]> RightAnswers = new()
+    {
+        ["q-step"] =
+        [
+            () => QStep(ForwardProcess.QStep),
+            () => QStep((s, x, t, e) =>
+            {
+                // by hand from the float64 array, per image
+                var beta = tensor(t.data<long>().Select(i => s.Betas[i]).ToArray()).reshape(-1, 1, 1, 1);
+                return ((1 - beta).sqrt() * x.to(ScalarType.Float64) + beta.sqrt() * e.to(ScalarType.Float64)).to(ScalarType.Float32);
+            }),
+        ],
+        ["q-sample"] =
+        [
+            () => QSample(ForwardProcess.QSample),
+            () => QSample((s, x, t, e) => { var ab = X(s, "AlphasCumprod", t, x); return ab.sqrt() * x + (1 - ab).sqrt() * e; }),
+        ],
+        ["posterior-variance"] =
+        [
+            () => PosteriorVariance((b, ab) => new NoiseSchedule(b).PosteriorVariance),
+            () => PosteriorVariance((b, ab) => b.Select((beta, t) => t == 0 ? 0 : beta * (1 - ab[t - 1]) / (1 - ab[t])).ToArray()),
+        ],
+        ["posterior-mean"] =
+        [
+            () => PosteriorMean((s, x0, xt, t) => ForwardProcess.QPosterior(s, x0, xt, t).Mean),
+            () => PosteriorMean((s, x0, xt, t) =>
+            {
+                // through the noise: μ̃ = 1/√α_t (x_t − β_t/√(1 − ᾱ_t) ε), ε recovered from x_0 and x_t
+                var eps = (xt - X(s, "SqrtAlphasCumprod", t, xt) * x0) / X(s, "SqrtOneMinusAlphasCumprod", t, xt);
+                return X(s, "SqrtRecipAlphas", t, xt) * (xt - X(s, "Betas", t, xt) / X(s, "SqrtOneMinusAlphasCumprod", t, xt) * eps);
+            }),
+            // the way the notebook asks for it (the solution file): every weight from float32 terms, where 1 − ᾱ_t at
+            // t = 0 keeps only a few digits
+            () => PosteriorMean((s, x0, xt, t) =>
+            {
+                var beta = X(s, "Betas", t, xt); var alpha = X(s, "Alphas", t, xt);
+                var ab = X(s, "AlphasCumprod", t, xt); var abPrev = X(s, "AlphasCumprodPrev", t, xt);
+                return beta * abPrev.sqrt() / (1 - ab) * x0 + (1 - abPrev) * alpha.sqrt() / (1 - ab) * xt;
+            }),
+        ],
+        ["sinusoidal-embedding"] =
+        [
+            () => Embedding((time, d) => new SinusoidalPositionEmbeddings(d).call(time)),
+            () => Embedding((time, d) =>
+            {
+                int half = d / 2;
+                var rows = time.data<long>().Select(tt => Enumerable.Range(0, d).Select(j =>
+                {
+                    double w = Math.Pow(10000, -(double)(j % half) / (half - 1));
+                    return j < half ? Math.Sin(tt * w) : Math.Cos(tt * w);
+                })).SelectMany(v => v).ToArray();
+                return tensor(rows).reshape(time.shape[0], d);
+            }),
+        ],
+        ["training-step"] =
+        [
+            () => Loss((model, s, x0, t, e) => DenoisingLoss.Compute(model, s, x0, t, e)),
+            () => Loss((model, s, x0, t, e) =>
+            {
+                var xt = ForwardProcess.QSample(s, x0, t, e);
+                return (e - model(xt, t)).pow(2).mean();
+            }),
+        ],
+        ["reverse-step"] =
+        [
+            () => Reverse((s, xt, t, eps, z) =>
+            {
+                var mean = ForwardProcess.QPosterior(s, ForwardProcess.PredictStartFromNoise(s, xt, full([xt.shape[0]], t, ScalarType.Int64), eps),
+                    xt, full([xt.shape[0]], t, ScalarType.Int64)).Mean;
+                return t == 0 ? mean : mean + Math.Sqrt(s.Betas[t]) * z;
+            }),
+            () => Reverse((s, xt, t, eps, z) =>
+                s.SqrtRecipAlphas[t] * (xt - s.Betas[t] / s.SqrtOneMinusAlphasCumprod[t] * eps) + (t > 0 ? Math.Sqrt(s.Betas[t]) : 0) * z),
+        ],
+    };
+
+    public static TheoryData<string> Exercises() => new(RightAnswers.Keys);
+
+    [Theory]
+    [MemberData(nameof(Exercises))]
+    public void RightAnswersPass(string exercise)
+    {
+        foreach (var check in RightAnswers[exercise])
+        {
+            var r = check();
+            Assert.True(r.Passed, r.Message);
+            Assert.Equal(exercise, r.Exercise);
+            Assert.Null(r.MistakeId);
+            Assert.Contains("passed", r.Message);
+        }
+    }
+
+    // ---------------------------------------------------------------- not attempted, exceptions, shapes
+
+    /// <summary>Each checker called with a learner function built by <c>make</c> from a behaviour (s, x, t, …) ↦ result.</summary>
+    static readonly Dictionary<string, Func<Func<Tensor, Tensor>, CheckResult>> WithBehaviour = new()
+    {
+        // The behaviour gets the main input tensor (x_{t−1}, x_0, x_t, time, …) and returns the result.
+        ["q-step"] = b => QStep((s, x, t, e) => b(x)),
+        ["q-sample"] = b => QSample((s, x, t, e) => b(x)),
+        ["posterior-variance"] = b => PosteriorVariance((beta, ab) => b(tensor(beta))?.to(ScalarType.Float64).data<double>().ToArray()!),
+        ["posterior-mean"] = b => PosteriorMean((s, x0, xt, t) => b(xt)),
+        ["sinusoidal-embedding"] = b => Embedding((time, d) => b(time)),
+        ["training-step"] = b => Loss((m, s, x0, t, e) => b(x0)),
+        ["reverse-step"] = b => Reverse((s, xt, t, eps, z) => b(xt)),
+    };
+
+    [Theory]
+    [MemberData(nameof(Exercises))]
+    public void UnattemptedStubSaysNotAttempted(string exercise)
+    {
+        var r = WithBehaviour[exercise](_ => throw new NotImplementedException());
+        Assert.Equal(CheckOutcome.NotAttempted, r.Outcome);
+        Assert.False(r.Passed);
+        Assert.Contains("not attempted", r.Message);
+        Assert.Contains("rest of the notebook uses the library", r.Message);
+    }
+
+    [Theory]
+    [MemberData(nameof(Exercises))]
+    public void ThrowingFunctionGetsTheExceptionWithoutStackTrace(string exercise)
+    {
+        var r = WithBehaviour[exercise](_ => throw new InvalidOperationException("my own mistake"));
+        Assert.Equal(CheckOutcome.Failed, r.Outcome);
+        Assert.Equal(FailureIds.Threw, r.MistakeId);
+        Assert.Contains("InvalidOperationException: my own mistake", r.Message);
+        Assert.Contains("case 1 of", r.FailingCase);
+        AssertFriendly(r);
+    }
+
+    [Theory]
+    [MemberData(nameof(Exercises))]
+    public void WrongShapeIsNamed(string exercise)
+    {
+        // A result with an extra dimension of 2: no exercise expects that.
+        var r = WithBehaviour[exercise](x => stack([x.to(ScalarType.Float32), x.to(ScalarType.Float32)]));
+        Assert.Equal(CheckOutcome.Failed, r.Outcome);
+        Assert.Equal(FailureIds.WrongShape, r.MistakeId);
+        Assert.Contains("Expected a result of shape [", r.Message);
+        Assert.Contains(", got [", r.Message);
+        AssertFriendly(r);
+    }
+
+    [Theory]
+    [MemberData(nameof(Exercises))]
+    public void NullAndNaNAreNamed(string exercise)
+    {
+        var r = WithBehaviour[exercise](_ => null!);
+        Assert.Equal(FailureIds.ReturnedNull, r.MistakeId);
+        AssertFriendly(r);
+        // NaN in the right shape (the shape of the library's answer, taken from a run of the library itself)
+        var nan = WithBehaviour[exercise](x => full_like(RightShape(exercise, x), double.NaN, ScalarType.Float32));
+        Assert.Equal(FailureIds.NotFinite, nan.MistakeId);
+        Assert.Contains("NaN", nan.Message);
+        AssertFriendly(nan);
+    }
+
+    /// <summary>A tensor of the result's shape for the given main input (what each exercise returns).</summary>
+    static Tensor RightShape(string exercise, Tensor x) => exercise switch
+    {
+        "posterior-variance" => x,
+        "sinusoidal-embedding" => zeros(x.shape[0], 28),       // wrong for d ≠ 28, but the first case has d = 28
+        "training-step" => zeros([]),
+        _ => x,
+    };
+
+    [Fact]
+    public void TorchErrorsLoseTheirCppBacktraceAndGetAShapeHint()
+    {
+        // √ᾱ_t as a [B] vector times [B, 1, 4, 4] images: libtorch refuses to broadcast [3] against the last dimension 4.
+        var r = QSample((s, x0, t, e) => tensor(s.SqrtAlphasCumprod).to(ScalarType.Float32).index_select(0, t) * x0 + e);
+        Assert.Equal(FailureIds.Threw, r.MistakeId);
+        Assert.Contains("must match the size", r.Message);
+        Assert.Contains("s.Extract(name, t, x.shape)", r.Hint);
+        AssertFriendly(r);
+    }
+
+    [Fact]
+    public void IndexPastTheEndGetsAnOffByOneHint()
+    {
+        // s.Betas[t + 1] with plain arrays: IndexOutOfRangeException at t = T − 1 (the third case), fine before.
+        var r = Reverse((s, xt, t, eps, z) =>
+        {
+            double a = s.Alphas[t + 1], ab = s.AlphasCumprod[t + 1], b = s.Betas[t + 1];
+            return (xt - b / Math.Sqrt(1 - ab) * eps) / Math.Sqrt(a) + (t > 0 ? Math.Sqrt(b) : 0) * z;
+        });
+        // It matches the known mistake on every case where it ran, and mentions where it threw.
+        Assert.Equal("off-by-one-next", r.MistakeId);
+        Assert.Contains("IndexOutOfRangeException", r.Message);
+        AssertFriendly(r);
+        var threw = QStep((s, x, t, e) => throw new IndexOutOfRangeException("Index was outside the bounds of the array."));
+        Assert.Contains("off-by-one", threw.Hint);
+    }
+
+    [Fact]
+    public void HomeMadeNoiseIsCaught()
+    {
+        var r = QSample((s, x0, t, e) => X(s, "SqrtAlphasCumprod", t, x0) * x0 + X(s, "SqrtOneMinusAlphasCumprod", t, x0) * randn_like(x0));
+        Assert.Equal(FailureIds.NotDeterministic, r.MistakeId);
+        Assert.Contains("random numbers", r.Hint);
+    }
+
+    [Fact]
+    public void UnknownWrongAnswerGetsTheNumbersAndTheGenericHint()
+    {
+        var r = QStep((s, x, t, e) => 0.5f * x + 0.25f * e);
+        Assert.Equal(CheckOutcome.Failed, r.Outcome);
+        Assert.Null(r.MistakeId);
+        Assert.Contains("The first wrong number is at image 0 (t = 0", r.Message);
+        Assert.Contains("expected", r.Message);
+        Assert.Contains("Largest difference", r.Message);
+        Assert.Contains("√(1 − β_t)·x_{t−1} + √β_t·ε", r.Hint);
+        AssertFriendly(r);
+    }
+
+    [Fact]
+    public void AnUnfinishedBranchIsAFailureNotANonAttempt()
+    {
+        // Works for the grey images, not yet for the RGB batch of the last case.
+        var r = QStep((s, x, t, e) => x.shape[1] == 3 ? throw new NotImplementedException() : ForwardProcess.QStep(s, x, t, e));
+        Assert.Equal(CheckOutcome.Failed, r.Outcome);
+        Assert.Equal(FailureIds.Threw, r.MistakeId);
+        Assert.Contains("still a TODO", r.Message);
+    }
+
+    [Fact]
+    public void MutatingTheInputsDoesNotFoolTheCheck()
+    {
+        // Right answer, then the learner scribbles over its inputs: the library's answer is computed on fresh copies.
+        var r = QSample((s, x0, t, e) => { var y = ForwardProcess.QSample(s, x0, t, e); x0.zero_(); e.zero_(); return y; });
+        Assert.True(r.Passed, r.Message);
+    }
+
+    [Fact]
+    public void ChecksLeaveTheGlobalRandomStateAlone()
+    {
+        manual_seed(5);
+        var before = randn(4);
+        manual_seed(5);
+        Assert.True(Loss((m, s, x0, t, e) => DenoisingLoss.Compute(m, s, x0, t, e)).Passed);
+        Assert.True(Reverse((s, xt, t, eps, z) => s.SqrtRecipAlphas[t] * (xt - s.Betas[t] / s.SqrtOneMinusAlphasCumprod[t] * eps) + (t > 0 ? Math.Sqrt(s.Betas[t]) : 0) * z).Passed);
+        var after = randn(4);
+        Assert.True(before.eq(after).all().item<bool>(), "a check consumed numbers from the global generator");
+    }
+
+    [Fact]
+    public void VerdictIsShownAsHtmlWithMarkers()
+    {
+        var shown = new List<(string Mime, string Value)>();
+        var saved = Show.Fallback;
+        Show.Fallback = (mime, value) => shown.Add((mime, value));
+        try
+        {
+            QStepExercise.Check(ForwardProcess.QStep);
+            QStepExercise.Check((s, x, t, e) => throw new NotImplementedException());
+            QStepExercise.Check((s, x, t, e) => x + X(s, "Betas", t, x).sqrt() * e);
+        }
+        finally { Show.Fallback = saved; }
+        Assert.Equal(3, shown.Count);
+        Assert.All(shown, s => Assert.Equal("text/html", s.Mime));
+        Assert.Contains("data-exercise=\"q-step\" data-outcome=\"passed\"", shown[0].Value);
+        Assert.Contains("data-outcome=\"not-attempted\"", shown[1].Value);
+        Assert.Contains("data-outcome=\"failed\" data-mistake=\"no-shrink\"", shown[2].Value);
+        Assert.Contains("<b>Hint:</b>", shown[2].Value);
+        Assert.DoesNotContain("<script", shown[2].Value);
+    }
+
+    // ---------------------------------------------------------------- known mistakes, written independently here
+
+    static Tensor Beta(NoiseSchedule s, Tensor t, Tensor x) => X(s, "Betas", t, x);
+
+    static readonly Dictionary<string, QFn> QStepMistakes = new()
+    {
+        ["alpha-bar"] = (s, x, t, e) => X(s, "SqrtAlphasCumprod", t, x) * x + X(s, "SqrtOneMinusAlphasCumprod", t, x) * e,
+        ["variance-not-std"] = (s, x, t, e) => (1 - Beta(s, t, x)) * x + Beta(s, t, x) * e,
+        ["missing-sqrt-noise"] = (s, x, t, e) => (1 - Beta(s, t, x)).sqrt() * x + Beta(s, t, x) * e,
+        ["missing-sqrt-signal"] = (s, x, t, e) => (1 - Beta(s, t, x)) * x + Beta(s, t, x).sqrt() * e,
+        ["no-shrink"] = (s, x, t, e) => x + Beta(s, t, x).sqrt() * e,
+        ["swapped"] = (s, x, t, e) => Beta(s, t, x).sqrt() * x + (1 - Beta(s, t, x)).sqrt() * e,
+        ["wrong-sign"] = (s, x, t, e) => X(s, "Alphas", t, x).sqrt() * x - Beta(s, t, x).sqrt() * e,
+        // t − 1 with a tensor index: libtorch refuses index −1 at t = 0, the other cases give β_{t−1}
+        ["off-by-one-prev"] = (s, x, t, e) => (1 - Beta(s, t - 1, x)).sqrt() * x + Beta(s, t - 1, x).sqrt() * e,
+        ["off-by-one-next"] = (s, x, t, e) => (1 - Beta(s, t + 1, x)).sqrt() * x + Beta(s, t + 1, x).sqrt() * e,
+        ["same-t"] = (s, x, t, e) => { double b = s.Betas[t[0].item<long>()]; return Math.Sqrt(1 - b) * x + Math.Sqrt(b) * e; },
+    };
+
+    static readonly Dictionary<string, QFn> QSampleMistakes = new()
+    {
+        ["missing-sqrt"] = (s, x, t, e) => X(s, "AlphasCumprod", t, x) * x + (1 - X(s, "AlphasCumprod", t, x)) * e,
+        ["missing-sqrt-noise"] = (s, x, t, e) => X(s, "SqrtAlphasCumprod", t, x) * x + (1 - X(s, "AlphasCumprod", t, x)) * e,
+        ["missing-sqrt-signal"] = (s, x, t, e) => X(s, "AlphasCumprod", t, x) * x + X(s, "SqrtOneMinusAlphasCumprod", t, x) * e,
+        ["one-minus-sqrt"] = (s, x, t, e) => X(s, "SqrtAlphasCumprod", t, x) * x + (1 - X(s, "SqrtAlphasCumprod", t, x)) * e,
+        ["one-step"] = (s, x, t, e) => X(s, "Alphas", t, x).sqrt() * x + (1 - X(s, "Alphas", t, x)).sqrt() * e,
+        ["off-by-one-prev"] = (s, x, t, e) => X(s, "AlphasCumprodPrev", t, x).sqrt() * x + (1 - X(s, "AlphasCumprodPrev", t, x)).sqrt() * e,
+        ["off-by-one-next"] = (s, x, t, e) => X(s, "SqrtAlphasCumprod", t + 1, x) * x + X(s, "SqrtOneMinusAlphasCumprod", t + 1, x) * e,
+        ["swapped"] = (s, x, t, e) => X(s, "SqrtOneMinusAlphasCumprod", t, x) * x + X(s, "SqrtAlphasCumprod", t, x) * e,
+        ["wrong-sign"] = (s, x, t, e) => X(s, "SqrtAlphasCumprod", t, x) * x - X(s, "SqrtOneMinusAlphasCumprod", t, x) * e,
+        ["same-t"] = (s, x, t, e) =>
+        {
+            double ab = s.AlphasCumprod[t[0].item<long>()];
+            return Math.Sqrt(ab) * x + Math.Sqrt(1 - ab) * e;
+        },
+    };
+
+    static double[] EachT(double[] b, Func<int, double> f) => Enumerable.Range(0, b.Length).Select(f).ToArray();
+
+    static readonly Dictionary<string, Func<double[], double[], double[]>[]> PosteriorVarianceMistakes = new()
+    {
+        // β instead of β̃ — returned directly, or by using ᾱ_t where ᾱ_{t−1} belongs (it cancels)
+        ["beta"] = [(b, ab) => b, (b, ab) => EachT(b, t => b[t] * (1 - ab[t]) / (1 - ab[t]))],
+        ["first-step"] = [(b, ab) => EachT(b, t => b[t] * (1 - ab[Math.Max(t - 1, 0)]) / (1 - ab[t]))],
+        ["first-step-zero"] = [(b, ab) => EachT(b, t => b[t] * (1 - (t == 0 ? 0 : ab[t - 1])) / (1 - ab[t]))],
+        ["inverted"] = [(b, ab) => EachT(b, t => b[t] * (1 - ab[t]) / (1 - (t == 0 ? 1 : ab[t - 1])))],
+        ["alpha-not-alpha-bar"] = [(b, ab) => EachT(b, t => b[t] * (1 - (t == 0 ? 1 : 1 - b[t - 1])) / (1 - (1 - b[t])))],
+        ["missing-beta"] = [(b, ab) => EachT(b, t => (1 - (t == 0 ? 1 : ab[t - 1])) / (1 - ab[t]))],
+        ["skipped-first"] = [(b, ab) => Enumerable.Range(1, b.Length - 1).Select(t => b[t] * (1 - ab[t - 1]) / (1 - ab[t])).ToArray()],
+    };
+
+    static readonly Dictionary<string, Func<NoiseSchedule, Tensor, Tensor, Tensor, Tensor>> PosteriorMeanMistakes = new()
+    {
+        ["swapped"] = (s, x0, xt, t) => X(s, "PosteriorMeanCoef1", t, xt) * xt + X(s, "PosteriorMeanCoef2", t, xt) * x0,
+        ["alpha-bar-t"] = (s, x0, xt, t) => Mean(s, x0, xt, t, alphaBarPrev: "AlphasCumprod"),
+        ["missing-sqrt-alpha-bar-prev"] = (s, x0, xt, t) => Mean(s, x0, xt, t, sqrtAbPrev: false),
+        ["missing-sqrt-alpha"] = (s, x0, xt, t) => Mean(s, x0, xt, t, sqrtAlpha: false),
+        ["alpha-bar-for-alpha"] = (s, x0, xt, t) => Mean(s, x0, xt, t, alpha: "AlphasCumprod"),
+        ["beta-tilde-for-beta"] = (s, x0, xt, t) => Mean(s, x0, xt, t, beta: "PosteriorVariance"),
+        ["off-by-one-prev"] = (s, x0, xt, t) => Mean(s, x0, xt, t - 1),
+        ["off-by-one-next"] = (s, x0, xt, t) => Mean(s, x0, xt, t + 1),
+        ["same-t"] = (s, x0, xt, t) => Mean(s, x0, xt, t[0].expand(t.shape[0]).clone()),
+    };
+
+    static Tensor Mean(NoiseSchedule s, Tensor x0, Tensor xt, Tensor t, string beta = "Betas", string alpha = "Alphas",
+        string alphaBarPrev = "AlphasCumprodPrev", bool sqrtAbPrev = true, bool sqrtAlpha = true)
+    {
+        var b = X(s, beta, t, xt); var a = X(s, alpha, t, xt); var ab = X(s, "AlphasCumprod", t, xt); var abp = X(s, alphaBarPrev, t, xt);
+        return b * (sqrtAbPrev ? abp.sqrt() : abp) / (1 - ab) * x0 + (1 - abp) * (sqrtAlpha ? a.sqrt() : a) / (1 - ab) * xt;
+    }
+
+    static readonly Dictionary<string, Func<Tensor, int, Tensor>> EmbeddingMistakes = new()
+    {
+        ["sin-cos-swapped"] = (time, d) => { var a = Args(time, d); return cat([a.cos(), a.sin()], -1); },
+        ["interleaved"] = (time, d) => { var a = Args(time, d); return stack([a.sin(), a.cos()], 2).flatten(1); },
+        ["divide-by-half"] = (time, d) => { var a = Args(time, d, Math.Log(10000) / (d / 2)); return cat([a.sin(), a.cos()], -1); },
+        ["positive-exponent"] = (time, d) => { var a = Args(time, d, -Math.Log(10000) / (d / 2 - 1)); return cat([a.sin(), a.cos()], -1); },
+        ["log10"] = (time, d) => { var a = Args(time, d, Math.Log10(10000) / (d / 2 - 1)); return cat([a.sin(), a.cos()], -1); },
+        ["full-dim-frequencies"] = (time, d) => { var a = Args(time, 2 * d, Math.Log(10000) / (d - 1)); return cat([a.sin(), a.cos()], -1); },
+        ["cat-dim0"] = (time, d) => { var a = Args(time, d); return cat([a.sin(), a.cos()], 0); },
+    };
+
+    /// <summary>t·ω_i for i = 0 … d/2 − 1 with ω_i = exp(−i·step), as [B, d/2].</summary>
+    static Tensor Args(Tensor time, int d, double? step = null)
+    {
+        int half = d / 2;
+        var w = exp(arange(half, dtype: ScalarType.Float32) * -(step ?? Math.Log(10000) / (half - 1)));
+        return time.to(ScalarType.Float32).unsqueeze(1) * w.unsqueeze(0);
+    }
+
+    static Tensor XtOf(NoiseSchedule s, Tensor x0, Tensor t, Tensor e) =>
+        X(s, "SqrtAlphasCumprod", t, x0) * x0 + X(s, "SqrtOneMinusAlphasCumprod", t, x0) * e;
+
+    static readonly Dictionary<string, Func<Func<Tensor, Tensor, Tensor>, NoiseSchedule, Tensor, Tensor, Tensor, Tensor>> LossMistakes = new()
+    {
+        ["target-x0"] = (m, s, x0, t, e) => F.mse_loss(m(XtOf(s, x0, t, e), t), x0),
+        ["model-on-x0"] = (m, s, x0, t, e) => F.mse_loss(m(x0, t), e),
+        ["xt-missing-sqrt"] = (m, s, x0, t, e) =>
+            F.mse_loss(m(X(s, "AlphasCumprod", t, x0) * x0 + (1 - X(s, "AlphasCumprod", t, x0)) * e, t), e),
+        ["xt-off-by-one"] = (m, s, x0, t, e) =>
+            F.mse_loss(m(X(s, "AlphasCumprodPrev", t, x0).sqrt() * x0 + (1 - X(s, "AlphasCumprodPrev", t, x0)).sqrt() * e, t), e),
+        ["time-plus-one"] = (m, s, x0, t, e) => F.mse_loss(m(XtOf(s, x0, t, e), t + 1), e),
+        ["sum-not-mean"] = (m, s, x0, t, e) => (e - m(XtOf(s, x0, t, e), t)).pow(2).sum(),
+        ["mean-per-image-sum"] = (m, s, x0, t, e) => (e - m(XtOf(s, x0, t, e), t)).pow(2).flatten(1).sum(1).mean(),
+        ["l1"] = (m, s, x0, t, e) => F.l1_loss(m(XtOf(s, x0, t, e), t), e),
+        ["no-square"] = (m, s, x0, t, e) => (e - m(XtOf(s, x0, t, e), t)).mean(),
+        ["rmse"] = (m, s, x0, t, e) => F.mse_loss(m(XtOf(s, x0, t, e), t), e).sqrt(),
+        ["no-gradient"] = (m, s, x0, t, e) => tensor(F.mse_loss(m(XtOf(s, x0, t, e), t), e).item<float>()),
+    };
+
+    delegate Tensor ReverseFn(NoiseSchedule s, Tensor xt, int t, Tensor eps, Tensor z);
+
+    static Tensor Rev(NoiseSchedule s, Tensor xt, int t, Tensor eps, Tensor z, double? sigma = null, bool noiseAtZero = false,
+        int lastNoisy = 1, double? front = null, double? epsWeight = null, int epsSign = -1, int zSign = 1, bool onlyX = false, int k = -1)
+    {
+        k = k < 0 ? t : k;                                    // the index the coefficients come from
+        double a = s.Alphas[k], ab = s.AlphasCumprod[k], b = s.Betas[k];
+        double f = front ?? 1 / Math.Sqrt(a), w = epsWeight ?? b / Math.Sqrt(1 - ab);
+        var mean = onlyX ? f * xt + epsSign * w * eps : f * (xt + epsSign * w * eps);
+        bool noisy = noiseAtZero || t >= lastNoisy;
+        return noisy ? mean + zSign * (sigma ?? Math.Sqrt(b)) * z : mean;
+    }
+
+    static readonly Dictionary<string, ReverseFn> ReverseMistakes = new()
+    {
+        ["beta-tilde"] = (s, xt, t, eps, z) => Rev(s, xt, t, eps, z, sigma: Math.Sqrt(s.PosteriorVariance[t])),
+        ["noise-at-last-step"] = (s, xt, t, eps, z) => Rev(s, xt, t, eps, z, noiseAtZero: true),
+        ["paper-condition"] = (s, xt, t, eps, z) => Rev(s, xt, t, eps, z, lastNoisy: 2),
+        ["variance-not-std"] = (s, xt, t, eps, z) => Rev(s, xt, t, eps, z, sigma: s.Betas[t]),
+        ["missing-sqrt-alpha"] = (s, xt, t, eps, z) => Rev(s, xt, t, eps, z, front: 1 / s.Alphas[t]),
+        ["alpha-bar-for-alpha"] = (s, xt, t, eps, z) => Rev(s, xt, t, eps, z, front: 1 / Math.Sqrt(s.AlphasCumprod[t])),
+        ["eps-coef-missing-sqrt"] = (s, xt, t, eps, z) => Rev(s, xt, t, eps, z, epsWeight: s.Betas[t] / (1 - s.AlphasCumprod[t])),
+        ["eps-coef-alpha-bar"] = (s, xt, t, eps, z) => Rev(s, xt, t, eps, z, epsWeight: (1 - s.AlphasCumprod[t]) / Math.Sqrt(1 - s.AlphasCumprod[t])),
+        ["wrong-sign-eps"] = (s, xt, t, eps, z) => Rev(s, xt, t, eps, z, epsSign: 1),
+        ["wrong-sign-noise"] = (s, xt, t, eps, z) => Rev(s, xt, t, eps, z, zSign: -1),
+        ["bracket"] = (s, xt, t, eps, z) => Rev(s, xt, t, eps, z, onlyX: true),
+        ["no-recip"] = (s, xt, t, eps, z) => Rev(s, xt, t, eps, z, front: 1),
+        // s.Alphas[t − 1]: IndexOutOfRangeException at t = 0, β_{t−1} etc. elsewhere
+        ["off-by-one-prev"] = (s, xt, t, eps, z) => Rev(s, xt, t, eps, z, k: t - 1 < 0 ? throw new IndexOutOfRangeException() : t - 1),
+        ["off-by-one-next"] = (s, xt, t, eps, z) => Rev(s, xt, t, eps, z, k: t + 1 >= s.Timesteps ? throw new IndexOutOfRangeException() : t + 1),
+    };
+
+    /// <summary>Every known mistake of every exercise, with a piece of the hint it must get.</summary>
+    public static TheoryData<string, string, string> Mistakes() => new()
+    {
+        { "q-step", "alpha-bar", "notebook 02" },
+        { "q-step", "variance-not-std", "square roots" },
+        { "q-step", "missing-sqrt-noise", "√β_t" },
+        { "q-step", "missing-sqrt-signal", "√(1 − β_t)" },
+        { "q-step", "no-shrink", "variance grows" },
+        { "q-step", "swapped", "swapped" },
+        { "q-step", "wrong-sign", "Add the noise" },
+        { "q-step", "off-by-one-prev", "index t − 1" },
+        { "q-step", "off-by-one-next", "index t + 1" },
+        { "q-step", "same-t", "its own t" },
+        { "q-sample", "missing-sqrt", "standard deviations" },
+        { "q-sample", "missing-sqrt-noise", "√(1 − ᾱ_t), its standard deviation" },
+        { "q-sample", "missing-sqrt-signal", "x_0 is scaled by √ᾱ_t" },
+        { "q-sample", "one-minus-sqrt", "is not 1 − √ᾱ_t" },
+        { "q-sample", "one-step", "single step" },
+        { "q-sample", "off-by-one-prev", "ᾱ_{t−1}" },
+        { "q-sample", "off-by-one-next", "index t + 1" },
+        { "q-sample", "swapped", "swapped" },
+        { "q-sample", "wrong-sign", "Add the noise" },
+        { "q-sample", "same-t", "its own t" },
+        { "posterior-variance", "beta", "β_t itself" },
+        { "posterior-variance", "first-step", "β̃_0" },
+        { "posterior-variance", "first-step-zero", "not 0" },
+        { "posterior-variance", "inverted", "upside down" },
+        { "posterior-variance", "alpha-not-alpha-bar", "cumulative products" },
+        { "posterior-variance", "missing-beta", "Multiply by β_t" },
+        { "posterior-variance", "skipped-first", "T values" },
+        { "posterior-mean", "swapped", "swapped" },
+        { "posterior-mean", "alpha-bar-t", "one step earlier" },
+        { "posterior-mean", "missing-sqrt-alpha-bar-prev", "√ᾱ_{t−1}" },
+        { "posterior-mean", "missing-sqrt-alpha", "√α_t" },
+        { "posterior-mean", "alpha-bar-for-alpha", "not √ᾱ_t" },
+        { "posterior-mean", "beta-tilde-for-beta", "not β̃_t" },
+        { "posterior-mean", "off-by-one-prev", "index t − 1" },
+        { "posterior-mean", "off-by-one-next", "index t + 1" },
+        { "posterior-mean", "same-t", "its own t" },
+        { "sinusoidal-embedding", "sin-cos-swapped", "cosines first" },
+        { "sinusoidal-embedding", "interleaved", "not interleaved" },
+        { "sinusoidal-embedding", "divide-by-half", "d/2 − 1" },
+        { "sinusoidal-embedding", "positive-exponent", "negative" },
+        { "sinusoidal-embedding", "log10", "natural logarithm" },
+        { "sinusoidal-embedding", "full-dim-frequencies", "d/2 frequencies" },
+        { "sinusoidal-embedding", "cat-dim0", "last dimension" },
+        { "training-step", "target-x0", "the noise ε" },
+        { "training-step", "model-on-x0", "noised image" },
+        { "training-step", "xt-missing-sqrt", "square roots" },
+        { "training-step", "xt-off-by-one", "AlphasCumprodPrev" },
+        { "training-step", "time-plus-one", "same 0-based t" },
+        { "training-step", "sum-not-mean", "Average" },
+        { "training-step", "mean-per-image-sum", "pixels per image" },
+        { "training-step", "l1", "squares the error" },
+        { "training-step", "no-square", "cancel" },
+        { "training-step", "rmse", "square root" },
+        { "training-step", "no-gradient", ".item()" },
+        { "reverse-step", "beta-tilde", "σ_t² = β_t" },
+        { "reverse-step", "noise-at-last-step", "last step" },
+        { "reverse-step", "paper-condition", "t > 0" },
+        { "reverse-step", "variance-not-std", "standard deviation" },
+        { "reverse-step", "missing-sqrt-alpha", "not by α_t" },
+        { "reverse-step", "alpha-bar-for-alpha", "not 1/√ᾱ_t" },
+        { "reverse-step", "eps-coef-missing-sqrt", "square root in the denominator" },
+        { "reverse-step", "eps-coef-alpha-bar", "not 1 − ᾱ_t" },
+        { "reverse-step", "wrong-sign-eps", "Subtract" },
+        { "reverse-step", "wrong-sign-noise", "Add σ_t·z" },
+        { "reverse-step", "bracket", "whole bracket" },
+        { "reverse-step", "no-recip", "1/√α_t" },
+        { "reverse-step", "off-by-one-prev", "index t − 1" },
+        { "reverse-step", "off-by-one-next", "index t + 1" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Mistakes))]
+    public void KnownMistakeIsRejectedWithItsHint(string exercise, string mistake, string hintFragment)
+    {
+        var results = exercise switch
+        {
+            "q-step" => [QStep(QStepMistakes[mistake])],
+            "q-sample" => [QSample(QSampleMistakes[mistake])],
+            "posterior-variance" => PosteriorVarianceMistakes[mistake].Select(PosteriorVariance).ToArray(),
+            "posterior-mean" => [PosteriorMean(PosteriorMeanMistakes[mistake])],
+            "sinusoidal-embedding" => [Embedding(EmbeddingMistakes[mistake])],
+            "training-step" => [Loss(LossMistakes[mistake])],
+            "reverse-step" => [Reverse((s, xt, t, eps, z) => ReverseMistakes[mistake](s, xt, t, eps, z))],
+            _ => throw new ArgumentException(exercise),
+        };
+        foreach (var r in results)
+        {
+            Assert.Equal(CheckOutcome.Failed, r.Outcome);
+            Assert.True(mistake == r.MistakeId, $"expected mistake {mistake}, got {r.MistakeId ?? "none"}:\n{r.Message}");
+            Assert.Contains(hintFragment, r.Hint);
+            Assert.Contains(r.Hint!, r.Message);
+            AssertFriendly(r);
+        }
+    }
+
+    [Fact]
+    public void EveryTestedMistakeExistsAndEveryExerciseHasSome()
+    {
+        var tested = Mistakes().Select(row => ((string)row[0], (string)row[1])).ToHashSet();
+        Assert.Equal(tested.Count, Mistakes().Count());                     // no duplicates
+        foreach (var exercise in RightAnswers.Keys)
+            Assert.True(tested.Count(m => m.Item1 == exercise) >= 5, $"{exercise}: fewer than 5 known mistakes tested");
+    }
+
+    /// <summary>A verdict a learner can read: a message, a hint, no stack trace, no libtorch backtrace.</summary>
+    static void AssertFriendly(CheckResult r)
+    {
+        Assert.False(string.IsNullOrWhiteSpace(r.Message));
+        Assert.False(string.IsNullOrWhiteSpace(r.Hint), "no hint:\n" + r.Message);
+        Assert.DoesNotContain("   at ", r.Message);
+        Assert.DoesNotContain("Exception raised from", r.Message);
+        Assert.DoesNotContain("frame #", r.Message);
+        Assert.DoesNotContain(FailureIds.CheckerError, r.MistakeId ?? "");
+        Assert.True(r.Message.Length < 2500, $"verdict too long ({r.Message.Length} characters)");
+    }
+}
