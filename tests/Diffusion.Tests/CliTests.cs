@@ -48,6 +48,7 @@ public class CliTests
         var train = Cli.Run(dir.Path, ["train", "--out", run, .. Cli.Tiny, "--samples", "4"]);
         Assert.True(train.ExitCode == 0, train.All);
         Assert.Contains("Fashion-MNIST train: 60000 images", train.Stdout);
+        Assert.DoesNotContain("NNPACK", train.Stderr);          // libtorch's "Could not initialize NNPACK" noise is off
         foreach (var f in new[] { "checkpoint.ckpt", "model.ckpt", "loss.csv", "samples.png", "denoising.gif", "run.json" })
             Assert.True(File.Exists(Path.Combine(run, f)), $"{f} missing; output:\n{train.All}");
         Assert.Equal(5, File.ReadAllLines(Path.Combine(run, "loss.csv")).Length);          // header + 4 steps

@@ -75,6 +75,22 @@ public class PlatformTests
     }
 
     [Fact]
+    public void OneDnnCanBeSwitchedOffAndOnAndStaysOnByDefault()
+    {
+        if (!OperatingSystem.IsLinux()) return;                      // the switch reaches libtorch_cpu only where we load it
+        Assert.Null(TorchNative.OneDnnEnabled is false ? "off" : null);   // on unless DIFFUSION_ONEDNN=0
+        lock (UnetTests.OneDnnGate)
+        {
+            try
+            {
+                Assert.False(TorchNative.SetOneDnnEnabled(false));
+                Assert.True(TorchNative.SetOneDnnEnabled(true));
+            }
+            finally { TorchNative.SetOneDnnEnabled(true); }
+        }
+    }
+
+    [Fact]
     public void AutomaticThreadsLeaveBusyCoresAlone()
     {
         if (!OperatingSystem.IsLinux() || Environment.ProcessorCount < 2) return;

@@ -69,12 +69,19 @@ public static class TorchNative
     static bool? ApplyOneDnnPolicy() =>
         Environment.GetEnvironmentVariable(OneDnnVariable) is "0" or "false" or "off" ? SetOneDnn(false) : null;
 
-    static bool? SetOneDnn(bool enabled)
+    static bool? SetOneDnn(bool enabled) => SetContextFlag("Mkldnn", enabled);
+
+    /// <summary>
+    /// at::globalContext().setUserEnabled{name}(value) from libtorch_cpu, read back; null when not available.
+    /// </summary>
+    static bool? SetContextFlag(string name, bool enabled)
     {
+        // Itanium C++ mangling of at::Context::setUserEnabled<name>(bool) and the const getter.
+        int length = "setUserEnabled".Length + name.Length;
         if (torchCpuHandle == IntPtr.Zero
             || !NativeLibrary.TryGetExport(torchCpuHandle, "_ZN2at13globalContextEv", out var contextFn)
-            || !NativeLibrary.TryGetExport(torchCpuHandle, "_ZN2at7Context20setUserEnabledMkldnnEb", out var setFn)
-            || !NativeLibrary.TryGetExport(torchCpuHandle, "_ZNK2at7Context17userEnabledMkldnnEv", out var getFn))
+            || !NativeLibrary.TryGetExport(torchCpuHandle, $"_ZN2at7Context{length}setUserEnabled{name}Eb", out var setFn)
+            || !NativeLibrary.TryGetExport(torchCpuHandle, $"_ZNK2at7Context{length - 3}userEnabled{name}Ev", out var getFn))
             return null;
         var context = Marshal.GetDelegateForFunctionPointer<GlobalContextFn>(contextFn)();
         Marshal.GetDelegateForFunctionPointer<SetFlagFn>(setFn)(context, enabled);
@@ -99,6 +106,11 @@ public static class TorchNative
             {
                 torch.InitializeDeviceType(DeviceType.CPU);
                 OneDnnEnabled = ApplyOneDnnPolicy();
+                // NNPACK (a convolution library inside libtorch) cannot run on CPUs it does not know, such as this
+                // project's, and then prints "Could not initialize NNPACK! Reason: Unsupported hardware" for every new
+                // convolution shape — dozens of lines in a notebook or a log. Switched off (PyTorch:
+                // torch.backends.nnpack.set_flags(False)), libtorch uses its other convolution paths (oneDNN).
+                SetContextFlag("NNPACK", false);
             }
             catch (Exception e)
             {
