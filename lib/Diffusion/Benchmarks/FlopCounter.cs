@@ -32,17 +32,6 @@ public static class FlopCounter
                     removers.Add(r.remove);
                     break;
                 }
-                case SafeConv2d safe:
-                {
-                    var w = safe.parameters().First();        // [out, in/groups, k, k]; the zero padding is not counted
-                    var r = safe.register_forward_hook((_, _, output) =>
-                    {
-                        flops += 2.0 * output.numel() * w.shape[1] * w.shape[2] * w.shape[3];
-                        return output;
-                    });
-                    removers.Add(r.remove);
-                    break;
-                }
                 case PointwiseConv2d pointwise:
                 {
                     var r = pointwise.register_forward_hook((_, _, output) =>
@@ -53,10 +42,10 @@ public static class FlopCounter
                     removers.Add(r.remove);
                     break;
                 }
-                case WeightStandardizedConv2d ws:
+                case SafeConv2d or WeightStandardizedConv2d:
                 {
-                    var w = ws.parameters().First();          // [out, in, k, k]
-                    var r = ws.register_forward_hook((_, _, output) =>
+                    var w = m.parameters().First();           // [out, in/groups, k, k]; SafeConv2d's zero padding is not counted
+                    var r = ((nn.Module<Tensor, Tensor>)m).register_forward_hook((_, _, output) =>
                     {
                         flops += 2.0 * output.numel() * w.shape[1] * w.shape[2] * w.shape[3];
                         return output;

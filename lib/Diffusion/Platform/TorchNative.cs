@@ -52,7 +52,7 @@ public static class TorchNative
     public static bool? SetOneDnnEnabled(bool enabled)
     {
         EnsureLoaded();
-        return OneDnnEnabled = SetOneDnn(enabled);
+        return OneDnnEnabled = SetContextFlag("Mkldnn", enabled);
     }
 
     /// <summary>Whether libtorch's oneDNN kernels are on (null: unknown, left as libtorch decides).</summary>
@@ -62,14 +62,12 @@ public static class TorchNative
     public const string OneDnnVariable = "DIFFUSION_ONEDNN";
 
     /// <summary>
-    /// oneDNN stays on unless DIFFUSION_ONEDNN=0. It is the fast path for convolutions (85 vs 14 images/s for the
+    /// oneDNN stays on unless DIFFUSION_ONEDNN=0. It is the fast path for convolutions (72–76 vs 14 images/s for the
     /// default U-Net on 2 cores); the NaN it produced on this project's CPU for channel counts that are not multiples
     /// of 16 is avoided by <see cref="Diffusion.Model.SafeConv2d"/>, not by switching it off.
     /// </summary>
     static bool? ApplyOneDnnPolicy() =>
-        Environment.GetEnvironmentVariable(OneDnnVariable) is "0" or "false" or "off" ? SetOneDnn(false) : null;
-
-    static bool? SetOneDnn(bool enabled) => SetContextFlag("Mkldnn", enabled);
+        Environment.GetEnvironmentVariable(OneDnnVariable) is "0" or "false" or "off" ? SetContextFlag("Mkldnn", false) : null;
 
     /// <summary>
     /// at::globalContext().setUserEnabled{name}(value) from libtorch_cpu, read back; null when not available.
