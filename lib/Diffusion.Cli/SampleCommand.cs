@@ -14,9 +14,9 @@ static class SampleCommand
         var checkpoint = Opt("--checkpoint", "Checkpoint file, or a run folder holding checkpoint.ckpt", Path.Combine("runs", "fashion-mnist"));
         var count = Opt("--count", "Number of images", 64).Range(1, 4096);
         var sampler = Choice("--sampler", "DDPM (Algorithm 2, T steps) or DDIM (fewer steps)", "ddpm", ("ddpm", "ddpm"), ("ddim", "ddim"));
-        var steps = Opt("--steps", "DDIM steps", 50).Range(1, 100000);
+        var steps = Opt("--steps", "DDIM steps; with ddpm, when given: respace to this many steps (Improved DDPM §4)", 50).Range(1, 100000);
         var eta = Opt("--eta", "DDIM η (0 = deterministic, 1 = DDPM-like)", 0.0).Range(0, 10);
-        var variance = Choice("--variance", "DDPM σ²_t", ReverseVariance.BetaTilde, ("beta-tilde", ReverseVariance.BetaTilde), ("beta", ReverseVariance.Beta));
+        var variance = Choice("--variance", "DDPM σ²_t", ReverseVariance.BetaTilde, ("beta-tilde", ReverseVariance.BetaTilde), ("beta", ReverseVariance.Beta), ("learned", ReverseVariance.Learned));
         var noClip = Opt("--no-clip", "Do not clamp the predicted x_0 to [-1, 1]", false);
         var seed = Opt("--seed", "Random seed", 0);
         var output = Opt("--out", "Output PNG (grid)", "samples.png");
@@ -45,7 +45,8 @@ static class SampleCommand
                 SampleWriter.Write(model, info.Model, new SampleRequest
                 {
                     Count = p.GetValue(count), Sampler = p.GetValue(sampler)!, DdimSteps = p.GetValue(steps), Eta = p.GetValue(eta),
-                    Variance = p.GetValue(variance), Clip = !p.GetValue(noClip), Seed = p.GetValue(seed), PngPath = p.GetValue(output)!,
+                    Variance = p.Given(variance) || info.Model.Variance != Forward.VarianceType.Learned ? p.GetValue(variance) : ReverseVariance.Learned,
+                    DdpmSteps = p.Given(steps) ? p.GetValue(steps) : null, Clip = !p.GetValue(noClip), Seed = p.GetValue(seed), PngPath = p.GetValue(output)!,
                     GifPath = p.GetValue(gif), Class = p.GetValue(cls),
                 }, dev);
             }

@@ -18,6 +18,8 @@ sealed record SampleRequest
     public string Sampler { get; init; } = "ddpm";
     /// <summary>DDIM steps (ignored by DDPM, which always takes T steps).</summary>
     public int DdimSteps { get; init; } = 50;
+    /// <summary>DDPM steps (null: all T; fewer: respaced, Improved DDPM §4).</summary>
+    public int? DdpmSteps { get; init; }
     public double Eta { get; init; }
     public ReverseVariance Variance { get; init; } = ReverseVariance.BetaTilde;
     public bool Clip { get; init; } = true;
@@ -34,6 +36,7 @@ static class SampleWriter
     public static ISampler CreateSampler(NoiseSchedule schedule, Prediction prediction, SampleRequest r) =>
         r.Sampler.ToLowerInvariant() switch
         {
+            "ddpm" when r.DdpmSteps is { } k && k < schedule.Timesteps => DdpmSampler.Respaced(schedule, k, prediction, r.Variance, r.Clip),
             "ddpm" => new DdpmSampler(schedule, prediction, r.Variance, r.Clip),
             "ddim" => new DdimSampler(schedule, Math.Min(r.DdimSteps, schedule.Timesteps), r.Eta, prediction, r.Clip),
             _ => throw new CliException($"--sampler {r.Sampler}: use ddpm or ddim"),
@@ -44,6 +47,8 @@ static class SampleWriter
     {
         if (r.Count < 1) throw new CliException($"--count must be ≥ 1, got {r.Count}");
         using var schedule = new NoiseSchedule(BetaSchedules.Create(config.Schedule, config.Timesteps));
+        if (r.Variance == ReverseVariance.Learned && config.Variance != VarianceType.Learned)
+            throw new CliException("--variance learned needs a model trained with --learn-variance; this one has a fixed variance. Use beta or beta-tilde.");
         var sampler = CreateSampler(schedule, config.Prediction, r);
         using var generator = new Generator((ulong)r.Seed);
 

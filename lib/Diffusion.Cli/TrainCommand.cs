@@ -71,12 +71,15 @@ static class TrainCommand
         var samples = Opt("--samples", "Images to sample at the end (0 = none)", 64).Range(0, 4096);
         var sampler = Choice("--sampler", "Sampler for the final samples", "ddpm", ("ddpm", "ddpm"), ("ddim", "ddim"));
         var sampleSteps = Opt("--sample-steps", "DDIM steps for the final samples", 100).Range(1, 100000);
+        var learnVariance = Opt("--learn-variance", "Learn the reverse-step variance (Improved DDPM): the U-Net outputs [ε, v], trained with L_simple + 0.001·L_vlb", false);
+        var trainOnly = OptionalOpt<string>("--train-only", "Fine-tune only these top-level modules, comma-separated (e.g. final_res_block,final_conv); the rest stay frozen");
+        var initFrom = OptionalOpt<string>("--init-from", "Start from this checkpoint's weights (fine-tuning); a learned-variance run may start from a fixed-variance model");
 
         var cmd = new Command("train", "Train a DDPM (Algorithm 1) and write checkpoint, loss log, samples and a denoising GIF into --out.")
         {
             data, labels, imageSize, channels, dim, dimMults, block, groups, attention, conditional, timesteps, schedule,
             prediction, loss, steps, epochs, batch, lr, warmup, lrSchedule, emaDecay, gradClip, noFlip, classDropout, seed,
-            device, threads, output, resume, checkpointEvery, samples, sampler, sampleSteps,
+            device, threads, output, resume, checkpointEvery, samples, sampler, sampleSteps, learnVariance, initFrom, trainOnly,
         };
 
         cmd.SetAction(p =>
@@ -117,12 +120,15 @@ static class TrainCommand
                     : ParseLevels(p.GetValue(attention)!, Pick(dimMults, c => c.Unet.DimMults).Length),
                 NumClasses = Pick(conditional, c => c.Unet.NumClasses > 0) ? Math.Max(1, ds.ClassNames.Count) : 0,
             };
+            bool learned = Pick(learnVariance, c => c.Variance == VarianceType.Learned);
+            if (learned) unet = unet with { OutDim = 2 * unet.Channels };
             if (unet.NumClasses > 0 && ds.Labels is null)
                 throw new CliException("--conditional needs labelled data: this data has no labels (IDX without --labels, or an image folder without class subfolders).");
             var config = new DiffusionModelConfig
             {
                 Unet = unet, Schedule = Pick(schedule, c => c.Schedule), Timesteps = Pick(timesteps, c => c.Timesteps),
                 Prediction = Pick(prediction, c => c.Prediction), ImageSize = ds.Height,
+                Variance = learned ? VarianceType.Learned : VarianceType.Fixed,
                 ClassNames = unet.NumClasses > 0 ? ds.ClassNames.ToArray() : [], Data = ds.Description,
             };
             int batchSize = p.GetValue(batch);
@@ -133,6 +139,7 @@ static class TrainCommand
                 LearningRateSchedule = p.GetValue(lrSchedule), EmaDecay = p.GetValue(emaDecay), GradientClipNorm = p.GetValue(gradClip),
                 Loss = p.GetValue(loss), RandomFlip = !p.GetValue(noFlip), ClassDropout = p.GetValue(classDropout),
                 Seed = p.GetValue(seed), CheckpointEvery = p.GetValue(checkpointEvery),
+                TrainOnly = p.GetValue(trainOnly)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
             };
 
             Trainer trainer;
@@ -152,6 +159,20 @@ static class TrainCommand
             {
                 config.Validate();
                 trainer = new Trainer(config, training, ds, outDir, dev);
+                if (p.GetValue(initFrom) is { } initPath)
+                {
+                    var (source, sourceInfo) = Checkpoint.LoadModel(Directory.Exists(initPath) ? Path.Combine(initPath, Trainer.CheckpointFileName) : initPath);
+                    using (source)
+                    {
+                        try { trainer.InitializeFrom(source); }
+                        catch (ArgumentException error)
+                        {
+                            trainer.Dispose();
+                            throw new CliException($"--init-from {initPath}: its network does not fit this one ({error.Message}). Use the same --dim, --dim-mults, --block, --groups and --attention-levels as that model.");
+                        }
+                    }
+                    Console.WriteLine($"initialised from {initPath} (step {sourceInfo.Step}, {sourceInfo.Model.Variance} variance)");
+                }
             }
 
             using (trainer)
@@ -172,6 +193,7 @@ static class TrainCommand
                     {
                         Count = n, Sampler = p.GetValue(sampler)!, DdimSteps = p.GetValue(sampleSteps), Seed = trainer.Options.Seed,
                         PngPath = Path.Combine(outDir, "samples.png"), GifPath = Path.Combine(outDir, "denoising.gif"),
+                        Variance = trainer.Config.Variance == VarianceType.Learned ? ReverseVariance.Learned : ReverseVariance.BetaTilde,
                     };
                     SampleWriter.Write(trainer.EmaModel ?? trainer.Model, trainer.Config, request, dev);
                 }

@@ -54,6 +54,8 @@ public sealed class DdimSampler : ISampler
         using var scope = NewDisposeScope();
         var tBatch = full([xt.shape[0]], t, dtype: ScalarType.Int64, device: xt.device);
         var output = model(xt, tBatch);
+        // A learned-variance network outputs [ε, v]: DDIM uses only the prediction.
+        if (output.shape[1] == 2 * xt.shape[1]) output = HybridLoss.Split(output, xt.shape[1]).Prediction;
         var (x0, eps) = ForwardProcess.StartAndNoise(Schedule, xt, tBatch, output, Prediction, ClipDenoised);
 
         double alphaBar = Schedule.AlphasCumprod[t];

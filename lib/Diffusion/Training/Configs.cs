@@ -18,6 +18,11 @@ public sealed record DiffusionModelConfig
     public int Timesteps { get; init; } = 300;
     [JsonConverter(typeof(JsonStringEnumConverter<Prediction>))]
     public Prediction Prediction { get; init; } = Prediction.Epsilon;
+    /// <summary>
+    /// Fixed (DDPM: the network predicts only ε) or Learned (Improved DDPM: the U-Net outputs [ε, v] with OutDim = 2·Channels
+    /// and trains with the hybrid loss). Checkpoints written before this setting existed read as Fixed.
+    /// </summary>
+    public VarianceType Variance { get; init; } = VarianceType.Fixed;
     /// <summary>Side of the square training images, in pixels.</summary>
     public int ImageSize { get; init; } = 28;
     /// <summary>Class names of the training data (used when the U-Net is class-conditional).</summary>
@@ -30,6 +35,9 @@ public sealed record DiffusionModelConfig
         Unet.Validate();
         Unet.ValidateImageSize(ImageSize);
         BetaSchedules.CheckTimesteps(Timesteps);
+        if (Variance == VarianceType.Learned && Unet.ResolvedOutDim != 2 * Unet.Channels)
+            throw new ArgumentException(
+                $"a learned variance needs a U-Net with 2·Channels = {2 * Unet.Channels} output channels ([ε, v]), got OutDim {Unet.ResolvedOutDim}; set Unet.OutDim");
         if (Unet.NumClasses > 0 && ClassNames.Length != Unet.NumClasses)
             throw new ArgumentException($"a class-conditional U-Net with {Unet.NumClasses} classes needs {Unet.NumClasses} class names, got {ClassNames.Length}");
     }
@@ -41,6 +49,7 @@ public sealed record DiffusionModelConfig
         if (Schedule != other.Schedule) diffs.Add($"Schedule: {Schedule} vs {other.Schedule}");
         if (Timesteps != other.Timesteps) diffs.Add($"Timesteps: {Timesteps} vs {other.Timesteps}");
         if (Prediction != other.Prediction) diffs.Add($"Prediction: {Prediction} vs {other.Prediction}");
+        if (Variance != other.Variance) diffs.Add($"Variance: {Variance} vs {other.Variance}");
         if (ImageSize != other.ImageSize) diffs.Add($"ImageSize: {ImageSize} vs {other.ImageSize}");
         return diffs;
     }
@@ -78,6 +87,13 @@ public sealed record TrainingOptions
     /// <summary>Probability of replacing a label by "no label" (classifier-free guidance training; conditional models only).</summary>
     public double ClassDropout { get; init; } = 0.1;
     public int Seed { get; init; }
+    /// <summary>
+    /// Train only the parameters whose names start with one of these prefixes (e.g. "final_res_block", "final_conv" to
+    /// fine-tune the output head); the rest stay frozen. null = train everything.
+    /// </summary>
+    public string[]? TrainOnly { get; init; }
+    /// <summary>λ of the hybrid loss L_simple + λ L_vlb, used only for a learned variance (Improved DDPM: 0.001).</summary>
+    public double VlbWeight { get; init; } = HybridLoss.DefaultLambda;
     /// <summary>Write a checkpoint every this many steps (and always at the end).</summary>
     public int CheckpointEvery { get; init; } = 250;
 
@@ -96,6 +112,7 @@ public sealed record TrainingOptions
         Require(GradientClipNorm >= 0, $"gradient clip norm must be ≥ 0 (0 = off), got {GradientClipNorm}");
         Require(EmaDecay is >= 0 and < 1, $"EMA decay must be in [0, 1) (0 = off; typical 0.995–0.9999), got {EmaDecay}");
         Require(ClassDropout is >= 0 and <= 1, $"class dropout must be in [0, 1], got {ClassDropout}");
+        Require(VlbWeight >= 0 && double.IsFinite(VlbWeight), $"the L_vlb weight λ must be ≥ 0, got {VlbWeight}");
         Require(CheckpointEvery >= 1, $"checkpoint interval must be ≥ 1 step, got {CheckpointEvery}");
     }
 

@@ -84,7 +84,14 @@ public sealed class Trainer : IDisposable
         if (options.EmaDecay > 0) EmaModel = new Unet(config.Unet);
         Model.to(Device);
         EmaModel?.to(Device);
-        parameters = Model.parameters().ToArray();
+        // Fine-tuning part of the network: the other parameters are frozen (no gradient, not in the optimiser).
+        var trainable = Model.named_parameters()
+            .Where(p => options.TrainOnly is null || options.TrainOnly.Any(prefix => p.name.StartsWith(prefix, StringComparison.Ordinal))).ToList();
+        if (trainable.Count == 0)
+            throw new ArgumentException($"no parameter name starts with {string.Join(" or ", options.TrainOnly!)}; top-level modules are: " +
+                                        string.Join(", ", Model.named_children().Select(c => c.name)));
+        foreach (var (name, p) in Model.named_parameters()) p.requires_grad = trainable.Any(t => t.name == name);
+        parameters = trainable.Select(p => p.parameter).ToArray();
         optimizer = optim.AdamW(parameters, lr: options.LearningRate, weight_decay: options.WeightDecay);
         if (EmaModel is not null) ema = new Ema(Model, EmaModel, options.EmaDecay);
         generator = new Generator((ulong)options.Seed);
@@ -116,6 +123,19 @@ public sealed class Trainer : IDisposable
         }
         sampler = new BatchSampler((int)data.Count, options.BatchSize, options.Seed, position);
         Model.train();
+    }
+
+    /// <summary>
+    /// Starts this (new) run from another network's weights instead of random ones — fine-tuning. Every parameter of the
+    /// same name and shape is copied; a learned-variance U-Net started from a fixed-variance one gets the ε half of its
+    /// final 1×1 convolution copied and the v half set to zero (v = 0: σ² halfway between β̃ and β in log space).
+    /// The EMA starts from the copied weights. Call before the first step.
+    /// </summary>
+    public void InitializeFrom(Unet source)
+    {
+        if (Step != 0) throw new InvalidOperationException("initialise the weights before the first training step");
+        WeightTransfer.Copy(source, Model);
+        ema?.CopyFromModel();
     }
 
     /// <summary>
@@ -203,8 +223,12 @@ public sealed class Trainer : IDisposable
             var t = randint(0, Schedule.Timesteps, [x0.shape[0]], dtype: ScalarType.Int64, generator: generator).to(Device);
             var noise = Compute.Randn(x0.shape, generator, Device);
 
-            var loss = DenoisingLoss.Compute((xt, tt) => Model.forward(xt, tt, classes), Schedule, x0, t, noise,
-                Config.Prediction, Options.Loss);
+            // Learned variance: L_hybrid = L_simple + λ L_vlb (Improved DDPM §3.1); otherwise DDPM's L_simple.
+            var loss = Config.Variance == VarianceType.Learned
+                ? HybridLoss.Compute((xt, tt) => Model.forward(xt, tt, classes), Schedule, x0, t, noise,
+                    Config.Prediction, Options.Loss, Options.VlbWeight).Total
+                : DenoisingLoss.Compute((xt, tt) => Model.forward(xt, tt, classes), Schedule, x0, t, noise,
+                    Config.Prediction, Options.Loss);
             lossValue = loss.item<float>();
             if (!double.IsFinite(lossValue))
             {
