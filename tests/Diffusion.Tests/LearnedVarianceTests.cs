@@ -212,15 +212,15 @@ public class LearnedVarianceTests
             : null!;
         var options = new TrainingOptions
         {
-            Steps = 120, BatchSize = 4, LearningRate = 3e-3, WarmupSteps = 5, EmaDecay = 0.9, CheckpointEvery = 1000, Seed = 3,
+            Steps = 60, BatchSize = 4, LearningRate = 3e-3, WarmupSteps = 5, EmaDecay = 0.9, CheckpointEvery = 1000, Seed = 3,
             RandomFlip = false,
         };
         using var trainer = new Trainer(config, options, data);
         Assert.Equal(2, trainer.Model.Config.ResolvedOutDim);
         trainer.Train();
         double first = trainer.LossHistory.Take(10).Average(l => l.Loss);
-        double last = trainer.LossHistory.TakeLast(20).Average(l => l.Loss);
-        Assert.True(last < 0.5 * first, $"hybrid loss fell only from {first:F3} to {last:F3}");
+        double last = trainer.LossHistory.TakeLast(10).Average(l => l.Loss);
+        Assert.True(last < 0.7 * first, $"hybrid loss fell only from {first:F3} to {last:F3}");
     }
 
     [Fact]

@@ -55,6 +55,7 @@ public sealed class Trainer : IDisposable
     readonly BatchSampler sampler;
     readonly Parameter[] parameters;
     double trainingSecondsBefore;
+    double recentLossBefore = double.NaN;
     readonly Stopwatch clock = new();
     StreamWriter? lossLog;
 
@@ -120,6 +121,7 @@ public sealed class Trainer : IDisposable
             position = info.DataPosition;
             Step = info.Step;
             trainingSecondsBefore = info.TrainingSeconds;
+            recentLossBefore = info.RecentLoss;
         }
         sampler = new BatchSampler((int)data.Count, options.BatchSize, options.Seed, position);
         Model.train();
@@ -273,7 +275,7 @@ public sealed class Trainer : IDisposable
         }
         string generatorState;
         using (var state = generator.get_state()) generatorState = Convert.ToBase64String(state.data<byte>().ToArray());
-        var recent = LossHistory.TakeLast(50).Select(l => l.Loss).DefaultIfEmpty(double.NaN).Average();
+        var recent = LossHistory.Count > 0 ? LossHistory.TakeLast(50).Select(l => l.Loss).Average() : recentLossBefore;
         var info = new CheckpointInfo
         {
             Model = Config,
@@ -306,7 +308,8 @@ public sealed class Trainer : IDisposable
             Step = Step,
             HasEma = false,
             HasOptimizer = false,
-            RecentLoss = LossHistory.TakeLast(50).Select(l => l.Loss).DefaultIfEmpty(double.NaN).Average(),
+            // A run resumed only to write this file has no new losses: keep the checkpoint's.
+            RecentLoss = LossHistory.Count > 0 ? LossHistory.TakeLast(50).Select(l => l.Loss).Average() : recentLossBefore,
             TrainingSeconds = trainingSecondsBefore + clock.Elapsed.TotalSeconds,
         };
         Checkpoint.Save(path, new Checkpoint.Parts(info, Checkpoint.ModuleBytes(EmaModel ?? Model), null, null));
