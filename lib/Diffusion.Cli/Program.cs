@@ -8,4 +8,6 @@ root.Subcommands.Add(TrainCommand.Create());
 root.Subcommands.Add(SampleCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(SolutionsCommand.Create());
+root.Subcommands.Add(InteropCommands.Export());
+root.Subcommands.Add(InteropCommands.Import());
 return CliErrors.Run(() => root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
