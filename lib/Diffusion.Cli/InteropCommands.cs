@@ -96,7 +96,7 @@ static class InteropCommands
                 if (PyTorchWeights.FormatOf(weightsPath) != WeightsFormat.Safetensors)
                     throw new CliException($"--like is needed for {weightsPath}: a .pt state_dict does not say which network it belongs to. " +
                                            "Pass --like <checkpoint or run folder> trained with the same U-Net options.");
-                var header = Safetensors.ReadHeader(File.ReadAllBytes(weightsPath), weightsPath);
+                var header = SafetensorsFile.ReadHeader(File.ReadAllBytes(weightsPath), weightsPath);
                 config = PyTorchWeights.ConfigFrom(header.Metadata, weightsPath)
                          ?? throw new CliException($"{weightsPath} carries no '{PyTorchWeights.ConfigMetadataKey}' metadata (it was not exported by this course). " +
                                                    "Pass --like <checkpoint or run folder> trained with the same U-Net options.");

@@ -22,7 +22,7 @@ public enum WeightsFormat
 /// notebook's PyTorch modules (and <see cref="SafeConv2d"/> / <see cref="PointwiseConv2d"/> keep nn.Conv2d's
 /// <c>weight</c> [out, in, k, k] and <c>bias</c> [out]), so the state_dict keys and shapes are the ones
 /// docs/pytorch/course_unet.py gives; the U-Net has no buffers, only parameters.
-/// The .pt side uses TorchSharp.PyBridge (its PyTorch pickler/unpickler); safetensors is written by hand (<see cref="Safetensors"/>).
+/// The .pt side uses TorchSharp.PyBridge (its PyTorch pickler/unpickler); safetensors is written by hand (<see cref="SafetensorsFile"/>).
 /// </summary>
 public static class PyTorchWeights
 {
@@ -57,7 +57,7 @@ public static class PyTorchWeights
             {
                 var meta = new Dictionary<string, string> { ["format"] = "pt" };   // what safetensors.torch.save_file writes
                 if (metadata is not null) foreach (var (k, v) in metadata) meta[k] = v;
-                Safetensors.Write(stream, stateDict, meta);
+                SafetensorsFile.Write(stream, stateDict, meta);
             }
             else
             {
@@ -98,7 +98,7 @@ public static class PyTorchWeights
         if (!File.Exists(path))
             throw new CheckpointException($"weights file {path} not found. Export one with: export --checkpoint <ckpt> --format pt|safetensors --out {path}");
         var format = FormatOf(path);
-        if (format == WeightsFormat.Safetensors) return Safetensors.Read(path);
+        if (format == WeightsFormat.Safetensors) return SafetensorsFile.Read(path);
         try
         {
             using var stream = File.OpenRead(path);

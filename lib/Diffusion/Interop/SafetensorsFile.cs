@@ -17,7 +17,7 @@ namespace Diffusion.Interop;
 /// the network's configuration) and does not pad the header, so float32 data may start at an offset that is not a
 /// multiple of 4; the reference writer pads the header with spaces to a multiple of 8, and so does this one.
 /// </summary>
-public static class Safetensors
+public static class SafetensorsFile
 {
     /// <summary>Largest header accepted (the reference implementation's limit is 100 MB).</summary>
     const long MaxHeaderBytes = 100_000_000;
