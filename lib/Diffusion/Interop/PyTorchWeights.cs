@@ -63,7 +63,7 @@ public static class PyTorchWeights
             {
                 // PyBridge pickles the dict as torch.save does: model/data.pkl with persistent ids → model/data/<i>.
                 using var _ = NewDisposeScope();
-                var table = new Hashtable();
+                var table = new InsertionOrderedTable();
                 foreach (var (k, v) in stateDict) table[k] = v.detach().cpu().contiguous();
                 using var pickled = new MemoryStream();
                 PyTorchPickler.PickleStateDict(pickled, table, leaveOpen: true);
@@ -87,8 +87,50 @@ public static class PyTorchWeights
         foreach (var entry in source.Entries)
         {
             using var from = entry.Open();
-            using var to = target.CreateEntry(entry.FullName, CompressionLevel.NoCompression).Open();
+            var copy = target.CreateEntry(entry.FullName, CompressionLevel.NoCompression);
+            copy.LastWriteTime = FixedZipTime;                         // the same weights give the same bytes
+            using var to = copy.Open();
             from.CopyTo(to);
+        }
+    }
+
+    static readonly DateTimeOffset FixedZipTime = new(2000, 1, 1, 0, 0, 0, TimeSpan.Zero);
+
+    /// <summary>
+    /// A Hashtable (what PyBridge's pickler takes) that enumerates in insertion order, so that the pickled dict, and the
+    /// numbering of data/0, data/1, …, follow the state_dict's order instead of string hash codes, which .NET randomises
+    /// per process: the same weights then give the same file, and Python's state_dict.keys() come out in module order.
+    /// </summary>
+    sealed class InsertionOrderedTable : Hashtable
+    {
+        readonly List<object> order = new();
+        public override object? this[object key]
+        {
+            get => base[key];
+            set
+            {
+                if (!ContainsKey(key)) order.Add(key);
+                base[key] = value;
+            }
+        }
+        public override void Add(object key, object? value)
+        {
+            base.Add(key, value);
+            order.Add(key);
+        }
+        public override ICollection Keys => order.ToArray();
+        public override ICollection Values => order.Select(k => base[k]).ToArray();
+        public override IDictionaryEnumerator GetEnumerator() => new Enumerator(order.Select(k => new DictionaryEntry(k, base[k])).ToList());
+
+        sealed class Enumerator(List<DictionaryEntry> entries) : IDictionaryEnumerator
+        {
+            int index = -1;
+            public DictionaryEntry Entry => entries[index];
+            public object Key => Entry.Key;
+            public object? Value => Entry.Value;
+            public object Current => Entry;
+            public bool MoveNext() => ++index < entries.Count;
+            public void Reset() => index = -1;
         }
     }
 
