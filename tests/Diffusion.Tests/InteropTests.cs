@@ -13,8 +13,14 @@ using static TorchSharp.torch;
 namespace Diffusion.Tests;
 
 /// <summary>Weights to and from PyTorch: .pt (torch.save state_dict) and .safetensors, library and CLI.</summary>
-public class InteropTests
+public sealed class InteropTests : IDisposable
 {
+    // One libtorch thread while these tests run: on a shared 2-core machine the default two threads made the small
+    // forward passes here 8x slower (measured 35 s → 4 s for a round-trip test at load 25). Restored afterwards.
+    readonly int threadsBefore = torch.get_num_threads();
+    public InteropTests() => torch.set_num_threads(1);
+    public void Dispose() => torch.set_num_threads(threadsBefore);
+
     /// <summary>The shipped checkpoint's U-Net (see docs/pytorch/unet-default.keys.txt).</summary>
     static readonly UnetConfig Default = new() { Dim = 28, DimMults = [1, 2, 4], Channels = 1, ResnetBlockGroups = 4, LinearAttentionLevels = [1, 2] };
 
@@ -260,9 +266,14 @@ public class InteropTests
             var imported = dir[$"imported-{format}.ckpt"];
             var import = Cli.Run(dir.Path, ["import", "--weights", weights, .. like, "--out", imported]);
             Assert.True(import.ExitCode == 0, import.All);
-            var again = Cli.Run(dir.Path, [.. sample, "--checkpoint", imported, "--out", dir[$"imported-{format}.png"]]);
-            Assert.True(again.ExitCode == 0, again.All);
-            Assert.Equal(File.ReadAllBytes(dir["original.png"]), File.ReadAllBytes(dir[$"imported-{format}.png"]));
+            if (format == "pt")
+            {
+                var again = Cli.Run(dir.Path, [.. sample, "--checkpoint", imported, "--out", dir["imported.png"]]);
+                Assert.True(again.ExitCode == 0, again.All);
+                Assert.Equal(File.ReadAllBytes(dir["original.png"]), File.ReadAllBytes(dir["imported.png"]));
+            }
+            else                                                                   // same weights as the .pt import: same samples
+                Assert.Equal(Checkpoint.Load(dir["imported-pt.ckpt"]).Model, Checkpoint.Load(imported).Model);
 
             // Existing outputs are never overwritten.
             if (format != "pt") continue;
