@@ -67,10 +67,10 @@ static class InteropCommands
 
     public static Command Import()
     {
-        var weights = new Option<string>("--weights") { Description = "A .pt (torch.save of a state_dict) or .safetensors file", Required = true };
+        var weights = OptionalOpt<string>("--weights", "A .pt (torch.save of a state_dict) or .safetensors file (required)");
         var like = OptionalOpt<string>("--like",
             "Checkpoint (or run folder) whose configuration builds the network; optional for .safetensors files exported by this course");
-        var output = new Option<string>("--out") { Description = "The new checkpoint file (never overwritten)", Required = true };
+        var output = OptionalOpt<string>("--out", "The new checkpoint file (required; never overwritten)");
 
         var cmd = new Command("import", "Load PyTorch weights (.pt or .safetensors) into the course's U-Net and write a checkpoint for 'sample'.")
         {
@@ -78,9 +78,15 @@ static class InteropCommands
         };
         cmd.SetAction(p =>
         {
-            var weightsPath = p.GetValue(weights)!;
-            var outPath = p.GetValue(output)!;
+            var weightsPath = p.GetValue(weights)
+                ?? throw new CliException("--weights is required: the .pt or .safetensors file to import (e.g. --weights my-unet.pt).");
+            var outPath = p.GetValue(output)
+                ?? throw new CliException("--out is required: the checkpoint file to write (e.g. --out runs/imported.ckpt).");
             PyTorchWeights.FormatOf(weightsPath);
+            if (!File.Exists(weightsPath))
+                throw new CliException($"--weights {weightsPath} not found. Export one with: export --checkpoint <ckpt> --format pt|safetensors --out <file>.");
+            if (File.Exists(outPath) || Directory.Exists(outPath))
+                throw new CliException($"--out {outPath} already exists; it is not overwritten. Choose another --out or delete the file first.");
             CheckpointInfo? template = null;
             DiffusionModelConfig? config;
             string fix;
