@@ -94,6 +94,10 @@ static class InteropCommands
             {
                 template = Checkpoint.ReadInfo(CheckpointFile(likePath));
                 config = template.Model;
+                if (PyTorchWeights.FormatOf(weightsPath) == WeightsFormat.Safetensors
+                    && PyTorchWeights.ConfigFrom(SafetensorsFile.ReadHeader(File.ReadAllBytes(weightsPath), weightsPath).Metadata, weightsPath) is { } own
+                    && own.DifferencesFrom(config) is { Count: > 0 } differences)
+                    Console.WriteLine($"note: {weightsPath} was exported with other settings than --like ({string.Join("; ", differences)}); using --like's.");
                 fix = $"Pass --like a checkpoint whose U-Net matches the one the weights came from (this one: Unet({PythonArguments(config.Unet)})), " +
                       "or build the PyTorch model with those options (docs/pytorch/course_unet.py).";
             }

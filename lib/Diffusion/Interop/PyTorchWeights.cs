@@ -223,7 +223,7 @@ public static class PyTorchWeights
             var meta = new Dictionary<string, string>
             {
                 [ConfigMetadataKey] = System.Text.Json.JsonSerializer.Serialize(info.Model, CompactJson),
-                ["source"] = $"{Path.GetFileName(checkpointPath)}, step {info.Step}, {(info.HasEma ? "EMA" : "model")} weights",
+                ["source"] = $"{Path.GetFileName(checkpointPath)}, step {info.Step}, {(info.HasEma ? "its EMA weights" : "its model weights (the checkpoint holds no separate EMA copy)")}",
             };
             Export(model, outPath, format, meta);
         }
