@@ -10,4 +10,6 @@ root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(SolutionsCommand.Create());
 root.Subcommands.Add(TrainClassifierCommand.Create());
 root.Subcommands.Add(EvalCommand.Create());
+root.Subcommands.Add(InteropCommands.Export());
+root.Subcommands.Add(InteropCommands.Import());
 return CliErrors.Run(() => root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
