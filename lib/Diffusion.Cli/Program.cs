@@ -9,4 +9,8 @@ root.Subcommands.Add(SampleCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(SolutionsCommand.Create());
 root.Subcommands.Add(BpdCommand.Create());
+root.Subcommands.Add(TrainClassifierCommand.Create());
+root.Subcommands.Add(EvalCommand.Create());
+root.Subcommands.Add(InteropCommands.Export());
+root.Subcommands.Add(InteropCommands.Import());
 return CliErrors.Run(() => root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
