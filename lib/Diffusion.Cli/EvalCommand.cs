@@ -31,7 +31,7 @@ static class EvalCommand
         var seed = Opt("--seed", "Random seed of the sampling noise", 0);
         var classifier = OptionalOpt<string>("--classifier", $"Classifier file (default: data/classifier/{FashionClassifier.ShippedFileName})");
         var eta = Opt("--eta", "DDIM η", 0.0).Range(0, 10);
-        var variance = Choice("--variance", "DDPM σ²_t", ReverseVariance.BetaTilde, ("beta-tilde", ReverseVariance.BetaTilde), ("beta", ReverseVariance.Beta));
+        var variance = Choice("--variance", "DDPM σ²_t", ReverseVariance.BetaTilde, ("beta-tilde", ReverseVariance.BetaTilde), ("beta", ReverseVariance.Beta), ("learned", ReverseVariance.Learned));
         var rawWeights = Opt("--raw-weights", "Use the last trained weights instead of their EMA", false);
         var json = OptionalOpt<string>("--json", "Also write the results as JSON here");
         var grids = OptionalOpt<string>("--grids", "Write each sampler's first 64 images as <folder>/<sampler>.png");
@@ -104,7 +104,9 @@ static class EvalCommand
                     {
                         ISampler sampler = spec.Ddim
                             ? new DdimSampler(schedule, Math.Min(spec.Steps, config.Timesteps), p.GetValue(eta), config.Prediction)
-                            : new DdpmSampler(schedule, config.Prediction, p.GetValue(variance));
+                            : spec.Steps > 0 && spec.Steps < config.Timesteps
+                                ? DdpmSampler.Respaced(schedule, spec.Steps, config.Prediction, p.GetValue(variance))   // ddpm:N (Improved DDPM §4)
+                                : new DdpmSampler(schedule, config.Prediction, p.GetValue(variance));
                         int k = config.Unet.NumClasses;
                         long[] LabelsOf(int start, int length) => Enumerable.Range(start, length).Select(i => (long)(i % k)).ToArray();
                         var sw = Stopwatch.StartNew();
@@ -171,6 +173,7 @@ static class EvalCommand
         {
             var parts = raw.ToLowerInvariant().Split(':');
             if (parts is ["ddpm"]) specs.Add(new SamplerSpec(false, 0));
+            else if (parts is ["ddpm", var k] && int.TryParse(k, out int ddpmSteps) && ddpmSteps >= 1) specs.Add(new SamplerSpec(false, ddpmSteps));
             else if (parts is ["ddim", var s] && int.TryParse(s, out int steps) && steps >= 1) specs.Add(new SamplerSpec(true, steps));
             else
                 throw new CliException($"--samplers: '{raw}' is not a sampler. Use ddpm or ddim:N (N ≥ 1 steps), comma-separated, " +
