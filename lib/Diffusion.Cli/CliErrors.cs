@@ -27,7 +27,7 @@ static class CliErrors
     static string? Describe(Exception e) => e switch
     {
         OperationCanceledException => "cancelled",
-        CliException or ArgumentException or DataFormatException or CheckpointException or TorchLoadException
+        CliException or ArgumentException or InvalidDataException or DataFormatException or CheckpointException or TorchLoadException
             or TrainingDivergedException => e.Message,
         UnauthorizedAccessException => $"permission denied: {e.Message} Choose a folder you can write to (--out).",
         IOException io when IsDiskFull(io) => $"the disk is full ({e.Message}). Free some space; the last checkpoint was kept.",

@@ -17,7 +17,7 @@ public class NotebookTests
         ["03-epsilon-loss.ipynb"] = (1, 7, 0),
         ["04-unet.ipynb"] = (1, 9, 0),
         ["05-training.ipynb"] = (4, 4, 0),
-        ["06-sampling.ipynb"] = (5, 2, 1),
+        ["06-sampling.ipynb"] = (6, 3, 1),
         ["07-where-next.ipynb"] = (0, 2, 0),
         ["08-guidance.ipynb"] = (2, 1, 0),
     };

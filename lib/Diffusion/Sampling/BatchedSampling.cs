@@ -1,0 +1,52 @@
+using static TorchSharp.torch;
+
+namespace Diffusion.Sampling;
+
+/// <summary>Progress over many batches: images finished of total, and the step within the current batch.</summary>
+public readonly record struct BatchedSamplingProgress(int ImagesDone, int Total, int Batch, int Batches, int Step, int StepsPerBatch)
+{
+    /// <summary>Sampling steps done over all batches (of Batches · StepsPerBatch).</summary>
+    public int StepsDone => Batch * StepsPerBatch + Step;
+}
+
+/// <summary>Draws many samples in batches (memory stays bounded) with one seeded generator: the same seed gives the same images.</summary>
+public static class BatchedSampling
+{
+    /// <summary>
+    /// <paramref name="count"/> samples of <paramref name="imageShape"/> [C, H, W], <paramref name="batchSize"/> at a time, on the CPU.
+    /// <paramref name="modelForBatch"/> gives the model for the images start..start+length−1 (e.g. with their class labels).
+    /// </summary>
+    public static Tensor Sample(ISampler sampler, Func<int, int, DenoisingModel> modelForBatch, long[] imageShape, int count,
+        int batchSize, int seed, Device? device = null, IProgress<BatchedSamplingProgress>? progress = null,
+        CancellationToken cancel = default)
+    {
+        if (count < 1) throw new ArgumentException($"count must be ≥ 1, got {count}");
+        if (batchSize < 1) throw new ArgumentException($"batch size must be ≥ 1, got {batchSize}");
+        using var generator = new Generator((ulong)seed);
+        var parts = new List<Tensor>();
+        try
+        {
+            int batches = (count + batchSize - 1) / batchSize;
+            for (int start = 0, batch = 0; start < count; start += batchSize, batch++)
+            {
+                int length = Math.Min(batchSize, count - start);
+                var model = modelForBatch(start, length);
+                var inner = progress is null ? null
+                    : new Relay(p => progress.Report(new BatchedSamplingProgress(start, count, batch, batches, p.Step, p.Total)));
+                using var result = sampler.Sample(model, [length, .. imageShape], generator, device, 0, inner, cancel);
+                parts.Add(result.Samples.detach().cpu().clone());
+                progress?.Report(new BatchedSamplingProgress(start + length, count, batch + 1, batches, 0, sampler.Steps));
+            }
+            return cat(parts, 0);
+        }
+        finally
+        {
+            foreach (var p in parts) p.Dispose();
+        }
+    }
+
+    sealed class Relay(Action<SamplingProgress> report) : IProgress<SamplingProgress>
+    {
+        public void Report(SamplingProgress value) => report(value);
+    }
+}
