@@ -34,6 +34,8 @@ static class EvalCommand
         var variance = Choice("--variance", "DDPM σ²_t", ReverseVariance.BetaTilde, ("beta-tilde", ReverseVariance.BetaTilde), ("beta", ReverseVariance.Beta), ("learned", ReverseVariance.Learned));
         var rawWeights = Opt("--raw-weights", "Use the last trained weights instead of their EMA", false);
         var json = OptionalOpt<string>("--json", "Also write the results as JSON here");
+        var guidance = Opt("--guidance", "Conditional models: comma-separated classifier-free guidance weights w to compare, e.g. 0,0.5,1,2,4 " +
+            "(Ho & Salimans eq. 6; diffusers' guidance_scale = 1 + w)", "0");
         var grids = OptionalOpt<string>("--grids", "Write each sampler's first 64 images as <folder>/<sampler>.png");
         var realOnly = Opt("--real-only", "Only the floor and ceiling (no checkpoint needed)", false);
         var device = Opt("--device", "cpu, cuda or auto", "cpu");
@@ -44,7 +46,7 @@ static class EvalCommand
             "Measure sample quality: FCD (Fréchet distance of classifier features) against held-out Fashion-MNIST, its real-vs-real " +
             "floor and noise ceiling at the same count, and how close samples sit to their nearest training image.")
         {
-            checkpoint, samplers, count, batch, seed, classifier, eta, variance, rawWeights, json, grids, realOnly, device, threads,
+            checkpoint, samplers, count, batch, seed, classifier, eta, variance, rawWeights, json, grids, realOnly, device, threads, guidance,
         };
         cmd.SetAction(p =>
         {
@@ -100,7 +102,8 @@ static class EvalCommand
                     using var schedule = new NoiseSchedule(BetaSchedules.Create(config.Schedule, config.Timesteps));
                     var gridFolder = p.GetValue(grids);
                     if (gridFolder is not null) Directory.CreateDirectory(gridFolder);
-                    foreach (var spec in specs)
+                    var weights = ParseGuidance(p.GetValue(guidance)!, config.Unet.NumClasses);
+                    foreach (var (spec, w) in specs.SelectMany(s => weights.Select(w => (s, w))))
                     {
                         ISampler sampler = spec.Ddim
                             ? new DdimSampler(schedule, Math.Min(spec.Steps, config.Timesteps), p.GetValue(eta), config.Prediction)
@@ -108,11 +111,12 @@ static class EvalCommand
                                 ? DdpmSampler.Respaced(schedule, spec.Steps, config.Prediction, p.GetValue(variance))   // ddpm:N (Improved DDPM §4)
                                 : new DdpmSampler(schedule, config.Prediction, p.GetValue(variance));
                         int k = config.Unet.NumClasses;
+                        string name = weights.Length > 1 || w != 0 ? FormattableString.Invariant($"{sampler.Name} w={w:0.###}") : sampler.Name;
                         long[] LabelsOf(int start, int length) => Enumerable.Range(start, length).Select(i => (long)(i % k)).ToArray();
                         var sw = Stopwatch.StartNew();
                         Tensor images = null!;
                         int batches = (n + p.GetValue(batch) - 1) / p.GetValue(batch);
-                        ConsoleProgress.Run($"{sampler.Name}: {n} images", batches * sampler.Steps, report =>
+                        ConsoleProgress.Run($"{name}: {n} images", batches * sampler.Steps, report =>
                         {
                             var progress = new SyncProgress<BatchedSamplingProgress>(q =>
                                 report(q.StepsDone, $"{q.ImagesDone}/{n} images"));
@@ -120,7 +124,7 @@ static class EvalCommand
                             {
                                 if (k == 0) return (x, t) => model.forward(x, t);
                                 var labels = TorchSharp.torch.tensor(LabelsOf(start, length), device: dev);
-                                return (x, t) => model.forward(x, t, labels);
+                                return ClassifierFreeGuidance.Guide((x, t, y) => model.forward(x, t, y), labels, k, w);   // w = 0: plain conditional
                             }, [1, 28, 28], n, p.GetValue(batch), p.GetValue(seed), dev, progress);
                         });
                         double seconds = sw.Elapsed.TotalSeconds;
@@ -135,11 +139,11 @@ static class EvalCommand
                                 var got = predicted.data<long>().ToArray();
                                 accuracy = Enumerable.Range(0, n).Count(i => got[i] == wanted[i]) / (double)n;
                             }
-                            rows.Add(new EvalRow(sampler.Name, sampler.Steps, seconds, report.Fcd, report.Generated.Median, report.Generated.Min,
+                            rows.Add(new EvalRow(name, sampler.Steps * (w != 0 ? 2 : 1), seconds, report.Fcd, report.Generated.Median, report.Generated.Min,
                                 report.CloserThanAnyHeldOut, report.ClassShares, accuracy));
                             if (gridFolder is not null)
                                 using (var first = images.narrow(0, 0, Math.Min(64, n)))
-                                    ImageGrid.SaveGridPng(first, Path.Combine(gridFolder, sampler.Name + ".png"), 8, padding: 2, scale: 2);
+                                    ImageGrid.SaveGridPng(first, Path.Combine(gridFolder, name.Replace(' ', '-') + ".png"), 8, padding: 2, scale: 2);
                         }
                         Console.WriteLine(FormatRow(rows[^1]));
                         WriteJson(false);
@@ -147,11 +151,13 @@ static class EvalCommand
                 }
                 Console.WriteLine();
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"| sampler | network evaluations | seconds ({n} images) | FCD ↓ (floor {floor:F2}, noise {ceiling:F0}) | nearest training image, median RMS (held-out real: {heldOut.Median:F4}) | closer than any held-out image |"));
-                Console.WriteLine("|---|---|---|---|---|---|");
+                    $"| sampler | network evaluations | seconds ({n} images) | FCD ↓ (floor {floor:F2}, noise {ceiling:F0}) | nearest training image, median RMS (held-out real: {heldOut.Median:F4}) | closer than any held-out image |") +
+                    (rows.Any(r => r.LabelAccuracy is not null) ? " classifier agrees with the label |" : ""));
+                Console.WriteLine("|---|---|---|---|---|---|" + (rows.Any(r => r.LabelAccuracy is not null) ? "---|" : ""));
                 foreach (var r in rows)
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"| {r.Sampler} | {r.NetworkEvaluations} | {r.Seconds:F0} | {r.Fcd:F2} | {r.NearestMedian:F4} | {r.CloserThanAnyHeldOut} of {n} |"));
+                        $"| {r.Sampler} | {r.NetworkEvaluations} | {r.Seconds:F0} | {r.Fcd:F2} | {r.NearestMedian:F4} | {r.CloserThanAnyHeldOut} of {n} |") +
+                        (r.LabelAccuracy is { } a ? FormattableString.Invariant($" {a:P1} |") : ""));
             }
             WriteJson(true);
             return 0;
@@ -165,6 +171,22 @@ static class EvalCommand
         (r.LabelAccuracy is { } a ? FormattableString.Invariant($", classifier agrees with the label for {a:P1}") : "");
 
     internal readonly record struct SamplerSpec(bool Ddim, int Steps);
+
+    /// <summary>"0,0.5,1" → guidance weights; w ≠ 0 needs a conditional model, and w ≥ −1.</summary>
+    internal static double[] ParseGuidance(string text, int numClasses)
+    {
+        var weights = new List<double>();
+        foreach (var raw in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!double.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture, out var w) || !double.IsFinite(w) || w < ClassifierFreeGuidance.MinWeight)
+                throw new CliException($"--guidance: '{raw}' is not a guidance weight w ≥ −1; give a comma-separated list such as 0,0.5,1,2,4");
+            weights.Add(w);
+        }
+        if (weights.Count == 0) weights.Add(0);
+        if (numClasses == 0 && weights.Any(w => w != 0))
+            throw new CliException("--guidance needs a class-conditional model, but this checkpoint is unconditional (trained without --conditional); drop --guidance");
+        return weights.ToArray();
+    }
 
     internal static List<SamplerSpec> ParseSamplers(string text)
     {

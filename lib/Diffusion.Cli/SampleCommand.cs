@@ -22,14 +22,16 @@ static class SampleCommand
         var output = Opt("--out", "Output PNG (grid)", "samples.png");
         var gif = OptionalOpt<string>("--gif", "Also write an animated GIF of the reverse process here");
         var rawWeights = Opt("--raw-weights", "Use the last trained weights instead of their EMA", false);
-        var cls = new Option<int?>("--class") { Description = "Class label for every sample (conditional models)" };
+        var cls = Opt("--class", "Conditional models: a class index for every sample, or all (one grid row per class)", "all");
+        var guidance = Opt("--guidance", "Classifier-free guidance weight w (Ho & Salimans eq. 6: (1+w)·ε(x,c) − w·ε(x,∅); 0 = plain conditional, " +
+            "−1 = unconditional; diffusers' guidance_scale = 1 + w). Conditional models only", 0.0);
         var device = Opt("--device", "cpu, cuda or auto", "cpu");
         var threads = new Option<int?>("--threads") { Description = "libtorch threads (default: auto = the cores other processes leave free; fix it for bit-identical runs)" };
         threads.Range(1, 1024);
 
         var cmd = new Command("sample", "Sample images from a trained checkpoint.")
         {
-            checkpoint, count, sampler, steps, eta, variance, noClip, seed, output, gif, rawWeights, cls, device, threads,
+            checkpoint, count, sampler, steps, eta, variance, noClip, seed, output, gif, rawWeights, cls, guidance, device, threads,
         };
         cmd.SetAction(p =>
         {
@@ -47,11 +49,19 @@ static class SampleCommand
                     Count = p.GetValue(count), Sampler = p.GetValue(sampler)!, DdimSteps = p.GetValue(steps), Eta = p.GetValue(eta),
                     Variance = p.Given(variance) || info.Model.Variance != Forward.VarianceType.Learned ? p.GetValue(variance) : ReverseVariance.Learned,
                     DdpmSteps = p.Given(steps) ? p.GetValue(steps) : null, Clip = !p.GetValue(noClip), Seed = p.GetValue(seed), PngPath = p.GetValue(output)!,
-                    GifPath = p.GetValue(gif), Class = p.GetValue(cls),
+                    GifPath = p.GetValue(gif), Class = ParseClass(p.GetValue(cls)!), Guidance = p.GetValue(guidance),
                 }, dev);
             }
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>"all" → null (one row per class); an integer → that class (its range is checked against the model).</summary>
+    static int? ParseClass(string text)
+    {
+        if (string.Equals(text.Trim(), "all", StringComparison.OrdinalIgnoreCase)) return null;
+        if (int.TryParse(text, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var k)) return k;
+        throw new CliException($"--class {text}: give a class index such as 3, or all (one grid row per class)");
     }
 }

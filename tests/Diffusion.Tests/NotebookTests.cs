@@ -19,6 +19,7 @@ public class NotebookTests
         ["05-training.ipynb"] = (4, 4, 0),
         ["06-sampling.ipynb"] = (6, 3, 1),
         ["07-where-next.ipynb"] = (0, 2, 0),
+        ["08-guidance.ipynb"] = (2, 2, 0),
         ["09-learned-variance.ipynb"] = (1, 4, 0),
     };
 

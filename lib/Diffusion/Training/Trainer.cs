@@ -217,8 +217,7 @@ public sealed class Trainer : IDisposable
             {
                 classes = Data.Labels!.index_select(0, indices);
                 // Classifier-free guidance training: drop the label ("no label" = NumClasses) with probability p.
-                var drop = rand([classes.shape[0]], generator: generator) < Options.ClassDropout;
-                classes = where(drop, torch.tensor((long)Config.Unet.NumClasses), classes).to(Device);
+                classes = ClassDropout.Apply(classes, Options.ClassDropout, Config.Unet.NumClasses, generator).to(Device);
             }
             x0 = x0.to(Device);
             // t ~ Uniform{0..T−1}, ε ~ N(0, I), drawn on the CPU from the run's generator
