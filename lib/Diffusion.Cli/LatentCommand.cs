@@ -27,10 +27,10 @@ static class LatentCommand
 
     public static Command Create()
     {
-        var aeSteps = Opt("--ae-steps", "Autoencoder training steps", 1500).Range(1, 1e9);
-        var steps = Opt("--steps", "Latent diffusion training steps", 3000).Range(1, 1e9);
+        var aeSteps = Opt("--ae-steps", "Autoencoder training steps", 600).Range(1, 1e9);
+        var steps = Opt("--steps", "Latent diffusion training steps", 1200).Range(1, 1e9);
         var batch = Opt("--batch-size", "Images (latents) per step", 64).Range(2, 65536);
-        var encodeCount = Opt("--encode", "Training images to encode for the diffusion stage", 60000).Range(64, 60000);
+        var encodeCount = Opt("--encode", "Training images to encode for the diffusion stage", 20000).Range(64, 60000);
         var seed = Opt("--seed", "Random seed", 0);
         var threads = new Option<int?>("--threads") { Description = "libtorch threads (default: auto)" };
         threads.Range(1, 1024);
@@ -101,10 +101,10 @@ static class LatentCommand
             trainer.SaveModelForSampling(Path.Combine(outDir, DiffusionFileName));
             double diffusionLoss = trainer.LossHistory.TakeLast(50).Average(l => l.Loss);
 
-            // Samples: one row per class (guidance w = 3, DDPM), decoded.
+            // Samples: one row per class (guidance w = 3, DDIM-100), decoded.
             sw.Restart();
             using var schedule = new NoiseSchedule(config.Schedule, config.Timesteps);
-            var sampler = new DdpmSampler(schedule, config.Prediction, clipDenoised: false);
+            var sampler = new DdimSampler(schedule, 100, prediction: config.Prediction, clipDenoised: false);
             using var g = new Generator((ulong)s);
             using var classes = arange(10, dtype: ScalarType.Int64).repeat_interleave(8);
             trainer.EmaModel!.eval();
@@ -125,7 +125,7 @@ static class LatentCommand
             };
             AtomicFile.WriteAllText(Path.Combine(outDir, "run.json"), JsonSerializer.Serialize(summary, Checkpoint.JsonOptions));
             Console.WriteLine(string.Create(inv,
-                $"latent diffusion: loss (last 50) {diffusionLoss:F4}; 80 samples (DDPM-{config.Timesteps}, w = 3) + decoding {sampleSeconds:F0} s; wrote {outDir}"));
+                $"latent diffusion: loss (last 50) {diffusionLoss:F4}; 80 samples (DDIM-100, w = 3) + decoding {sampleSeconds:F0} s; wrote {outDir}"));
             return 0;
         });
         return cmd;

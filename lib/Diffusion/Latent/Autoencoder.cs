@@ -34,7 +34,7 @@ public sealed class AeResBlock : Module<Tensor, Tensor>
 
 /// <summary>
 /// E(x): image [B, C, 32, 32] → the parameters (μ, log σ²) of the diagonal Gaussian q(z|x), each [B, c, 8, 8].
-/// Per level a residual block, then a halving by 2×2 pixel unshuffle and a 1×1 conv (as in the course's U-Net).
+/// Per level a residual block (none at full resolution), then a halving by 2×2 pixel unshuffle and a 1×1 conv (as in the course's U-Net).
 /// </summary>
 public sealed class Encoder : Module<Tensor, Tensor>
 {
@@ -49,7 +49,8 @@ public sealed class Encoder : Module<Tensor, Tensor>
         conv_in = new SafeConv2d(config.Channels, ch[0], 3, padding: 1);
         for (int i = 0; i < ch.Length; i++)
         {
-            blocks.Add(new AeResBlock(ch[i], ch[i], config.Groups));
+            // No residual block at full resolution: there it cost a third of the network's time for little gain.
+            if (i > 0 || ch.Length == 1) blocks.Add(new AeResBlock(ch[i], ch[i], config.Groups));
             if (i < ch.Length - 1)
                 blocks.Add(Sequential(PixelUnshuffle(2), new PointwiseConv2d(ch[i] * 4, ch[i + 1])));
         }
@@ -82,7 +83,7 @@ public sealed class Decoder : Module<Tensor, Tensor>
         conv_in = new SafeConv2d(config.LatentChannels, ch[^1], 3, padding: 1);
         for (int i = ch.Length - 1; i >= 0; i--)
         {
-            blocks.Add(new AeResBlock(ch[i], ch[i], config.Groups));
+            if (i > 0 || ch.Length == 1) blocks.Add(new AeResBlock(ch[i], ch[i], config.Groups));
             if (i > 0)
                 blocks.Add(Sequential(nn.Upsample(scale_factor: [2.0, 2.0], mode: UpsampleMode.Nearest),
                     new SafeConv2d(ch[i], ch[i - 1], 3, padding: 1)));
