@@ -35,16 +35,17 @@ static class LatentCommand
         var threads = new Option<int?>("--threads") { Description = "libtorch threads (default: auto)" };
         threads.Range(1, 1024);
         var output = Opt("--out", "Run folder", Path.Combine("runs", "latent"));
+        var autoencoder = OptionalOpt<string>("--autoencoder", "Skip stage 1: use this trained autoencoder file (e.g. data/checkpoints/fashion-mnist-autoencoder.ckpt)");
         var cmd = new Command("latent",
             "Latent diffusion: train a small KL autoencoder, then the course's DDPM on its scaled latents; sample and decode.")
         {
-            aeSteps, steps, batch, encodeCount, seed, threads, output,
+            aeSteps, steps, batch, encodeCount, seed, threads, output, autoencoder,
         };
         cmd.SetAction(p =>
         {
             Compute.SetThreads(p.GetValue(threads));
             var outDir = p.GetValue(output)!;
-            if (File.Exists(Path.Combine(outDir, DiffusionFileName)) || File.Exists(Path.Combine(outDir, AutoencoderFileName)))
+            if (File.Exists(Path.Combine(outDir, DiffusionFileName)) || File.Exists(Path.Combine(outDir, Trainer.CheckpointFileName)))
                 throw new CliException($"{outDir} already holds a latent run; choose another --out (nothing was overwritten).");
             Directory.CreateDirectory(outDir);
             int batchSize = p.GetValue(batch), s = p.GetValue(seed);
@@ -52,45 +53,63 @@ static class LatentCommand
             var train = ImageDataset.FashionMnist(DataLocator.FashionMnistFolder(), train: true);
             var test = ImageDataset.FashionMnist(DataLocator.FashionMnistFolder(), train: false);
 
-            // Stage 1: the autoencoder.
-            var aeConfig = new AutoencoderConfig();
-            var aeOptions = new TrainingOptions { Steps = p.GetValue(aeSteps), BatchSize = batchSize, LearningRate = 2e-3, WarmupSteps = 50, Seed = s };
-            using var aeTrainer = new AutoencoderTrainer(aeConfig, aeOptions, train);
-            using (var log = new StreamWriter(Path.Combine(outDir, "ae-loss.csv")))
-            {
-                log.WriteLine("step,loss,squared_error,kl,pixel_mse,elapsed_seconds");
-                ConsoleProgress.Run("autoencoder", aeOptions.Steps, report =>
-                {
-                    aeTrainer.Progress += pr =>
-                    {
-                        log.WriteLine(string.Create(inv, $"{pr.Step},{pr.Loss:R},{pr.SquaredError:R},{pr.Kl:R},{pr.PixelMse:R},{pr.Elapsed.TotalSeconds:F2}"));
-                        report(pr.Step, string.Create(inv, $"mse/pixel {pr.PixelMse:F4} KL {pr.Kl:F0}"));
-                    };
-                    aeTrainer.Train();
-                });
-            }
-            var ae = aeTrainer.Model;
-            var recent = aeTrainer.History.TakeLast(50).ToList();
-            double testMse = LatentSpace.ReconstructionMse(ae, test, 2000);
-            Console.WriteLine(string.Create(inv, $"autoencoder: {aeTrainer.Elapsed.TotalSeconds:F0} s, t10k reconstruction MSE per pixel {testMse:F5}"));
-
-            // The scaling factor s = 1/std of the latents of the training data.
+            // Stage 1: the autoencoder (trained here, or loaded with --autoencoder).
+            Autoencoder ae;
+            AutoencoderInfo aeInfo;
+            double testMse;
             var sw = Stopwatch.StartNew();
-            using var latents = LatentSpace.EncodeAll(ae, train, p.GetValue(encodeCount));
-            double scale = LatentSpace.ScalingFactor(latents);
-            Console.WriteLine(string.Create(inv, $"encoded {latents.shape[0]} images in {sw.Elapsed.TotalSeconds:F0} s; scaling factor {scale:G5}"));
-            var aeInfo = new AutoencoderInfo
+            Tensor latents;
+            if (p.GetValue(autoencoder) is { } aePath)
             {
-                Config = aeConfig, ScalingFactor = scale, Steps = aeTrainer.Step, BatchSize = batchSize,
-                TrainingSeconds = aeTrainer.Elapsed.TotalSeconds, RecentPixelMse = recent.Average(r => r.PixelMse),
-                RecentKl = recent.Average(r => r.Kl), Data = train.Description,
-            };
-            AutoencoderFile.Save(Path.Combine(outDir, AutoencoderFileName), ae, aeInfo);
+                (ae, aeInfo) = AutoencoderFile.Load(aePath);
+                testMse = LatentSpace.ReconstructionMse(ae, test, 2000);
+                latents = LatentSpace.EncodeAll(ae, train, p.GetValue(encodeCount));
+                Console.WriteLine(string.Create(inv, $"autoencoder {aePath}: scaling factor {aeInfo.ScalingFactor:G5}, t10k reconstruction MSE per pixel {testMse:F5}; encoded {latents.shape[0]} images in {sw.Elapsed.TotalSeconds:F0} s"));
+            }
+            else
+            {
+                var aeConfig = new AutoencoderConfig();
+                var aeOptions = new TrainingOptions { Steps = p.GetValue(aeSteps), BatchSize = batchSize, LearningRate = 2e-3, WarmupSteps = 50, Seed = s };
+                var aeTrainer = new AutoencoderTrainer(aeConfig, aeOptions, train);
+                using (var log = new StreamWriter(Path.Combine(outDir, "ae-loss.csv")))
+                {
+                    log.WriteLine("step,loss,squared_error,kl,pixel_mse,elapsed_seconds");
+                    ConsoleProgress.Run("autoencoder", aeOptions.Steps, report =>
+                    {
+                        aeTrainer.Progress += pr =>
+                        {
+                            log.WriteLine(string.Create(inv, $"{pr.Step},{pr.Loss:R},{pr.SquaredError:R},{pr.Kl:R},{pr.PixelMse:R},{pr.Elapsed.TotalSeconds:F2}"));
+                            report(pr.Step, string.Create(inv, $"mse/pixel {pr.PixelMse:F4} KL {pr.Kl:F0}"));
+                        };
+                        aeTrainer.Train();
+                    });
+                }
+                ae = aeTrainer.Model;
+                var recent = aeTrainer.History.TakeLast(50).ToList();
+                testMse = LatentSpace.ReconstructionMse(ae, test, 2000);
+                Console.WriteLine(string.Create(inv, $"autoencoder: {aeTrainer.Elapsed.TotalSeconds:F0} s, t10k reconstruction MSE per pixel {testMse:F5}"));
+
+                // The scaling factor s = 1/std of the latents of the training data.
+                sw.Restart();
+                latents = LatentSpace.EncodeAll(ae, train, p.GetValue(encodeCount));
+                double factor = LatentSpace.ScalingFactor(latents);
+                Console.WriteLine(string.Create(inv, $"encoded {latents.shape[0]} images in {sw.Elapsed.TotalSeconds:F0} s; scaling factor {factor:G5}"));
+                aeInfo = new AutoencoderInfo
+                {
+                    Config = aeConfig, ScalingFactor = factor, Steps = aeTrainer.Step, BatchSize = batchSize,
+                    TrainingSeconds = aeTrainer.Elapsed.TotalSeconds, RecentPixelMse = recent.Average(r => r.PixelMse),
+                    RecentKl = recent.Average(r => r.Kl), Data = train.Description,
+                };
+                AutoencoderFile.Save(Path.Combine(outDir, AutoencoderFileName), ae, aeInfo);
+                aeTrainer.Dispose();
+            }
+            double scale = aeInfo.ScalingFactor;
 
             // Stage 2: the course's diffusion model on the scaled latents — the same Trainer, no flips (a flipped latent
             // is not the latent of the flipped image).
             using var latentData = LatentSpace.Dataset(latents, scale, train);
-            var config = LatentSpace.DiffusionConfig(aeConfig, train.ClassNames);
+            latents.Dispose();
+            var config = LatentSpace.DiffusionConfig(aeInfo.Config, train.ClassNames);
             var options = new TrainingOptions { Steps = p.GetValue(steps), BatchSize = batchSize, RandomFlip = false, Seed = s, CheckpointEvery = 1000 };
             using var trainer = new Trainer(config, options, latentData, runDirectory: outDir);
             ConsoleProgress.Run("latent diffusion", options.Steps, report =>
@@ -119,7 +138,7 @@ static class LatentCommand
 
             var summary = new
             {
-                Autoencoder = aeInfo, TestReconstructionMsePerPixel = testMse, EncodedImages = latents.shape[0],
+                Autoencoder = aeInfo, TestReconstructionMsePerPixel = testMse, EncodedImages = latentData.Count,
                 Diffusion = new { config, options, trainer.Step, RecentLoss = diffusionLoss, Parameters = Diffusion.Model.Layers.ParameterCount(trainer.Model) },
                 DiffusionTrainingSeconds = trainer.LossHistory.Count > 0 ? ReadSeconds(outDir) : 0, SamplingSeconds80 = sampleSeconds,
             };

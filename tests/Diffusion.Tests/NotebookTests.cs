@@ -19,6 +19,7 @@ public class NotebookTests
         ["05-training.ipynb"] = (4, 4, 0),
         ["06-sampling.ipynb"] = (5, 2, 1),
         ["07-where-next.ipynb"] = (0, 2, 0),
+        ["10-latent-diffusion.ipynb"] = (4, 5, 0),
     };
 
     static string NotebooksDir => Path.Combine(TestSetup.RepoRoot, "notebooks");
