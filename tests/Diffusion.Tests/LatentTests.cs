@@ -258,7 +258,7 @@ public class LatentTests
         var config = LatentSpace.DiffusionConfig(ae.Config, pixelData.ClassNames) with
         {
             Unet = new UnetConfig { Dim = 8, DimMults = [1, 2], LinearAttentionLevels = [1], Channels = 4, NumClasses = 10 },
-            Timesteps = 50,
+            Timesteps = 20,
         };
         using var trainer = new Trainer(config, new TrainingOptions { Steps = 8, BatchSize = 8, RandomFlip = false, Seed = 1 }, latentData);
         for (int i = 0; i < 3; i++) trainer.TrainStep();
