@@ -170,7 +170,8 @@ public class LatentTests
             Assert.Equal(aeInfo.Config.LatentChannels, info.Model.Unet.Channels);
             Assert.Equal(aeInfo.Config.LatentSize, info.Model.ImageSize);
             var sampler = new DdimSampler(schedule, 10, prediction: info.Model.Prediction, clipDenoised: false);
-            using var images = LatentSpace.SampleImages(ae, aeInfo.ScalingFactor, LatentSpace.Guided(unet, classes, 2.0), sampler, info.Model, 4, g);
+            using var images = LatentSpace.SampleImages(ae, aeInfo.ScalingFactor,
+                LatentSpace.ClipStart(LatentSpace.Guided(unet, classes, 2.0), schedule), sampler, info.Model, 4, g);
             Assert.Equal([4L, 1, 28, 28], images.shape);
             Assert.True(images.isfinite().all().item<bool>());
             Assert.InRange(images.min().item<float>(), -1f, 1f);
@@ -179,6 +180,26 @@ public class LatentTests
             using var perImageStd = images.flatten(1).std(1);
             Assert.True(perImageStd.min().item<float>() > 0.1f, $"a decoded sample is nearly uniform (std {perImageStd.min().item<float>():F3})");
         }
+    }
+
+    [Fact]
+    public void ClipStartClampsTheImpliedX0AndLeavesTheRestAlone()
+    {
+        using var scope = NewDisposeScope();
+        using var schedule = new NoiseSchedule(ScheduleKind.Cosine, 100);
+        manual_seed(8);
+        var xt = randn(3, 4, 8, 8) * 2;
+        var t = tensor(new long[] { 5, 50, 99 });
+        var eps = randn(3, 4, 8, 8);
+        DenoisingModel model = (_, _) => eps;
+        var x0 = Forward.ForwardProcess.PredictStartFromNoise(schedule, xt, t, eps);
+        double limit = 1.5;
+        var clippedEps = LatentSpace.ClipStart(model, schedule, limit)(xt, t);
+        var impliedX0 = Forward.ForwardProcess.PredictStartFromNoise(schedule, xt, t, clippedEps);
+        Assert.True(impliedX0.allclose(x0.clamp(-limit, limit), rtol: 1e-4, atol: 1e-3));
+        // A limit that clips nothing returns the model's ε.
+        double big = x0.abs().max().item<float>() + 1;
+        Assert.True(LatentSpace.ClipStart(model, schedule, big)(xt, t).allclose(eps, rtol: 1e-4, atol: 1e-4));
     }
 
     [Fact]
