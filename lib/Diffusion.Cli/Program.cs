@@ -13,4 +13,5 @@ root.Subcommands.Add(TrainClassifierCommand.Create());
 root.Subcommands.Add(EvalCommand.Create());
 root.Subcommands.Add(InteropCommands.Export());
 root.Subcommands.Add(InteropCommands.Import());
+root.Subcommands.Add(LatentCommand.Create());
 return CliErrors.Run(() => root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));

@@ -83,6 +83,13 @@ public static class Charts
     public static GenericChart Heatmap(string title, string xTitle, string yTitle, double[][] z) =>
         Style(Chart.Heatmap<double, int, int, string>(zData: z, ColorScale: StyleParam.Colorscale.Viridis), title, xTitle, yTitle);
 
+    /// <summary>Scatter plot of named groups of points (e.g. a 2-D projection coloured by class).</summary>
+    public static GenericChart Scatter(string title, string xTitle, string yTitle, params (string Name, double[] X, double[] Y)[] groups)
+    {
+        var charts = groups.Select(g => Chart.Point<double, double, string>(x: g.X, y: g.Y, Name: g.Name));
+        return Style(Chart.Combine(charts), title, xTitle, yTitle);
+    }
+
     /// <summary>Bar chart of named values.</summary>
     public static GenericChart Bars(string title, string yTitle, string[] names, double[] values) =>
         Style(Chart.Column<double, string, string>(values: values, Keys: names), title, "", yTitle);

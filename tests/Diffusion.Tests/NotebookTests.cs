@@ -21,6 +21,7 @@ public class NotebookTests
         ["07-where-next.ipynb"] = (0, 2, 0),
         ["08-guidance.ipynb"] = (2, 2, 0),
         ["09-learned-variance.ipynb"] = (1, 4, 0),
+        ["10-latent-diffusion.ipynb"] = (4, 5, 0),
     };
 
     static string NotebooksDir => Path.Combine(TestSetup.RepoRoot, "notebooks");

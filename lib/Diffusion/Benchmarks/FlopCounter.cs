@@ -13,11 +13,15 @@ namespace Diffusion.Benchmarks;
 public static class FlopCounter
 {
     /// <summary>Forward FLOPs for one image of the given shape.</summary>
-    public static double ForwardFlopsPerImage(Unet net, int channels, int size)
+    public static double ForwardFlopsPerImage(Unet net, int channels, int size) =>
+        ForwardFlops(net, () => net.call(zeros(1, channels, size, size), zeros(1, dtype: ScalarType.Int64)));
+
+    /// <summary>Forward FLOPs of the layers inside <paramref name="root"/> while <paramref name="run"/> runs (e.g. an autoencoder's decoder on one latent).</summary>
+    public static double ForwardFlops(nn.Module root, Func<Tensor> run)
     {
         double flops = 0;
         var removers = new List<Action>();
-        foreach (var m in net.modules())
+        foreach (var m in root.modules())
         {
             switch (m)
             {
@@ -95,7 +99,7 @@ public static class FlopCounter
         {
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
-            net.call(zeros(1, channels, size, size), zeros(1, dtype: ScalarType.Int64));
+            run();
         }
         finally
         {

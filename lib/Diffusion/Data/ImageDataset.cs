@@ -23,10 +23,24 @@ public sealed class ImageDataset : IDisposable
     public int Height => (int)Images.shape[2];
     public int Width => (int)Images.shape[3];
 
+    /// <summary>
+    /// True for float32 data that is already in the model's space (e.g. the scaled latents of an autoencoder, see
+    /// Diffusion.Latent): it is used as x_0 as it is, instead of being mapped from pixels 0..255 to [−1, 1].
+    /// </summary>
+    public bool IsModelSpace => Images.dtype == ScalarType.Float32;
+
+    /// <summary>The rows <paramref name="indices"/> as x_0 in the model's space: pixels mapped to [−1, 1], float data as it is.</summary>
+    public Tensor ModelInputs(Tensor indices)
+    {
+        var rows = Images.index_select(0, indices);
+        if (IsModelSpace) return rows;
+        using (rows) return Transforms.ToSignedUnit(rows);
+    }
+
     public ImageDataset(Tensor images, Tensor? labels, IReadOnlyList<string> classNames, string description)
     {
-        if (images.dim() != 4 || images.dtype != ScalarType.Byte)
-            throw new ArgumentException($"images must be a uint8 tensor [N, C, H, W], got {images.dtype} [{string.Join(", ", images.shape)}]");
+        if (images.dim() != 4 || images.dtype is not (ScalarType.Byte or ScalarType.Float32))
+            throw new ArgumentException($"images must be a uint8 tensor [N, C, H, W] (or float32 data already in the model's space), got {images.dtype} [{string.Join(", ", images.shape)}]");
         if (labels is not null && (labels.dim() != 1 || labels.shape[0] != images.shape[0]))
             throw new ArgumentException($"labels must be a 1-D tensor with one label per image ({images.shape[0]})");
         Images = images.DetachFromDisposeScope();
@@ -218,6 +232,7 @@ public sealed class ImageDataset : IDisposable
     public ImageDataset Resized(int size)
     {
         if (Height == size && Width == size) return this;
+        if (IsModelSpace) throw new InvalidOperationException("float (model-space) data cannot be resized as pixels");
         if (size is < 4 or > 1024) throw new ArgumentException($"image size must be between 4 and 1024 pixels, got {size}");
         using var scope = NewDisposeScope();
         var resized = nn.functional.interpolate(Images.to(ScalarType.Float32), [size, size],

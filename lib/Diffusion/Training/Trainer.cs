@@ -210,7 +210,7 @@ public sealed class Trainer : IDisposable
         {
             var indices = torch.tensor(sampler.Next());
             // x_0 ~ q(x_0): a batch of training images in [−1, 1], randomly flipped
-            var x0 = Transforms.ToSignedUnit(Data.Images.index_select(0, indices));
+            var x0 = Data.ModelInputs(indices);
             if (Options.RandomFlip) x0 = Transforms.RandomHorizontalFlip(x0, generator);
             Tensor? classes = null;
             if (Config.Unet.NumClasses > 0)

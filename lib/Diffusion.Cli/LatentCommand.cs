@@ -1,0 +1,158 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Diffusion.Data;
+using Diffusion.Latent;
+using Diffusion.Platform;
+using Diffusion.Sampling;
+using Diffusion.Schedules;
+using Diffusion.Training;
+using Diffusion.Visuals;
+using static Diffusion.Cli.Parsing;
+using static TorchSharp.torch;
+
+namespace Diffusion.Cli;
+
+/// <summary>
+/// <c>latent</c>: latent diffusion in two stages (Rombach et al. 2022). Trains the small KL autoencoder on Fashion-MNIST,
+/// measures the latent scaling factor, encodes the training set, trains the course's diffusion model (the same
+/// Trainer) on the scaled latents, then samples latents and decodes them. Writes autoencoder.ckpt,
+/// latent-ddpm.ckpt (EMA weights), samples.png, reconstructions.png, ae-loss.csv, loss.csv and run.json into --out.
+/// </summary>
+static class LatentCommand
+{
+    public const string AutoencoderFileName = "autoencoder.ckpt";
+    public const string DiffusionFileName = "latent-ddpm.ckpt";
+
+    public static Command Create()
+    {
+        var aeSteps = Opt("--ae-steps", "Autoencoder training steps", 600).Range(1, 1e9);
+        var steps = Opt("--steps", "Latent diffusion training steps", 1200).Range(1, 1e9);
+        var batch = Opt("--batch-size", "Images (latents) per step", 64).Range(2, 65536);
+        var encodeCount = Opt("--encode", "Training images to encode for the diffusion stage", 20000).Range(64, 60000);
+        var seed = Opt("--seed", "Random seed", 0);
+        var threads = new Option<int?>("--threads") { Description = "libtorch threads (default: auto)" };
+        threads.Range(1, 1024);
+        var output = Opt("--out", "Run folder", Path.Combine("runs", "latent"));
+        var autoencoder = OptionalOpt<string>("--autoencoder", "Skip stage 1: use this trained autoencoder file (e.g. data/checkpoints/fashion-mnist-autoencoder.ckpt)");
+        var cmd = new Command("latent",
+            "Latent diffusion: train a small KL autoencoder, then the course's DDPM on its scaled latents; sample and decode.")
+        {
+            aeSteps, steps, batch, encodeCount, seed, threads, output, autoencoder,
+        };
+        cmd.SetAction(p =>
+        {
+            Compute.SetThreads(p.GetValue(threads));
+            var outDir = p.GetValue(output)!;
+            if (File.Exists(Path.Combine(outDir, DiffusionFileName)) || File.Exists(Path.Combine(outDir, Trainer.CheckpointFileName)))
+                throw new CliException($"{outDir} already holds a latent run; choose another --out (nothing was overwritten).");
+            Directory.CreateDirectory(outDir);
+            int batchSize = p.GetValue(batch), s = p.GetValue(seed);
+            var inv = CultureInfo.InvariantCulture;
+            var train = ImageDataset.FashionMnist(DataLocator.FashionMnistFolder(), train: true);
+            var test = ImageDataset.FashionMnist(DataLocator.FashionMnistFolder(), train: false);
+
+            // Stage 1: the autoencoder (trained here, or loaded with --autoencoder).
+            Autoencoder ae;
+            AutoencoderInfo aeInfo;
+            double testMse;
+            var sw = Stopwatch.StartNew();
+            Tensor latents;
+            if (p.GetValue(autoencoder) is { } aePath)
+            {
+                (ae, aeInfo) = AutoencoderFile.Load(aePath);
+                testMse = LatentSpace.ReconstructionMse(ae, test, 2000);
+                latents = LatentSpace.EncodeAll(ae, train, p.GetValue(encodeCount));
+                Console.WriteLine(string.Create(inv, $"autoencoder {aePath}: scaling factor {aeInfo.ScalingFactor:G5}, t10k reconstruction MSE per pixel {testMse:F5}; encoded {latents.shape[0]} images in {sw.Elapsed.TotalSeconds:F0} s"));
+            }
+            else
+            {
+                var aeConfig = new AutoencoderConfig();
+                var aeOptions = new TrainingOptions { Steps = p.GetValue(aeSteps), BatchSize = batchSize, LearningRate = 2e-3, WarmupSteps = 50, Seed = s };
+                var aeTrainer = new AutoencoderTrainer(aeConfig, aeOptions, train);
+                using (var log = new StreamWriter(Path.Combine(outDir, "ae-loss.csv")))
+                {
+                    log.WriteLine("step,loss,squared_error,kl,pixel_mse,elapsed_seconds");
+                    ConsoleProgress.Run("autoencoder", aeOptions.Steps, report =>
+                    {
+                        aeTrainer.Progress += pr =>
+                        {
+                            log.WriteLine(string.Create(inv, $"{pr.Step},{pr.Loss:R},{pr.SquaredError:R},{pr.Kl:R},{pr.PixelMse:R},{pr.Elapsed.TotalSeconds:F2}"));
+                            report(pr.Step, string.Create(inv, $"mse/pixel {pr.PixelMse:F4} KL {pr.Kl:F0}"));
+                        };
+                        aeTrainer.Train();
+                    });
+                }
+                ae = aeTrainer.Model;
+                var recent = aeTrainer.History.TakeLast(50).ToList();
+                testMse = LatentSpace.ReconstructionMse(ae, test, 2000);
+                Console.WriteLine(string.Create(inv, $"autoencoder: {aeTrainer.Elapsed.TotalSeconds:F0} s, t10k reconstruction MSE per pixel {testMse:F5}"));
+
+                // The scaling factor s = 1/std of the latents of the training data.
+                sw.Restart();
+                latents = LatentSpace.EncodeAll(ae, train, p.GetValue(encodeCount));
+                double factor = LatentSpace.ScalingFactor(latents);
+                Console.WriteLine(string.Create(inv, $"encoded {latents.shape[0]} images in {sw.Elapsed.TotalSeconds:F0} s; scaling factor {factor:G5}"));
+                aeInfo = new AutoencoderInfo
+                {
+                    Config = aeConfig, ScalingFactor = factor, Steps = aeTrainer.Step, BatchSize = batchSize,
+                    TrainingSeconds = aeTrainer.Elapsed.TotalSeconds, RecentPixelMse = recent.Average(r => r.PixelMse),
+                    RecentKl = recent.Average(r => r.Kl), Data = train.Description,
+                };
+                AutoencoderFile.Save(Path.Combine(outDir, AutoencoderFileName), ae, aeInfo);
+                aeTrainer.Dispose();
+            }
+            double scale = aeInfo.ScalingFactor;
+
+            // Stage 2: the course's diffusion model on the scaled latents — the same Trainer, no flips (a flipped latent
+            // is not the latent of the flipped image).
+            using var latentData = LatentSpace.Dataset(latents, scale, train);
+            latents.Dispose();
+            var config = LatentSpace.DiffusionConfig(aeInfo.Config, train.ClassNames);
+            var options = new TrainingOptions { Steps = p.GetValue(steps), BatchSize = batchSize, RandomFlip = false, Seed = s, CheckpointEvery = 1000 };
+            using var trainer = new Trainer(config, options, latentData, runDirectory: outDir);
+            ConsoleProgress.Run("latent diffusion", options.Steps, report =>
+            {
+                trainer.Progress += pr => report(pr.Step, string.Create(inv, $"loss {pr.Loss:F4} {pr.ImagesPerSecond:F0} latents/s"));
+                trainer.Train();
+            });
+            trainer.SaveModelForSampling(Path.Combine(outDir, DiffusionFileName));
+            double diffusionLoss = trainer.LossHistory.TakeLast(50).Average(l => l.Loss);
+
+            // Samples: one row per class (guidance w = 3, DDIM-100, x̂_0 clipped to the latents' range), decoded.
+            sw.Restart();
+            using var schedule = new NoiseSchedule(config.Schedule, config.Timesteps);
+            var sampler = new DdimSampler(schedule, 100, prediction: config.Prediction, clipDenoised: false);
+            using var g = new Generator((ulong)s);
+            using var classes = arange(10, dtype: ScalarType.Int64).repeat_interleave(8);
+            trainer.EmaModel!.eval();
+            using var images = LatentSpace.SampleImages(ae, scale, LatentSpace.ClipStart(LatentSpace.Guided(trainer.EmaModel!, classes, 3.0), schedule), sampler, config, 80, g);
+            ImageGrid.SaveGridPng(images, Path.Combine(outDir, "samples.png"), columns: 8, scale: 2);
+            double sampleSeconds = sw.Elapsed.TotalSeconds;
+            using (var originals = test.ModelInputs(arange(16, dtype: ScalarType.Int64)))
+            using (no_grad())
+            using (var rec = ae.forward(originals).clamp(-1, 1))
+            using (var both = cat([originals, rec]))
+                ImageGrid.SaveGridPng(both, Path.Combine(outDir, "reconstructions.png"), columns: 16, scale: 2);
+
+            var summary = new
+            {
+                Autoencoder = aeInfo, TestReconstructionMsePerPixel = testMse, EncodedImages = latentData.Count,
+                Diffusion = new { config, options, trainer.Step, RecentLoss = diffusionLoss, Parameters = Diffusion.Model.Layers.ParameterCount(trainer.Model) },
+                DiffusionTrainingSeconds = trainer.LossHistory.Count > 0 ? ReadSeconds(outDir) : 0, SamplingSeconds80 = sampleSeconds,
+            };
+            AtomicFile.WriteAllText(Path.Combine(outDir, "run.json"), JsonSerializer.Serialize(summary, Checkpoint.JsonOptions));
+            Console.WriteLine(string.Create(inv,
+                $"latent diffusion: loss (last 50) {diffusionLoss:F4}; 80 samples (DDIM-100, w = 3) + decoding {sampleSeconds:F0} s; wrote {outDir}"));
+            return 0;
+        });
+        return cmd;
+    }
+
+    static double ReadSeconds(string outDir)
+    {
+        var last = File.ReadLines(Path.Combine(outDir, Trainer.LossLogFileName)).Last().Split(',');
+        return double.Parse(last[^1], CultureInfo.InvariantCulture);
+    }
+}

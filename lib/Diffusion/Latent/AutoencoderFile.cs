@@ -1,0 +1,73 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Diffusion.Training;
+using TorchSharp;
+
+namespace Diffusion.Latent;
+
+/// <summary>What is stored next to an autoencoder's weights.</summary>
+public sealed record AutoencoderInfo
+{
+    public required AutoencoderConfig Config { get; init; }
+    /// <summary>s = 1 / std of the encoder's latents μ(x) on the training data (SD's 0.18215); the diffusion runs on s·μ(x).</summary>
+    public double ScalingFactor { get; init; } = 1;
+    public int Steps { get; init; }
+    public int BatchSize { get; init; }
+    public double TrainingSeconds { get; init; }
+    /// <summary>Mean squared error per pixel (images in [−1, 1]) over the last 50 training steps.</summary>
+    public double RecentPixelMse { get; init; } = double.NaN;
+    /// <summary>Mean KL per image over the last 50 training steps.</summary>
+    public double RecentKl { get; init; } = double.NaN;
+    public string Data { get; init; } = "";
+    public DateTime SavedUtc { get; init; } = DateTime.UtcNow;
+}
+
+/// <summary>
+/// Single-file autoencoder weights: "LATENTAE", JSON <see cref="AutoencoderInfo"/>, TorchSharp weights, SHA-256 of all
+/// before it; written atomically (temp file + rename) like the diffusion checkpoints.
+/// </summary>
+public static class AutoencoderFile
+{
+    static readonly byte[] Magic = "LATENTAE"u8.ToArray();
+
+    public static void Save(string path, Autoencoder model, AutoencoderInfo info)
+    {
+        using var ms = new MemoryStream();
+        using (var w = new BinaryWriter(ms, Encoding.UTF8, leaveOpen: true))
+        {
+            w.Write(Magic);
+            var json = JsonSerializer.SerializeToUtf8Bytes(info, Checkpoint.JsonOptions);
+            w.Write(json.Length);
+            w.Write(json);
+            var weights = Checkpoint.ModuleBytes(model);
+            w.Write((long)weights.Length);
+            w.Write(weights);
+        }
+        var body = ms.ToArray();
+        AtomicFile.WriteAllBytes(path, [.. body, .. SHA256.HashData(body)]);
+    }
+
+    /// <summary>Loads and verifies the file, builds the autoencoder and loads its weights (in eval mode).</summary>
+    public static (Autoencoder Model, AutoencoderInfo Info) Load(string path, TorchSharp.torch.Device? device = null)
+    {
+        if (!File.Exists(path))
+            throw new CheckpointException($"autoencoder file {path} not found. Make it with the CLI's 'latent' command (see data/README.md).");
+        var bytes = File.ReadAllBytes(path);
+        if (bytes.Length < Magic.Length + 32 || !bytes.AsSpan(0, Magic.Length).SequenceEqual(Magic))
+            throw new CheckpointException($"{path} is not an autoencoder file of this course (wrong header).");
+        var body = bytes.AsSpan(0, bytes.Length - 32);
+        if (!SHA256.HashData(body).AsSpan().SequenceEqual(bytes.AsSpan(bytes.Length - 32)))
+            throw new CheckpointException($"{path} is damaged or truncated (its SHA-256 check failed).");
+        using var r = new BinaryReader(new MemoryStream(bytes, 0, body.Length, writable: false));
+        r.ReadBytes(Magic.Length);
+        var info = JsonSerializer.Deserialize<AutoencoderInfo>(r.ReadBytes(r.ReadInt32()), Checkpoint.JsonOptions)
+                   ?? throw new CheckpointException($"{path}: empty description");
+        var weights = r.ReadBytes((int)r.ReadInt64());
+        var model = new Autoencoder(info.Config);
+        Checkpoint.LoadModule(model, weights, "autoencoder");
+        if (device is not null) model.to(device);
+        model.eval();
+        return (model, info);
+    }
+}
