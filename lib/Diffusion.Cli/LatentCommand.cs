@@ -120,14 +120,14 @@ static class LatentCommand
             trainer.SaveModelForSampling(Path.Combine(outDir, DiffusionFileName));
             double diffusionLoss = trainer.LossHistory.TakeLast(50).Average(l => l.Loss);
 
-            // Samples: one row per class (guidance w = 3, DDIM-100, x̂_0 clipped to the latents' range), decoded.
+            // Samples: one row per class (guidance w = 2, i.e. s = 3, DDIM-100, x̂_0 clipped to the latents' range), decoded.
             sw.Restart();
             using var schedule = new NoiseSchedule(config.Schedule, config.Timesteps);
             var sampler = new DdimSampler(schedule, 100, prediction: config.Prediction, clipDenoised: false);
             using var g = new Generator((ulong)s);
             using var classes = arange(10, dtype: ScalarType.Int64).repeat_interleave(8);
             trainer.EmaModel!.eval();
-            using var images = LatentSpace.SampleImages(ae, scale, LatentSpace.ClipStart(LatentSpace.Guided(trainer.EmaModel!, classes, 3.0), schedule), sampler, config, 80, g);
+            using var images = LatentSpace.SampleImages(ae, scale, LatentSpace.ClipStart(LatentSpace.Guided(trainer.EmaModel!, classes, 2.0), schedule), sampler, config, 80, g);
             ImageGrid.SaveGridPng(images, Path.Combine(outDir, "samples.png"), columns: 8, scale: 2);
             double sampleSeconds = sw.Elapsed.TotalSeconds;
             using (var originals = test.ModelInputs(arange(16, dtype: ScalarType.Int64)))

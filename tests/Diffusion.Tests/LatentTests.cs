@@ -217,7 +217,7 @@ public class LatentTests
     }
 
     [Fact]
-    public void GuidanceInterpolatesConditionalAndUnconditionalPredictions()
+    public void GuidanceIsTheCoursesClassifierFreeGuidance()
     {
         using var scope = NewDisposeScope();
         manual_seed(6);
@@ -231,10 +231,10 @@ public class LatentTests
         var cond = net.forward(x, t, y);
         var uncond = net.forward(x, t, null);
         Assert.False(cond.allclose(uncond, atol: 1e-4));
-        Assert.True(LatentSpace.Guided(net, y, 1.0)(x, t).allclose(cond, rtol: 1e-4, atol: 1e-5));
-        Assert.True(LatentSpace.Guided(net, y, 0.0)(x, t).allclose(uncond, rtol: 1e-4, atol: 1e-5));
-        // ε̃ = ε_∅ + w (ε_y − ε_∅) for w = 3
-        Assert.True(LatentSpace.Guided(net, y, 3.0)(x, t).allclose(uncond + 3 * (cond - uncond), rtol: 1e-4, atol: 1e-4));
+        Assert.True(LatentSpace.Guided(net, y, 0.0)(x, t).allclose(cond, rtol: 1e-4, atol: 1e-5));
+        Assert.True(LatentSpace.Guided(net, y, -1.0)(x, t).allclose(uncond, rtol: 1e-4, atol: 1e-5));
+        // ε̃ = (1 + w) ε_y − w ε_∅ for w = 2
+        Assert.True(LatentSpace.Guided(net, y, 2.0)(x, t).allclose(3 * cond - 2 * uncond, rtol: 1e-4, atol: 1e-4));
     }
 
     [Fact]

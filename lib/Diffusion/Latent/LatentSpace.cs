@@ -90,20 +90,14 @@ public static class LatentSpace
     };
 
     /// <summary>
-    /// Classifier-free guidance (Ho &amp; Salimans 2022, eq. 6 in ε form): ε̃ = ε_θ(x_t, t, ∅) + w·(ε_θ(x_t, t, y) − ε_θ(x_t, t, ∅)).
-    /// w = 1 is plain conditional sampling, w = 0 unconditional; both branches run as one batch.
+    /// Classifier-free guidance for the latent U-Net, in the course's convention (notebook 08, Ho &amp; Salimans 2022 eq. 6):
+    /// ε̃ = (1 + w)·ε_θ(z_t, t, y) − w·ε_θ(z_t, t, ∅); w = 0 is plain conditional sampling, w = −1 unconditional
+    /// (diffusers' guidance_scale s = 1 + w). One batched pass; see <see cref="ClassifierFreeGuidance.Guide"/>.
     /// </summary>
     public static DenoisingModel Guided(Unet net, Tensor classes, double w)
     {
         if (net.Config.NumClasses == 0) throw new ArgumentException("guidance needs a class-conditional U-Net");
-        return (x, t) =>
-        {
-            using var scope = NewDisposeScope();
-            var none = full_like(classes, net.Config.NumClasses);
-            var eps = net.forward(cat([x, x]), cat([t, t]), cat([classes, none]).to(x.device)).chunk(2);
-            // ε̃ = ε_∅ + w (ε_y − ε_∅)
-            return (eps[1] + w * (eps[0] - eps[1])).MoveToOuterDisposeScope();
-        };
+        return ClassifierFreeGuidance.Guide((x, t, c) => net.forward(x, t, c), classes, net.Config.NumClasses, w);
     }
 
     /// <summary>
