@@ -181,7 +181,7 @@ public class FaultTests
         var r = Cli.Run(dir.Path, "train", "--data", dir["nan.idx"], "--steps", "1", "--out", dir["run"]);
         Assert.Equal(2, r.ExitCode);
         Assert.Contains("type 0x0D (float32)", r.Stderr);
-        // And a float tensor cannot sneak in through the API either.
+        // And NaN cannot sneak in through the API either (float32 data is accepted only when finite: latents, notebook 10).
         Assert.Contains("uint8", Assert.Throws<ArgumentException>(() =>
             new ImageDataset(tensor(new[] { float.NaN }).reshape(1, 1, 1, 1), null, [], "nan")).Message);
     }

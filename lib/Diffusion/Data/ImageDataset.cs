@@ -41,6 +41,14 @@ public sealed class ImageDataset : IDisposable
     {
         if (images.dim() != 4 || images.dtype is not (ScalarType.Byte or ScalarType.Float32))
             throw new ArgumentException($"images must be a uint8 tensor [N, C, H, W] (or float32 data already in the model's space), got {images.dtype} [{string.Join(", ", images.shape)}]");
+        if (images.dtype == ScalarType.Float32)
+        {
+            bool finite;
+            using (var ok = images.isfinite().all()) finite = ok.item<bool>();
+            if (!finite)
+                throw new ArgumentException("images must be a uint8 tensor [N, C, H, W] or finite float32 data in the model's space; " +
+                                            "these float32 images hold NaN or ∞ values. Fix the data (or the encoder that produced it).");
+        }
         if (labels is not null && (labels.dim() != 1 || labels.shape[0] != images.shape[0]))
             throw new ArgumentException($"labels must be a 1-D tensor with one label per image ({images.shape[0]})");
         Images = images.DetachFromDisposeScope();
