@@ -235,6 +235,39 @@ public class EvaluationTests
         Assert.True(steps.SequenceEqual(steps.Order()), "progress went backwards");
     }
 
+    [Fact]
+    public void EvalGuidanceSweepReportsLabelAccuracyPerWeight()
+    {
+        using var dir = TestSetup.Temp();
+        var run = dir["run"];
+        var train = Cli.Run(dir.Path, ["train", "--out", run, .. Cli.Tiny, "--conditional", "--samples", "0"]);
+        Assert.True(train.ExitCode == 0, train.All);
+        var eval = Cli.Run(dir.Path, "eval", "--checkpoint", run, "--samplers", "ddim:2", "--guidance", "0,1", "--count", "20",
+            "--batch-size", "10", "--threads", "1", "--json", dir["eval.json"]);
+        Assert.True(eval.ExitCode == 0, eval.All);
+        Assert.Contains("| ddim-2 w=0 | 2 |", eval.Stdout);
+        Assert.Contains("| ddim-2 w=1 | 4 |", eval.Stdout);                  // a guided step is one pass over a doubled batch
+        var results = System.Text.Json.JsonDocument.Parse(File.ReadAllText(dir["eval.json"])).RootElement.GetProperty("results");
+        Assert.Equal(2, results.GetArrayLength());
+        foreach (var r in results.EnumerateArray())
+        {
+            // Labels cycle 0..9 (2 images per class), so the classifier can agree with at most min(share_c, 1/10) per class.
+            double accuracy = r.GetProperty("LabelAccuracy").GetDouble();
+            double bound = r.GetProperty("ClassShares").EnumerateArray().Sum(x => Math.Min(x.GetDouble(), 0.1));
+            Assert.InRange(accuracy, 0, bound + 1e-12);
+            Assert.Equal(0, accuracy * 20 % 1, 1e-9);                         // a count of images out of 20
+        }
+
+        var unconditional = dir["plain"];
+        Assert.Equal(0, Cli.Run(dir.Path, ["train", "--out", unconditional, .. Cli.Tiny, "--samples", "0"]).ExitCode);
+        var refused = Cli.Run(dir.Path, "eval", "--checkpoint", unconditional, "--guidance", "1", "--count", "4");
+        Assert.Equal(2, refused.ExitCode);
+        Assert.Contains("needs a class-conditional model", refused.Stderr);
+        var negative = Cli.Run(dir.Path, "eval", "--checkpoint", run, "--guidance", "-2", "--count", "4");
+        Assert.Equal(2, negative.ExitCode);
+        Assert.Contains("is not a guidance weight w ≥ −1", negative.Stderr);
+    }
+
     sealed class Progress(Action<Diffusion.Sampling.BatchedSamplingProgress> report) : IProgress<Diffusion.Sampling.BatchedSamplingProgress>
     {
         public void Report(Diffusion.Sampling.BatchedSamplingProgress value) => report(value);
