@@ -39,8 +39,7 @@ static class BpdCommand
             int threadCount = Compute.SetThreads(p.GetValue(threads));
             Console.WriteLine(ThreadsNote(threadCount, p.GetValue(threads) is null));
             var dev = Compute.UseDevice(p.GetValue(device)!);
-            var path = p.GetValue(checkpoint)!;
-            if (Directory.Exists(path)) path = Path.Combine(path, Trainer.CheckpointFileName);
+            var path = CheckpointFile(p.GetValue(checkpoint)!);
             var (model, info) = Checkpoint.LoadModel(path, preferEma: true, dev);
             var config = info.Model;
             var kinds = ParseVariances(p.GetValue(variances)!, config.Variance);

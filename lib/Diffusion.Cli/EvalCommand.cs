@@ -65,8 +65,7 @@ static class EvalCommand
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"classifier {classifierPath}: {net.FeatureDim} features, t10k accuracy {net.Info.TestAccuracy:P1}; reference: t10k images 0–4999"));
             double floor = quality.RealFloor(n), ceiling = quality.NoiseCeiling(n, p.GetValue(seed));
-            NearestTrainingImages heldOut;
-            using (var held = Transforms.ToSignedUnit(test.Images.narrow(0, SampleQuality.ReferenceCount, n))) heldOut = quality.Nearest(held);
+            var heldOut = quality.HeldOutNearest(n);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"FCD floor ({n} held-out real images, t10k 5000+): {floor:F3}    noise ceiling ({n} clipped N(0, I) images): {ceiling:F1}"));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -88,8 +87,7 @@ static class EvalCommand
             }
             if (!p.GetValue(realOnly))
             {
-                var path = p.GetValue(checkpoint)!;
-                if (Directory.Exists(path)) path = Path.Combine(path, Trainer.CheckpointFileName);
+                var path = CheckpointFile(p.GetValue(checkpoint)!);
                 var (model, info) = Checkpoint.LoadModel(path, preferEma: !p.GetValue(rawWeights), dev);
                 using (model)
                 {

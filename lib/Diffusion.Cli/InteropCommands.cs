@@ -10,7 +10,6 @@ namespace Diffusion.Cli;
 /// <summary><c>export</c> and <c>import</c>: a checkpoint's weights to and from PyTorch files (.pt state_dict, .safetensors).</summary>
 static class InteropCommands
 {
-    static string CheckpointFile(string path) => Directory.Exists(path) ? Path.Combine(path, Trainer.CheckpointFileName) : path;
 
     public static Command Export()
     {

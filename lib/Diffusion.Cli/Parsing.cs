@@ -81,5 +81,9 @@ static class Parsing
         : $"threads: {threads}";
 
     /// <summary>True if the user typed the option (not just its default).</summary>
+    /// <summary>--checkpoint accepts a checkpoint file or a run folder holding checkpoint.ckpt.</summary>
+    public static string CheckpointFile(string path) =>
+        Directory.Exists(path) ? Path.Combine(path, Diffusion.Training.Trainer.CheckpointFileName) : path;
+
     public static bool Given(this ParseResult result, Option option) => result.GetResult(option) is { Implicit: false };
 }

@@ -38,8 +38,7 @@ static class SampleCommand
             int threadCount = Compute.SetThreads(p.GetValue(threads));
             Console.WriteLine(ThreadsNote(threadCount, p.GetValue(threads) is null));
             var dev = Compute.UseDevice(p.GetValue(device)!);
-            var path = p.GetValue(checkpoint)!;
-            if (Directory.Exists(path)) path = Path.Combine(path, Trainer.CheckpointFileName);
+            var path = CheckpointFile(p.GetValue(checkpoint)!);
             var (model, info) = Checkpoint.LoadModel(path, preferEma: !p.GetValue(rawWeights), dev);
             using (model)
             {

@@ -76,39 +76,32 @@ public sealed class FashionClassifier : Module<Tensor, Tensor>
     }
 
     /// <summary>Predicted labels [B] (int64), in batches, without gradients.</summary>
-    public Tensor Predict(Tensor x, int batchSize = 500)
-    {
-        using var _ = no_grad();
-        bool wasTraining = training;
-        eval();
-        var parts = new List<Tensor>();
-        for (long i = 0; i < x.shape[0]; i += batchSize)
-        {
-            using var scope = NewDisposeScope();
-            parts.Add(forward(x.narrow(0, i, Math.Min(batchSize, x.shape[0] - i))).argmax(1).MoveToOuterDisposeScope());
-        }
-        if (wasTraining) train();
-        var result = cat(parts, 0);
-        foreach (var p in parts) p.Dispose();
-        return result;
-    }
+    public Tensor Predict(Tensor x, int batchSize = 500) => InBatches(x, batchSize, b => forward(b).argmax(1));
 
     /// <summary>φ(x) for many images, in batches, without gradients; float64 [N, F] on the CPU.</summary>
-    public Tensor FeaturesOf(Tensor x, int batchSize = 500)
+    public Tensor FeaturesOf(Tensor x, int batchSize = 500) => InBatches(x, batchSize, b => Features(b).to(ScalarType.Float64).cpu());
+
+    /// <summary>Applies <paramref name="f"/> to slices of <paramref name="x"/> in evaluation mode without gradients, and concatenates.</summary>
+    Tensor InBatches(Tensor x, int batchSize, Func<Tensor, Tensor> f)
     {
         using var _ = no_grad();
         bool wasTraining = training;
         eval();
         var parts = new List<Tensor>();
-        for (long i = 0; i < x.shape[0]; i += batchSize)
+        try
         {
-            using var scope = NewDisposeScope();
-            parts.Add(Features(x.narrow(0, i, Math.Min(batchSize, x.shape[0] - i))).to(ScalarType.Float64).cpu().MoveToOuterDisposeScope());
+            for (long i = 0; i < x.shape[0]; i += batchSize)
+            {
+                using var scope = NewDisposeScope();
+                parts.Add(f(x.narrow(0, i, Math.Min(batchSize, x.shape[0] - i))).MoveToOuterDisposeScope());
+            }
+            return cat(parts, 0);
         }
-        if (wasTraining) train();
-        var result = cat(parts, 0);
-        foreach (var p in parts) p.Dispose();
-        return result;
+        finally
+        {
+            if (wasTraining) train();
+            foreach (var p in parts) p.Dispose();
+        }
     }
 
     /// <summary>Writes the weights and <see cref="Info"/> atomically, with a SHA-256 of the whole file at its end.</summary>

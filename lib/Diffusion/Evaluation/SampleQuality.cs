@@ -53,6 +53,10 @@ public sealed class SampleQuality : IDisposable
     readonly Tensor heldOut;       // [5000, 1, 28, 28] in [−1, 1]
     readonly Tensor trainSquaredNorms;
     public FeatureStatistics Reference { get; }
+    // The yardsticks depend only on the count (and the noise seed); a comparison of several samplers asks for them once each.
+    readonly Dictionary<int, double> floors = new();
+    readonly Dictionary<(int, int), double> ceilings = new();
+    readonly Dictionary<int, NearestTrainingImages> heldOutNearest = new();
 
     public SampleQuality(FashionClassifier classifier, ImageDataset train, ImageDataset test)
     {
@@ -79,16 +83,26 @@ public sealed class SampleQuality : IDisposable
     /// <summary>FCD of the first <paramref name="count"/> held-out real images: the floor at that sample count.</summary>
     public double RealFloor(int count)
     {
+        if (floors.TryGetValue(count, out var known)) return known;
         using var scope = NewDisposeScope();
-        return Fcd(heldOut.narrow(0, 0, Math.Min(count, heldOut.shape[0])));
+        return floors[count] = Fcd(heldOut.narrow(0, 0, Math.Min(count, heldOut.shape[0])));
     }
 
     /// <summary>FCD of <paramref name="count"/> images of N(0, I) noise clipped to [−1, 1]: the ceiling.</summary>
     public double NoiseCeiling(int count, int seed = 0)
     {
+        if (ceilings.TryGetValue((count, seed), out var known)) return known;
         using var scope = NewDisposeScope();
         using var g = new Generator((ulong)seed);
-        return Fcd(randn([count, 1, 28, 28], generator: g).clamp(-1, 1));
+        return ceilings[(count, seed)] = Fcd(randn([count, 1, 28, 28], generator: g).clamp(-1, 1));
+    }
+
+    /// <summary>Nearest training images of the first <paramref name="count"/> held-out real images: the yardstick for "new".</summary>
+    public NearestTrainingImages HeldOutNearest(int count)
+    {
+        if (heldOutNearest.TryGetValue(count, out var known)) return known;
+        using var held = heldOut.narrow(0, 0, Math.Min(count, heldOut.shape[0]));
+        return heldOutNearest[count] = Nearest(held);
     }
 
     /// <summary>The nearest training image of each image (Euclidean distance over all pixels), as per-pixel RMS in [0, 1] units.</summary>
@@ -126,8 +140,7 @@ public sealed class SampleQuality : IDisposable
     {
         int n = (int)images.shape[0];
         var generated = Nearest(images);
-        NearestTrainingImages real;
-        using (var held = heldOut.narrow(0, 0, Math.Min(n, heldOut.shape[0]))) real = Nearest(held);
+        var real = HeldOutNearest(n);
         double[] shares;
         using (var predicted = classifier.Predict(images))
         using (var counts = predicted.bincount(null, 10))
