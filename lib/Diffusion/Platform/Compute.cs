@@ -55,7 +55,8 @@ public static class Compute
     }
 
     /// <summary>
-    /// Sets libtorch's intra-op thread count; null chooses automatically (<see cref="AutoThreads"/>). Returns the count.
+    /// Sets libtorch's intra-op thread count; null chooses automatically (<see cref="AutoThreads"/>) and lets
+    /// <see cref="RecheckThreads"/> adjust the count later. Returns the count.
     /// On a 2-core machine shared with another busy process, 2 threads were measured 3–4× slower than 1
     /// (oversubscription: the threads wait for each other), so the automatic choice leaves busy cores alone.
     /// The thread count changes the last bits of some results (parallel sums), so pass it explicitly when two runs
@@ -67,43 +68,81 @@ public static class Compute
         if (threads < 1) throw new ArgumentOutOfRangeException(nameof(threads), threads, "thread count must be ≥ 1");
         int n = threads ?? AutoThreads();
         set_num_threads(n);
+        Threads = n;
+        ThreadsAutomatic = threads is null;
+        lastLoad = ThreadsAutomatic && OperatingSystem.IsLinux() ? TryLoad() : null;
+        lastRecheck = Environment.TickCount64;
         return n;
     }
 
+    /// <summary>The thread count <see cref="SetThreads"/> or <see cref="RecheckThreads"/> last set (0 before).</summary>
+    public static int Threads { get; internal set; }
+
+    /// <summary>True when the thread count was chosen automatically, so <see cref="RecheckThreads"/> may change it.</summary>
+    public static bool ThreadsAutomatic { get; private set; }
+
     /// <summary>
-    /// One thread per core that other processes leave free: samples /proc/stat for a quarter of a second while this
-    /// process waits, so the busy time measured is everyone else's. All cores when that cannot be read.
+    /// One thread per core that other processes leave free. Samples /proc/stat for half a second and subtracts the CPU
+    /// time of this process and of the programs that launched it (the <c>dotnet run</c> / <c>dotnet test</c> process and
+    /// its build or launcher children: busy for a moment after starting us — they made every <c>dotnet run</c> start on
+    /// 1 of 2 threads). What remains is everyone else's load. All cores when that cannot be read.
     /// </summary>
     public static int AutoThreads()
     {
         int cores = Environment.ProcessorCount;
         if (!OperatingSystem.IsLinux() || cores == 1) return cores;
-        try
-        {
-            var (busy0, total0) = CpuTimes();
-            Thread.Sleep(250);
-            var (busy1, total1) = CpuTimes();
-            if (total1 <= total0) return cores;
-            OtherProcessesBusyCores = (busy1 - busy0) / (double)(total1 - total0) * cores;
-            return Math.Clamp((int)Math.Floor(cores - OtherProcessesBusyCores + 0.3), 1, cores);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
-        {
-            return cores;
-        }
+        var before = TryLoad();
+        Thread.Sleep(500);
+        var after = TryLoad();
+        if (before is null || after is null || after.Value.Total <= before.Value.Total) return cores;
+        OtherProcessesBusyCores = CpuLoad.OtherBusyCores(before.Value, after.Value, cores);
+        return ThreadsFor(OtherProcessesBusyCores, cores);
     }
 
-    /// <summary>What <see cref="AutoThreads"/> measured: cores kept busy by other processes (NaN before).</summary>
+    /// <summary>The thread count for a machine where other processes keep <paramref name="busyCores"/> busy.</summary>
+    static int ThreadsFor(double busyCores, int cores) => Math.Clamp((int)Math.Floor(cores - busyCores + 0.3), 1, cores);
+
+    /// <summary>What <see cref="AutoThreads"/> or <see cref="RecheckThreads"/> measured: cores kept busy by other processes (NaN before).</summary>
     public static double OtherProcessesBusyCores { get; private set; } = double.NaN;
 
-    static (long Busy, long Total) CpuTimes()
+    static CpuLoad.Snapshot? lastLoad;
+    static long lastRecheck;
+
+    /// <summary>
+    /// Call between the steps of a long loop (training, sampling). With an automatic thread count, at most every
+    /// <paramref name="everySeconds"/> it measures the load of other processes since the last check — while this
+    /// process works, its own CPU time subtracted — and raises or lowers the thread count to the cores they leave free.
+    /// Returns a line announcing the change, or null when nothing changed (always null for a fixed thread count).
+    /// </summary>
+    public static string? RecheckThreads(double everySeconds = 20)
     {
-        // cpu  user nice system idle iowait irq softirq steal ...
-        var fields = File.ReadLines("/proc/stat").First().Split(' ', StringSplitOptions.RemoveEmptyEntries)
-            .Skip(1).Take(8).Select(long.Parse).ToArray();
-        long idle = fields[3] + fields[4];
-        long total = fields.Sum();
-        return (total - idle, total);
+        if (!ThreadsAutomatic || lastLoad is null) return null;
+        long now = Environment.TickCount64;
+        if (now - lastRecheck < everySeconds * 1000) return null;
+        lastRecheck = now;
+        var sample = TryLoad();
+        if (sample is null) return null;
+        var previous = lastLoad.Value;
+        lastLoad = sample;
+        if (sample.Value.Total <= previous.Total) return null;
+        int cores = Environment.ProcessorCount;
+        double busy = CpuLoad.OtherBusyCores(previous, sample.Value, cores);
+        OtherProcessesBusyCores = busy;
+        int wanted = ThreadsFor(busy, cores);
+        if (wanted == Threads) return null;
+        int old = Threads;
+        set_num_threads(wanted);
+        Threads = wanted;
+        return $"threads: {old} → {wanted} (auto: other processes now keep {busy:F1} of {cores} cores busy)";
+    }
+
+    static CpuLoad.Snapshot? TryLoad()
+    {
+        try { return CpuLoad.Sample(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
+        {
+            return null;
+        }
     }
 
     /// <summary>N(0, I) noise of <paramref name="shape"/>, drawn on the CPU from <paramref name="generator"/>, on <paramref name="on"/>.</summary>
