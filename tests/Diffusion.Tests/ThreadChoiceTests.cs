@@ -29,16 +29,8 @@ public class ThreadChoiceTests
         var spinner = new Thread(() => { while (!stop.IsCancellationRequested) Thread.SpinWait(1000); }) { IsBackground = true };
         var before = CpuLoad.Sample(withOwnChildren: true);
         spinner.Start();
-        string stdout, stderr;
-        using (var p = Process.Start(psi)!)
-        {
-            var outTask = p.StandardOutput.ReadToEndAsync();
-            var errTask = p.StandardError.ReadToEndAsync();
-            Assert.True(p.WaitForExit(TimeSpan.FromMinutes(5)), "dotnet run … train did not finish in 5 minutes");
-            stdout = outTask.Result;
-            stderr = errTask.Result;
-            Assert.True(p.ExitCode == 0, stdout + stderr);
-        }
+        var (code, stdout, stderr) = RunToEnd(psi);
+        Assert.True(code == 0, stdout + stderr);
         stop.Cancel();
         spinner.Join();
         var after = CpuLoad.Sample(withOwnChildren: true);
@@ -53,6 +45,15 @@ public class ThreadChoiceTests
             $"the CLI counted {seen:F1} busy cores; processes outside its launchers kept only {strangers:F2} busy (spinning launcher counted as load?)\n{stdout}");
         if (strangers < 0.3)
             Assert.True(threads == cores, $"an otherwise idle {cores}-core machine, but the CLI chose {threads} threads:\n{stdout}");
+    }
+
+    static (int Code, string Out, string Err) RunToEnd(ProcessStartInfo psi)
+    {
+        using var p = Process.Start(psi)!;
+        var o = p.StandardOutput.ReadToEndAsync();
+        var e = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(TimeSpan.FromMinutes(5))) { p.Kill(true); throw new TimeoutException("dotnet run … train did not finish in 5 minutes"); }
+        return (p.ExitCode, o.Result, e.Result);
     }
 
     [Fact]
