@@ -11,7 +11,7 @@ namespace Diffusion.Sampling;
 /// last two network outputs (second order), where DDIM holds it constant (first order). Deterministic, one network
 /// evaluation per step; the first step (no history yet) and the last are first order.
 /// </summary>
-public sealed class DpmSolverPlusPlus : ISampler
+public sealed class DpmSolverPlusPlus : ISampler, IDisposable
 {
     public NoiseSchedule Schedule { get; }
     public Prediction Prediction { get; }
@@ -19,13 +19,17 @@ public sealed class DpmSolverPlusPlus : ISampler
     public int Steps { get; }
     /// <summary>The time steps visited, from T−1 down to 0 (the library's evenly spaced plan, as DDIM).</summary>
     public int[] Timesteps { get; }
-    public string Name => $"dpm++-{Steps}";
+    public string Name => Spacing == TimestepSpacing.Even ? $"dpm++-{Steps}" : $"dpm++-logsnr-{Steps}";
 
     // Multistep state: x̂_0 and ᾱ of the previous step (null before the first step).
     Tensor? previousStart;
     double previousAlphaBar;
 
-    public DpmSolverPlusPlus(NoiseSchedule schedule, int steps, Prediction prediction = Prediction.Epsilon, bool clipDenoised = true)
+    /// <summary>The time steps visited: <see cref="TimestepSpacing.Even"/> in t (as DDIM) or uniform in λ.</summary>
+    public TimestepSpacing Spacing { get; }
+
+    public DpmSolverPlusPlus(NoiseSchedule schedule, int steps, Prediction prediction = Prediction.Epsilon, bool clipDenoised = true,
+        TimestepSpacing spacing = TimestepSpacing.Even)
     {
         if (steps < 1 || steps > schedule.Timesteps)
             throw new ArgumentOutOfRangeException(nameof(steps), steps,
@@ -33,8 +37,46 @@ public sealed class DpmSolverPlusPlus : ISampler
         Schedule = schedule;
         Prediction = prediction;
         ClipDenoised = clipDenoised;
-        Timesteps = Respacing.EvenlySpaced(schedule.Timesteps, steps).Reverse().ToArray();
+        Spacing = spacing;
+        Timesteps = spacing switch
+        {
+            TimestepSpacing.Even => Respacing.EvenlySpaced(schedule.Timesteps, steps).Reverse().ToArray(),
+            TimestepSpacing.LogSnr => LogSnrSpaced(schedule, steps),
+            _ => throw new ArgumentOutOfRangeException(nameof(spacing), spacing, null),
+        };
         Steps = Timesteps.Length;
+    }
+
+    /// <summary>
+    /// λ below which a step is not worth a network call: SNR = e^{2λ} ≈ 4·10⁻⁵, x_t holds almost nothing of x_0. The
+    /// cosine schedule's last step has λ ≈ −9 (β clipped at 0.999); diffusers clips the same end (lambda_min_clipped).
+    /// </summary>
+    public const double LambdaMin = -5.1;
+
+    /// <summary>
+    /// <paramref name="steps"/> time steps from T−1 down to 0, the ones after T−1 nearest to λ evenly spaced from
+    /// max(λ_{T−1}, <see cref="LambdaMin"/>) to λ_0 (DPM-Solver's "logSNR" skip type), kept distinct; descending.
+    /// </summary>
+    public static int[] LogSnrSpaced(NoiseSchedule schedule, int steps)
+    {
+        int T = schedule.Timesteps;
+        if (steps < 1 || steps > T)
+            throw new ArgumentOutOfRangeException(nameof(steps), steps, $"the number of sampling steps must be between 1 and T = {T}");
+        var lambdas = schedule.AlphasCumprod.Select(Lambda).ToArray();
+        double lo = Math.Max(lambdas[T - 1], LambdaMin), hi = lambdas[0];
+        var ts = new int[steps];
+        ts[0] = T - 1;
+        for (int i = 1; i < steps; i++)
+        {
+            // λ*_i = λ_min + (λ_0 − λ_min) i/(N−1); t_i = the time step whose λ is nearest
+            double target = lo + (hi - lo) * i / (steps - 1);
+            int nearest = 0;
+            for (int t = 1; t < T; t++)
+                if (Math.Abs(lambdas[t] - target) < Math.Abs(lambdas[nearest] - target)) nearest = t;
+            // strictly below the previous step, and room left for the remaining steps down to 0
+            ts[i] = Math.Max(Math.Min(nearest, ts[i - 1] - 1), steps - 1 - i);
+        }
+        return ts;
     }
 
     /// <summary>λ = log(α/σ) = ½ log(ᾱ/(1−ᾱ)), the half log signal-to-noise ratio.</summary>
@@ -146,4 +188,13 @@ public sealed class DpmSolverPlusPlus : ISampler
 
     /// <summary>Releases the multistep state.</summary>
     public void Dispose() => Reset();
+}
+
+/// <summary>How a solver spreads its steps over the schedule.</summary>
+public enum TimestepSpacing
+{
+    /// <summary>Evenly in t, from T−1 down to 0 (<see cref="Respacing.EvenlySpaced"/>, as DDIM).</summary>
+    Even,
+    /// <summary>Evenly in λ = log(α/σ) (DPM-Solver's "logSNR"): more steps where the noise is low.</summary>
+    LogSnr,
 }
