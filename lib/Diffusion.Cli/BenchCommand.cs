@@ -74,8 +74,10 @@ static class BenchCommand
             using var schedule = new NoiseSchedule(ScheduleKind.Cosine, 500);
             int images = q ? 8 : 64;
             Console.WriteLine($"DDIM-50 and DDPM-500 for {images} images …");
-            double ddim = Bench.SamplingSeconds(new DdimSampler(schedule, q ? 5 : 50), net, [images, 1, 28, 28]);
-            double ddpm = q ? double.NaN : Bench.SamplingSeconds(new DdpmSampler(schedule), net, [images, 1, 28, 28]);
+            using var ddimSampler = new DdimSampler(schedule, q ? 5 : 50);
+            using var ddpmSampler = new DdpmSampler(schedule);
+            double ddim = Bench.SamplingSeconds(ddimSampler, net, [images, 1, 28, 28]);
+            double ddpm = q ? double.NaN : Bench.SamplingSeconds(ddpmSampler, net, [images, 1, 28, 28]);
             results["ddim50_seconds"] = Math.Round(ddim, 1);
             results["ddpm500_seconds"] = double.IsNaN(ddpm) ? null : Math.Round(ddpm, 1);
 

@@ -41,20 +41,31 @@ static class BpdCommand
             var dev = Compute.UseDevice(p.GetValue(device)!);
             var path = CheckpointFile(p.GetValue(checkpoint)!);
             var (model, info) = Checkpoint.LoadModel(path, preferEma: true, dev);
-            var config = info.Model;
-            var kinds = ParseVariances(p.GetValue(variances)!, config.Variance);
-            if (config.ImageSize != 28 || config.Unet.Channels != 1)
-                throw new CliException($"bpd evaluates on Fashion-MNIST (28×28, 1 channel); this model is {config.ImageSize}×{config.ImageSize}×{config.Unet.Channels}");
-            var stepCounts = p.GetValue(steps)!;
-            foreach (var k in stepCounts)
-                if (k < 1 || k > config.Timesteps)
-                    throw new CliException($"--steps {k}: each step count must be between 1 and T = {config.Timesteps}");
-
             using (model)
-            using (var test = ImageDataset.FashionMnist(DataLocator.FashionMnistFolder(), train: false))
-            using (var schedule = new NoiseSchedule(BetaSchedules.Create(config.Schedule, config.Timesteps)))
             {
-                var x0 = Transforms.ToSignedUnit(test.Images[..p.GetValue(count)]).to(dev);
+                var config = info.Model;
+                var kinds = ParseVariances(p.GetValue(variances)!, config);
+                if (config.ImageSize != 28 || config.Unet.Channels != 1)
+                    throw new CliException($"bpd evaluates on Fashion-MNIST (28×28, 1 channel); this model is {config.ImageSize}×{config.ImageSize}×{config.Unet.Channels}");
+                var stepCounts = p.GetValue(steps)!;
+                foreach (var k in stepCounts)
+                    if (k < 1 || k > config.Timesteps)
+                        throw new CliException($"--steps {k}: each step count must be between 1 and T = {config.Timesteps}");
+                Evaluate(model, info, path, stepCounts, kinds, p.GetValue(count), p.GetValue(seed), dev);
+            }
+            return 0;
+        });
+        return cmd;
+    }
+
+    static void Evaluate(Model.Unet model, CheckpointInfo info, string path, int[] stepCounts, List<ReverseVariance> kinds, int count,
+        int seed, Device dev)
+    {
+            var config = info.Model;
+            using (var test = ImageDataset.FashionMnist(DataLocator.FashionMnistFolder(), train: false))
+            using (var schedule = config.CreateSchedule())
+            {
+                var x0 = Transforms.ToSignedUnit(test.Images[..count]).to(dev);
                 Console.WriteLine($"checkpoint {path}: step {info.Step}, {config.Schedule} T={config.Timesteps}, {config.Variance} variance; " +
                                   $"{x0.shape[0]} test images");
                 Console.WriteLine("steps | variance | bits/dim | ± s.e. | prior L_T | decoder L_0 | seconds");
@@ -65,44 +76,29 @@ static class BpdCommand
                     {
                         var samplers = kinds.Select(v => new DdpmSampler(spaced, config.Prediction, v, clipDenoised: true, kept)).ToList();
                         var sw = Stopwatch.StartNew();
-                        using var g = new Generator((ulong)p.GetValue(seed));
+                        using var g = new Generator((ulong)seed);
                         var results = Likelihood.Evaluate((x, t) => model.forward(x, t), samplers, x0, g);
                         for (int i = 0; i < results.Length; i++)
                             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                                $"{k} | {Name(kinds[i])} | {results[i].Total:F4} | {results[i].StandardError:F4} | {results[i].Prior:F5} | {results[i].Terms[0]:F4} | {sw.Elapsed.TotalSeconds:F0}"));
+                                $"{k} | {SamplerSpec.VarianceName(kinds[i])} | {results[i].Total:F4} | {results[i].StandardError:F4} | {results[i].Prior:F5} | {results[i].Terms[0]:F4} | {sw.Elapsed.TotalSeconds:F0}"));
                     }
                 }
             }
-            return 0;
-        });
-        return cmd;
     }
 
-    static string Name(ReverseVariance v) => v switch
-    {
-        ReverseVariance.Beta => "beta",
-        ReverseVariance.BetaTilde => "beta-tilde",
-        _ => "learned",
-    };
-
-    static List<ReverseVariance> ParseVariances(string text, VarianceType model)
+    static List<ReverseVariance> ParseVariances(string text, DiffusionModelConfig config)
     {
         if (string.IsNullOrWhiteSpace(text))
-            return model == VarianceType.Learned
+            return config.Variance == VarianceType.Learned
                 ? [ReverseVariance.Learned, ReverseVariance.Beta, ReverseVariance.BetaTilde]
                 : [ReverseVariance.Beta, ReverseVariance.BetaTilde];
         var list = new List<ReverseVariance>();
         foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
-            var v = part.ToLowerInvariant() switch
-            {
-                "beta" => ReverseVariance.Beta,
-                "beta-tilde" => ReverseVariance.BetaTilde,
-                "learned" => ReverseVariance.Learned,
-                _ => throw new CliException($"--variance: '{part}' is not one of beta, beta-tilde, learned"),
-            };
-            if (v == ReverseVariance.Learned && model != VarianceType.Learned)
-                throw new CliException("--variance learned needs a model trained with --learn-variance; this one has a fixed variance. Use beta or beta-tilde.");
+            ReverseVariance v;
+            try { v = SamplerSpec.ParseVariance(part); }
+            catch (FormatException e) { throw new CliException($"--variance: {e.Message}"); }
+            new SamplerSpec("ddpm", Variance: v).Validate(config);
             list.Add(v);
         }
         return list;

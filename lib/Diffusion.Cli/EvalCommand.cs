@@ -50,7 +50,7 @@ static class EvalCommand
         };
         cmd.SetAction(p =>
         {
-            var specs = ParseSamplers(p.GetValue(samplers)!);
+            var specs = ParseSamplers(p.GetValue(samplers)!).Select(s => s with { Eta = p.GetValue(eta), Variance = p.GetValue(variance) }).ToList();
             int n = p.GetValue(count);
             int threadCount = Compute.SetThreads(p.GetValue(threads));
             Console.WriteLine(ThreadsNote(threadCount, p.GetValue(threads) is null));
@@ -97,17 +97,13 @@ static class EvalCommand
                                                "the FCD classifier measures 1×28×28 Fashion-MNIST-like images only.");
                     Console.WriteLine($"checkpoint {path}: step {info.Step}, {config.Schedule} T={config.Timesteps}, {config.Prediction}" +
                                       (config.Unet.NumClasses > 0 ? $", conditional on {config.Unet.NumClasses} classes (labels cycle 0..{config.Unet.NumClasses - 1})" : ""));
-                    using var schedule = new NoiseSchedule(BetaSchedules.Create(config.Schedule, config.Timesteps));
+                    using var schedule = config.CreateSchedule();
                     var gridFolder = p.GetValue(grids);
                     if (gridFolder is not null) Directory.CreateDirectory(gridFolder);
-                    var weights = ParseGuidance(p.GetValue(guidance)!, config.Unet.NumClasses);
+                    var weights = Guidance.ParseList(p.GetValue(guidance)!, config.Unet.NumClasses);
                     foreach (var (spec, w) in specs.SelectMany(s => weights.Select(w => (s, w))))
                     {
-                        ISampler sampler = spec.Ddim
-                            ? new DdimSampler(schedule, Math.Min(spec.Steps, config.Timesteps), p.GetValue(eta), config.Prediction)
-                            : spec.Steps > 0 && spec.Steps < config.Timesteps
-                                ? DdpmSampler.Respaced(schedule, spec.Steps, config.Prediction, p.GetValue(variance))   // ddpm:N (Improved DDPM §4)
-                                : new DdpmSampler(schedule, config.Prediction, p.GetValue(variance));
+                        using var sampler = spec.Validate(config, Console.WriteLine).Create(schedule, config.Prediction);
                         int k = config.Unet.NumClasses;
                         string name = weights.Length > 1 || w != 0 ? FormattableString.Invariant($"{sampler.Name} w={w:0.###}") : sampler.Name;
                         long[] LabelsOf(int start, int length) => Enumerable.Range(start, length).Select(i => (long)(i % k)).ToArray();
@@ -168,38 +164,9 @@ static class EvalCommand
         FormattableString.Invariant($"{r.CloserThanAnyHeldOut} closer than any held-out image") +
         (r.LabelAccuracy is { } a ? FormattableString.Invariant($", classifier agrees with the label for {a:P1}") : "");
 
-    internal readonly record struct SamplerSpec(bool Ddim, int Steps);
-
-    /// <summary>"0,0.5,1" → guidance weights; w ≠ 0 needs a conditional model, and w ≥ −1.</summary>
-    internal static double[] ParseGuidance(string text, int numClasses)
-    {
-        var weights = new List<double>();
-        foreach (var raw in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-        {
-            if (!double.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture, out var w) || !double.IsFinite(w) || w < ClassifierFreeGuidance.MinWeight)
-                throw new CliException($"--guidance: '{raw}' is not a guidance weight w ≥ −1; give a comma-separated list such as 0,0.5,1,2,4");
-            weights.Add(w);
-        }
-        if (weights.Count == 0) weights.Add(0);
-        if (numClasses == 0 && weights.Any(w => w != 0))
-            throw new CliException("--guidance needs a class-conditional model, but this checkpoint is unconditional (trained without --conditional); drop --guidance");
-        return weights.ToArray();
-    }
-
     internal static List<SamplerSpec> ParseSamplers(string text)
     {
-        var specs = new List<SamplerSpec>();
-        foreach (var raw in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-        {
-            var parts = raw.ToLowerInvariant().Split(':');
-            if (parts is ["ddpm"]) specs.Add(new SamplerSpec(false, 0));
-            else if (parts is ["ddpm", var k] && int.TryParse(k, out int ddpmSteps) && ddpmSteps >= 1) specs.Add(new SamplerSpec(false, ddpmSteps));
-            else if (parts is ["ddim", var s] && int.TryParse(s, out int steps) && steps >= 1) specs.Add(new SamplerSpec(true, steps));
-            else
-                throw new CliException($"--samplers: '{raw}' is not a sampler. Use ddpm or ddim:N (N ≥ 1 steps), comma-separated, " +
-                                       "e.g. --samplers ddpm,ddim:100,ddim:50,ddim:25,ddim:10");
-        }
-        if (specs.Count == 0) throw new CliException("--samplers is empty: name at least one, e.g. ddim:50");
-        return specs;
+        try { return SamplerSpec.ParseList(text); }
+        catch (FormatException e) { throw new CliException($"--samplers: {e.Message}, comma-separated, e.g. --samplers ddpm,ddim:100,ddim:50,ddim:25,ddim:10"); }
     }
 }

@@ -122,8 +122,8 @@ static class LatentCommand
 
             // Samples: one row per class (guidance w = 2, i.e. s = 3, DDIM-100, x̂_0 clipped to the latents' range), decoded.
             sw.Restart();
-            using var schedule = new NoiseSchedule(config.Schedule, config.Timesteps);
-            var sampler = new DdimSampler(schedule, 100, prediction: config.Prediction, clipDenoised: false);
+            using var schedule = config.CreateSchedule();
+            using var sampler = new DdimSampler(schedule, 100, prediction: config.Prediction, clipDenoised: false);
             using var g = new Generator((ulong)s);
             using var classes = arange(10, dtype: ScalarType.Int64).repeat_interleave(8);
             trainer.EmaModel!.eval();
@@ -144,7 +144,7 @@ static class LatentCommand
             };
             AtomicFile.WriteAllText(Path.Combine(outDir, "run.json"), JsonSerializer.Serialize(summary, Checkpoint.JsonOptions));
             Console.WriteLine(string.Create(inv,
-                $"latent diffusion: loss (last 50) {diffusionLoss:F4}; 80 samples (DDIM-100, w = 3) + decoding {sampleSeconds:F0} s; wrote {outDir}"));
+                $"latent diffusion: loss (last 50) {diffusionLoss:F4}; 80 samples (DDIM-100, w = 2) + decoding {sampleSeconds:F0} s; wrote {outDir}"));
             return 0;
         });
         return cmd;

@@ -43,11 +43,13 @@ static class SampleCommand
             using (model)
             {
                 Console.WriteLine($"checkpoint {path}: step {info.Step}, {info.Model.Schedule} T={info.Model.Timesteps}, loss {info.RecentLoss:F4}");
+                var kind = p.GetValue(sampler)!;
+                var spec = new SamplerSpec(kind, Steps: kind == "ddim" || p.Given(steps) ? p.GetValue(steps) : null, Eta: p.GetValue(eta),
+                    Variance: p.Given(variance) || info.Model.Variance != Forward.VarianceType.Learned ? p.GetValue(variance) : ReverseVariance.Learned,
+                    Clip: !p.GetValue(noClip));
                 SampleWriter.Write(model, info.Model, new SampleRequest
                 {
-                    Count = p.GetValue(count), Sampler = p.GetValue(sampler)!, DdimSteps = p.GetValue(steps), Eta = p.GetValue(eta),
-                    Variance = p.Given(variance) || info.Model.Variance != Forward.VarianceType.Learned ? p.GetValue(variance) : ReverseVariance.Learned,
-                    DdpmSteps = p.Given(steps) ? p.GetValue(steps) : null, Clip = !p.GetValue(noClip), Seed = p.GetValue(seed), PngPath = p.GetValue(output)!,
+                    Count = p.GetValue(count), Sampler = spec, Seed = p.GetValue(seed), PngPath = p.GetValue(output)!,
                     GifPath = p.GetValue(gif), Class = ParseClass(p.GetValue(cls)!), Guidance = p.GetValue(guidance),
                 }, dev);
             }

@@ -191,9 +191,10 @@ static class TrainCommand
                 {
                     var request = new SampleRequest
                     {
-                        Count = n, Sampler = p.GetValue(sampler)!, DdimSteps = p.GetValue(sampleSteps), Seed = trainer.Options.Seed,
+                        Count = n, Seed = trainer.Options.Seed,
+                        Sampler = new SamplerSpec(p.GetValue(sampler)!, p.GetValue(sampler) == "ddim" ? p.GetValue(sampleSteps) : null,
+                            Variance: trainer.Config.Variance == VarianceType.Learned ? ReverseVariance.Learned : ReverseVariance.BetaTilde),
                         PngPath = Path.Combine(outDir, "samples.png"), GifPath = Path.Combine(outDir, "denoising.gif"),
-                        Variance = trainer.Config.Variance == VarianceType.Learned ? ReverseVariance.Learned : ReverseVariance.BetaTilde,
                     };
                     SampleWriter.Write(trainer.EmaModel ?? trainer.Model, trainer.Config, request, dev);
                 }

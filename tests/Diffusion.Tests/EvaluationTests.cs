@@ -1,5 +1,6 @@
 using Diffusion.Data;
 using Diffusion.Evaluation;
+using Diffusion.Sampling;
 using TorchSharp;
 using static TorchSharp.torch;
 

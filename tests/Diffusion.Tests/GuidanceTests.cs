@@ -132,7 +132,7 @@ public class GuidanceTests
         using var s = new NoiseSchedule(ScheduleKind.Cosine, 200);   // ᾱ_T ≈ 0: x_T ~ N(0, I) is the right prior
         Tensor OptimalEps(Tensor xt, Tensor t, Tensor m)
         {
-            var ab = s.Extract(nameof(NoiseSchedule.AlphasCumprod), t, xt.shape);
+            var ab = s.Extract(s.AlphasCumprod, t, xt.shape);
             return (1 - ab).sqrt() * (xt - ab.sqrt() * m.view(-1, 1, 1, 1)) / (ab * (sd * sd) + 1 - ab);
         }
         ConditionalDenoisingModel optimal = (xt, t, y) => OptimalEps(xt, t, tensor(mu, dtype: ScalarType.Float32).index_select(0, y));

@@ -93,7 +93,7 @@ public static class PosteriorMeanExercise
                     i => AtFirst(i.S.PosteriorMeanCoef1, i.T, i.Xt.shape) * i.X0 + AtFirst(i.S.PosteriorMeanCoef2, i.T, i.Xt.shape) * i.Xt),
             ],
             GenericHint = "μ̃_t = β_t·√ᾱ_{t−1}/(1 − ᾱ_t)·x_0 + (1 − ᾱ_{t−1})·√α_t/(1 − ᾱ_t)·x_t, with each term picked per image " +
-                          "at index t: s.Extract(\"Betas\", t, xt.shape), \"Alphas\", \"AlphasCumprod\" and \"AlphasCumprodPrev\".",
+                          "at index t: s.Extract(s.Betas, t, xt.shape), s.Alphas, s.AlphasCumprod and s.AlphasCumprodPrev.",
             ShapeHint = "The result must have the shape of x_t. s.Extract(name, t, xt.shape) gives a term as [B, 1, 1, 1], which " +
                         "broadcasts over channels and pixels.",
             DescribeIndex = (i, ix) =>

@@ -49,7 +49,7 @@ public static class QSampleExercise
         static Tensor Beta(Input i) => At(i.S.Betas, i.T, i.X0.shape);
         static Tensor AbPrev(Input i) => At(i.S.AlphasCumprodPrev, i.T, i.X0.shape);
         const string offByOne = "The code counts t = 0…T − 1 where the paper counts 1…T, and the schedule arrays follow the code: " +
-                                "ᾱ_t for index t is AlphasCumprod[t] (s.Extract(\"SqrtAlphasCumprod\", t, x0.shape)). No shift is needed.";
+                                "ᾱ_t for index t is AlphasCumprod[t] (s.Extract(s.SqrtAlphasCumprod, t, x0.shape)). No shift is needed.";
         return new Exercise<Input>
         {
             Id = Id,
@@ -86,7 +86,7 @@ public static class QSampleExercise
                     i => AtFirst(i.S.SqrtAlphasCumprod, i.T, i.X0.shape) * i.X0 + AtFirst(i.S.SqrtOneMinusAlphasCumprod, i.T, i.X0.shape) * i.Noise),
             ],
             GenericHint = "Compare with the boxed formula term by term: x_t = √ᾱ_t·x_0 + √(1 − ᾱ_t)·ε, with ᾱ_t picked per image " +
-                          "at index t: s.Extract(\"SqrtAlphasCumprod\", t, x0.shape) and s.Extract(\"SqrtOneMinusAlphasCumprod\", t, x0.shape).",
+                          "at index t: s.Extract(s.SqrtAlphasCumprod, t, x0.shape) and s.Extract(s.SqrtOneMinusAlphasCumprod, t, x0.shape).",
             ShapeHint = "The result must have the shape of x_0. s.Extract(name, t, x0.shape) gives a term as [B, 1, 1, 1], which " +
                         "broadcasts over channels and pixels.",
             DescribeIndex = (i, ix) =>

@@ -77,9 +77,9 @@ public static class ReverseStepExercise
             LibraryName = "DdpmSampler.Step",
             Reference = i =>
             {
-                var sampler = new DdpmSampler(i.S, Prediction.Epsilon, ReverseVariance.Beta, clipDenoised: false);
+                using var sampler = new DdpmSampler(i.S, Prediction.Epsilon, ReverseVariance.Beta, clipDenoised: false);
                 // The same z: the library draws it from a generator in the same state as the one that made i.Z.
-                return sampler.Step((x, t) => i.EpsTheta, i.Xt, i.T, new Generator(i.ZSeed));
+                return sampler.Step(i.EpsTheta, i.Xt, sampler.Plan.IndexOf(i.T), new Generator(i.ZSeed));
             },
             Cases = cases,
             Mistakes =

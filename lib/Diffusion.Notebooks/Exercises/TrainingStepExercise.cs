@@ -99,7 +99,7 @@ public static class TrainingStepExercise
                 new("rmse", "Do not take the square root: the loss is the mean squared error itself.",
                     i => Error(i).pow(2).mean().sqrt()),
             ],
-            GenericHint = "Three lines: xt = √ᾱ_t·x0 + √(1 − ᾱ_t)·noise (s.Extract(\"SqrtAlphasCumprod\", t, x0.shape) and " +
+            GenericHint = "Three lines: xt = √ᾱ_t·x0 + √(1 − ᾱ_t)·noise (s.Extract(s.SqrtAlphasCumprod, t, x0.shape) and " +
                           "\"SqrtOneMinusAlphasCumprod\"); the prediction model(xt, t); the loss " +
                           "nn.functional.mse_loss(prediction, noise), the mean of the squared differences.",
             ShapeHint = "The loss is a single number: a tensor with one element (mse_loss, or .mean(), gives one).",

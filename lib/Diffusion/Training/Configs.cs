@@ -30,6 +30,9 @@ public sealed record DiffusionModelConfig
     /// <summary>Where the training images came from (for people reading the checkpoint).</summary>
     public string Data { get; init; } = "";
 
+    /// <summary>The noise schedule this model was trained on (its <see cref="NoiseSchedule.Kind"/> set). Dispose it.</summary>
+    public NoiseSchedule CreateSchedule() => new(Schedule, Timesteps);
+
     public void Validate()
     {
         Unet.Validate();
