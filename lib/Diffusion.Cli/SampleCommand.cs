@@ -13,8 +13,8 @@ static class SampleCommand
     {
         var checkpoint = Opt("--checkpoint", "Checkpoint file, or a run folder holding checkpoint.ckpt", Path.Combine("runs", "fashion-mnist"));
         var count = Opt("--count", "Number of images", 64).Range(1, 4096);
-        var sampler = Choice("--sampler", "DDPM (Algorithm 2, T steps) or DDIM (fewer steps)", "ddpm", ("ddpm", "ddpm"), ("ddim", "ddim"));
-        var steps = Opt("--steps", "DDIM steps; with ddpm, when given: respace to this many steps (Improved DDPM §4)", 50).Range(1, 100000);
+        var sampler = Choice("--sampler", "DDPM (Algorithm 2, T steps), DDIM or DPM-Solver++ (fewer steps)", "ddpm", SamplerSpec.Names.Select(n => (n, n)).ToArray());
+        var steps = Opt("--steps", "DDIM / DPM-Solver++ steps; with ddpm, when given: respace to this many steps (Improved DDPM §4)", 50).Range(1, 100000);
         var eta = Opt("--eta", "DDIM η (0 = deterministic, 1 = DDPM-like)", 0.0).Range(0, 10);
         var variance = Choice("--variance", "DDPM σ²_t", ReverseVariance.BetaTilde, ("beta-tilde", ReverseVariance.BetaTilde), ("beta", ReverseVariance.Beta), ("learned", ReverseVariance.Learned));
         var noClip = Opt("--no-clip", "Do not clamp the predicted x_0 to [-1, 1]", false);
@@ -44,7 +44,7 @@ static class SampleCommand
             {
                 Console.WriteLine($"checkpoint {path}: step {info.Step}, {info.Model.Schedule} T={info.Model.Timesteps}, loss {info.RecentLoss:F4}");
                 var kind = p.GetValue(sampler)!;
-                var spec = new SamplerSpec(kind, Steps: kind == "ddim" || p.Given(steps) ? p.GetValue(steps) : null, Eta: p.GetValue(eta),
+                var spec = new SamplerSpec(kind, Steps: new SamplerSpec(kind).Info.DefaultSteps is not null || p.Given(steps) ? p.GetValue(steps) : null, Eta: p.GetValue(eta),
                     Variance: p.Given(variance) || info.Model.Variance != Forward.VarianceType.Learned ? p.GetValue(variance) : ReverseVariance.Learned,
                     Clip: !p.GetValue(noClip));
                 SampleWriter.Write(model, info.Model, new SampleRequest

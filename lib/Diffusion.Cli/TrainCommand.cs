@@ -69,8 +69,8 @@ static class TrainCommand
         var resume = Opt("--resume", "Continue the run in --out from its checkpoint", false);
         var checkpointEvery = Opt("--checkpoint-every", "Checkpoint every N steps", o.CheckpointEvery).Range(1, 1e9);
         var samples = Opt("--samples", "Images to sample at the end (0 = none)", 64).Range(0, 4096);
-        var sampler = Choice("--sampler", "Sampler for the final samples", "ddpm", ("ddpm", "ddpm"), ("ddim", "ddim"));
-        var sampleSteps = Opt("--sample-steps", "DDIM steps for the final samples", 100).Range(1, 100000);
+        var sampler = Choice("--sampler", "Sampler for the final samples", "ddpm", SamplerSpec.Names.Select(n => (n, n)).ToArray());
+        var sampleSteps = Opt("--sample-steps", "DDIM / DPM-Solver++ steps for the final samples", 100).Range(1, 100000);
         var learnVariance = Opt("--learn-variance", "Learn the reverse-step variance (Improved DDPM): the U-Net outputs [ε, v], trained with L_simple + 0.001·L_vlb", false);
         var trainOnly = OptionalOpt<string>("--train-only", "Fine-tune only these top-level modules, comma-separated (e.g. final_res_block,final_conv); the rest stay frozen");
         var initFrom = OptionalOpt<string>("--init-from", "Start from this checkpoint's weights (fine-tuning); a learned-variance run may start from a fixed-variance model");
@@ -192,7 +192,7 @@ static class TrainCommand
                     var request = new SampleRequest
                     {
                         Count = n, Seed = trainer.Options.Seed,
-                        Sampler = new SamplerSpec(p.GetValue(sampler)!, p.GetValue(sampler) == "ddim" ? p.GetValue(sampleSteps) : null,
+                        Sampler = new SamplerSpec(p.GetValue(sampler)!, new SamplerSpec(p.GetValue(sampler)!).Info.DefaultSteps is not null ? p.GetValue(sampleSteps) : null,
                             Variance: trainer.Config.Variance == VarianceType.Learned ? ReverseVariance.Learned : ReverseVariance.BetaTilde),
                         PngPath = Path.Combine(outDir, "samples.png"), GifPath = Path.Combine(outDir, "denoising.gif"),
                     };

@@ -45,17 +45,16 @@ public class DpmSolverTests(ITestOutputHelper output)
         return x;
     }
 
-    static Tensor SolveDpm(NoiseSchedule s, int steps, DenoisingModel model, Tensor xT, TimestepSpacing spacing = TimestepSpacing.Even)
+    static Tensor SolveDpm(NoiseSchedule s, int steps, DenoisingModel model, Tensor xT, TimestepSpacing spacing)
     {
         using var dpm = new DpmSolverPlusPlus(s, steps, clipDenoised: false, spacing: spacing);
-        return Solve(model, dpm.Timesteps, (o, x, i) => dpm.Step(o, x, i), xT);
+        return Solve(model, dpm.Plan.Timesteps, (o, x, i) => dpm.Step(o, x, i), xT);
     }
 
     static Tensor SolveDdim(NoiseSchedule s, int steps, DenoisingModel model, Tensor xT)
     {
-        var ddim = new DdimSampler(s, steps, clipDenoised: false);
-        var ts = ddim.Timesteps;
-        return Solve(model, ts, (o, x, i) => ddim.Step(model, x, ts[i], i + 1 < ts.Length ? ts[i + 1] : -1), xT);
+        using var ddim = new DdimSampler(s, steps, clipDenoised: false);
+        return Solve(model, ddim.Plan.Timesteps, (o, x, i) => ddim.Step(o, x, i), xT);
     }
 
     [Fact]
@@ -92,7 +91,7 @@ public class DpmSolverTests(ITestOutputHelper output)
     [Fact]
     public void ConvergesAtSecondOrderWhileDdimConvergesAtFirstOrder()
     {
-        // The shipped model's schedule. s = 0.5 spreads x̂_0's change over λ so that 20 NFE is already in the asymptotic
+        // Both on the evenly spaced plan, so the difference is the order alone. The shipped model's schedule. s = 0.5 spreads x̂_0's change over λ so that 20 NFE is already in the asymptotic
         // range of the evenly spaced plan (see the log for s = 0.25, where it starts beyond 80).
         using var s = new NoiseSchedule(ScheduleKind.Cosine, 500);
         const double mu = 0.4, sd = 0.5;
@@ -102,7 +101,7 @@ public class DpmSolverTests(ITestOutputHelper output)
         var reference = OptimalStart(Exact(xT, abT, ab0, mu, sd), ab0, mu, sd);
         int[] nfe = [20, 40, 80];
         double Error(Tensor x) => (x - reference).abs().max().item<double>();
-        var dpm = nfe.Select(n => Error(SolveDpm(s, n, model, xT))).ToArray();
+        var dpm = nfe.Select(n => Error(SolveDpm(s, n, model, xT, TimestepSpacing.Even))).ToArray();
         var ddim = nfe.Select(n => Error(SolveDdim(s, n, model, xT))).ToArray();
         for (int k = 0; k < nfe.Length; k++)
             output.WriteLine($"NFE {nfe[k]}: DPM-Solver++ {dpm[k]:e3}, DDIM {ddim[k]:e3}");
@@ -128,12 +127,12 @@ public class DpmSolverTests(ITestOutputHelper output)
         foreach (int n in new[] { 10, 20, 40, 80 })
         {
             double Err(Tensor x) => (x - end).abs().max().item<double>();
-            output.WriteLine($"N(0.4, 0.25²), linear T = 1000, NFE {n}, error at ᾱ = 1: DPM-Solver++ even {Err(SolveDpm(s, n, model, xT)):e3}, " +
+            output.WriteLine($"N(0.4, 0.25²), linear T = 1000, NFE {n}, error at ᾱ = 1: DPM-Solver++ even {Err(SolveDpm(s, n, model, xT, TimestepSpacing.Even)):e3}, " +
                 $"λ-uniform {Err(SolveDpm(s, n, model, xT, TimestepSpacing.LogSnr)):e3}, DDIM {Err(SolveDdim(s, n, model, xT)):e3}");
         }
     }
 
-    public static TheoryData<string> Samplers() => new() { "dpm++-logsnr-10", "dpm++-logsnr-20", "dpm++-100" };
+    public static TheoryData<string> Samplers() => new() { "dpm++-10", "dpm++-20", "dpm++-even-100" };
 
     [Theory]
     [MemberData(nameof(Samplers))]
@@ -142,7 +141,7 @@ public class DpmSolverTests(ITestOutputHelper output)
         using var s = new NoiseSchedule(ScheduleKind.Linear, 1000);
         int steps = int.Parse(name[(name.LastIndexOf('-') + 1)..]);
         using var sampler = new DpmSolverPlusPlus(s, steps, clipDenoised: false,
-            spacing: name.Contains("logsnr") ? TimestepSpacing.LogSnr : TimestepSpacing.Even);
+            spacing: name.Contains("even") ? TimestepSpacing.Even : TimestepSpacing.LogSnr);
         const int N = 4096 * 4;
         using var result = sampler.Sample(OptimalEpsilon(s, Mu, Sd), [4096, 1, 2, 2], new Generator(42));
         double mean = result.Samples.mean().item<float>(), std = result.Samples.std().item<float>();
@@ -177,16 +176,16 @@ public class DpmSolverTests(ITestOutputHelper output)
         {
             using var a = new DpmSolverPlusPlus(s, 15, Prediction.Epsilon, clip);
             using var b = new DpmSolverPlusPlus(s, 15, prediction, clip);
-            var viaEps = Solve(eps, a.Timesteps, (o, x, i) => a.Step(o, x, i), xT);
-            var viaOther = Solve(other, b.Timesteps, (o, x, i) => b.Step(o, x, i), xT);
+            var viaEps = Solve(eps, a.Plan.Timesteps, (o, x, i) => a.Step(o, x, i), xT);
+            var viaOther = Solve(other, b.Plan.Timesteps, (o, x, i) => b.Step(o, x, i), xT);
             double diff = (viaEps - viaOther).abs().max().item<double>();
             Assert.True(diff < 1e-9, $"{prediction}, clip {clip}: trajectories differ by {diff:e2}");
         }
         // A learned-variance network's [ε, v] output: the solver uses the first C channels only.
         using var c = new DpmSolverPlusPlus(s, 15, clipDenoised: false);
         using var d = new DpmSolverPlusPlus(s, 15, clipDenoised: false);
-        var plain = Solve(eps, c.Timesteps, (o, x, i) => c.Step(o, x, i), xT);
-        var learned = Solve((x, t) => cat([eps(x, t), full_like(x, 0.3)], 1), d.Timesteps, (o, x, i) => d.Step(o, x, i), xT);
+        var plain = Solve(eps, c.Plan.Timesteps, (o, x, i) => c.Step(o, x, i), xT);
+        var learned = Solve((x, t) => cat([eps(x, t), full_like(x, 0.3)], 1), d.Plan.Timesteps, (o, x, i) => d.Step(o, x, i), xT);
         Assert.True(plain.equal(learned).all().item<bool>());
     }
 
@@ -197,12 +196,12 @@ public class DpmSolverTests(ITestOutputHelper output)
         using var s = new NoiseSchedule(ScheduleKind.Linear, 300);
         var model = OptimalEpsilon(s, Mu, Sd);
         var x = randn([16, 1, 2, 2], dtype: ScalarType.Float64, generator: new Generator(1));
-        using var dpm = new DpmSolverPlusPlus(s, 7, clipDenoised: false);
-        var ddim = new DdimSampler(s, 7, clipDenoised: false);
-        Assert.Equal(ddim.Timesteps, dpm.Timesteps);
-        int t0 = dpm.Timesteps[0], t1 = dpm.Timesteps[1];
-        var viaDpm = dpm.Step(model(x, full([16], t0, ScalarType.Int64)), x, 0);
-        var viaDdim = ddim.Step(model, x, t0, t1);
+        using var dpm = new DpmSolverPlusPlus(s, 7, clipDenoised: false, spacing: TimestepSpacing.Even);
+        using var ddim = new DdimSampler(s, 7, clipDenoised: false);
+        Assert.Equal(ddim.Plan.Timesteps, dpm.Plan.Timesteps);
+        var output = model(x, full([16], dpm.Plan.Timesteps[0], ScalarType.Int64));
+        var viaDpm = dpm.Step(output, x, 0);
+        var viaDdim = ddim.Step(output, x, 0);
         Assert.True(allclose(viaDpm, viaDdim, rtol: 1e-6, atol: 1e-6), $"max diff {(viaDpm - viaDdim).abs().max().item<double>():e2}");
         var last = DpmSolverPlusPlus.FirstOrderUpdate(x, OptimalStart(x, s.AlphasCumprod[0], Mu, Sd), s.AlphasCumprod[0], 1.0);
         Assert.True(last.equal(OptimalStart(x, s.AlphasCumprod[0], Mu, Sd)).all().item<bool>());
@@ -214,7 +213,7 @@ public class DpmSolverTests(ITestOutputHelper output)
         using var s = new NoiseSchedule(ScheduleKind.Cosine, 100);
         DenoisingModel model = (xt, t) =>
         {
-            var ab = s.Extract(nameof(NoiseSchedule.AlphasCumprod), t, xt.shape);
+            var ab = s.Extract(s.AlphasCumprod, t, xt.shape);
             return (1 - ab).sqrt() * (xt - ab.sqrt() * Mu) / (ab * (Sd * Sd) + 1 - ab);
         };
         using var sampler = new DpmSolverPlusPlus(s, 12);
@@ -252,5 +251,48 @@ public class DpmSolverTests(ITestOutputHelper output)
             Assert.InRange(lambdas[i] - lambdas[i - 1], 0.5 * gap, 1.5 * gap);
         Assert.Throws<ArgumentOutOfRangeException>(() => DpmSolverPlusPlus.LogSnrSpaced(s, 501));
         Assert.Throws<ArgumentOutOfRangeException>(() => new DpmSolverPlusPlus(s, 0));
+    }
+}
+
+/// <summary><c>dpm++</c> in sample, eval and train's final grid, as a user types it.</summary>
+public class DpmSolverCliTests
+{
+    [Fact]
+    public void DpmSolverInTrainSampleAndEvalAndBadStepCountsAreRefused()
+    {
+        using var dir = TestSetup.Temp();
+        var run = dir["run"];
+        // train's final grid with DPM-Solver++ (Tiny has T = 20)
+        var train = Cli.Run(dir.Path, ["train", "--out", run, .. Cli.Tiny, "--samples", "4", "--sampler", "dpm++", "--sample-steps", "5", "--threads", "1"]);
+        Assert.True(train.ExitCode == 0, train.All);
+        Assert.Contains("dpm++-5", train.Stdout);
+        Assert.True(File.Exists(Path.Combine(run, "samples.png")));
+
+        var sample = Cli.Run(dir.Path, "sample", "--checkpoint", run, "--sampler", "dpm++", "--steps", "6", "--count", "4",
+            "--out", dir["dpm.png"], "--threads", "1");
+        Assert.True(sample.ExitCode == 0, sample.All);
+        Assert.Contains("dpm++-6", sample.Stdout);
+        Assert.True(File.Exists(dir["dpm.png"]));
+
+        var eval = Cli.Run(dir.Path, "eval", "--checkpoint", run, "--samplers", "dpm++:3,dpm++:30", "--count", "20", "--batch-size", "20",
+            "--threads", "1");
+        Assert.True(eval.ExitCode == 0, eval.All);
+        Assert.Contains("| dpm++-3 | 3 |", eval.Stdout);
+        // more steps than T = 20: announced and clamped, never silently
+        Assert.Contains("dpm++: 30 steps asked, but the model has T = 20", eval.Stdout);
+        Assert.Contains("| dpm++-20 | 20 |", eval.Stdout);
+
+        foreach (var bad in new[] { "dpm++:0", "dpm++:-3", "dpm++:x", "dpm++:2:3" })
+        {
+            var r = Cli.Run(dir.Path, "eval", "--checkpoint", run, "--samplers", bad);
+            Assert.Equal(2, r.ExitCode);
+            Assert.Contains($"error: --samplers: '{bad}' is not a sampler", r.Stderr);
+            Assert.Contains("dpm++:N", r.Stderr);
+            Assert.Single(r.Stderr.Trim().Split('\n'));
+        }
+        var zero = Cli.Run(dir.Path, "sample", "--checkpoint", run, "--sampler", "dpm++", "--steps", "0");
+        Assert.NotEqual(0, zero.ExitCode);
+        Assert.Contains("error:", zero.Stderr);
+        Assert.Contains("--steps", zero.Stderr);
     }
 }

@@ -10,26 +10,34 @@ namespace Diffusion.Sampling;
 /// x_t = (σ_t/σ_s) x_s + σ_t ∫_{λ_s}^{λ_t} e^λ x̂_0(λ) dλ; the multistep method extrapolates x̂_0 linearly in λ from the
 /// last two network outputs (second order), where DDIM holds it constant (first order). Deterministic, one network
 /// evaluation per step; the first step (no history yet) and the last are first order.
+/// <para>Steps are spread evenly in λ by default (DPM-Solver's "logSNR" skip type, which its authors suggest for small
+/// images). Spread evenly in t, as DDIM, the plan's last step jumps from λ ≈ 1–2 to λ_0 ≈ 4.7 with r = h′/h ≈ 0.2, and the
+/// extrapolated x̂_0 overshoots: on N(0.4, 0.25²) data, 20 steps gave a std of 0.32 (λ-uniform: 0.254), and the shipped
+/// model's FCD at 10 steps was 137 against 87 (see the tests and the eval table).</para>
 /// </summary>
-public sealed class DpmSolverPlusPlus : ISampler, IDisposable
+public sealed class DpmSolverPlusPlus : ISampler
 {
+    /// <summary>The sampler kind "dpm++:N" of <see cref="SamplerSpec"/> (N steps, default 20).</summary>
+    public static readonly SamplerKind Kind = new("dpm++", "dpm++:N (N steps, DPM-Solver++ 2M)", DefaultSteps: 20, UsesVariance: false,
+        UsesEta: false, Create: (spec, schedule, prediction) => new DpmSolverPlusPlus(schedule, spec.Steps ?? 20, prediction, spec.Clip));
+
     public NoiseSchedule Schedule { get; }
     public Prediction Prediction { get; }
     public bool ClipDenoised { get; }
     public int Steps { get; }
-    /// <summary>The time steps visited, from T−1 down to 0 (the library's evenly spaced plan, as DDIM).</summary>
-    public int[] Timesteps { get; }
-    public string Name => Spacing == TimestepSpacing.Even ? $"dpm++-{Steps}" : $"dpm++-logsnr-{Steps}";
+    /// <summary>The time steps visited, from T−1 down to 0.</summary>
+    public TimestepPlan Plan { get; }
+    public string Name => Spacing == TimestepSpacing.LogSnr ? $"dpm++-{Steps}" : $"dpm++-even-{Steps}";
 
     // Multistep state: x̂_0 and ᾱ of the previous step (null before the first step).
     Tensor? previousStart;
     double previousAlphaBar;
 
-    /// <summary>The time steps visited: <see cref="TimestepSpacing.Even"/> in t (as DDIM) or uniform in λ.</summary>
+    /// <summary>The time steps visited: uniform in λ (default) or <see cref="TimestepSpacing.Even"/> in t (as DDIM).</summary>
     public TimestepSpacing Spacing { get; }
 
     public DpmSolverPlusPlus(NoiseSchedule schedule, int steps, Prediction prediction = Prediction.Epsilon, bool clipDenoised = true,
-        TimestepSpacing spacing = TimestepSpacing.Even)
+        TimestepSpacing spacing = TimestepSpacing.LogSnr)
     {
         if (steps < 1 || steps > schedule.Timesteps)
             throw new ArgumentOutOfRangeException(nameof(steps), steps,
@@ -38,13 +46,13 @@ public sealed class DpmSolverPlusPlus : ISampler, IDisposable
         Prediction = prediction;
         ClipDenoised = clipDenoised;
         Spacing = spacing;
-        Timesteps = spacing switch
+        Plan = spacing switch
         {
-            TimestepSpacing.Even => Respacing.EvenlySpaced(schedule.Timesteps, steps).Reverse().ToArray(),
-            TimestepSpacing.LogSnr => LogSnrSpaced(schedule, steps),
+            TimestepSpacing.Even => TimestepPlan.EvenlySpaced(schedule.Timesteps, steps),
+            TimestepSpacing.LogSnr => new TimestepPlan(LogSnrSpaced(schedule, steps)),
             _ => throw new ArgumentOutOfRangeException(nameof(spacing), spacing, null),
         };
-        Steps = Timesteps.Length;
+        Steps = Plan.Count;
     }
 
     /// <summary>
@@ -144,7 +152,7 @@ public sealed class DpmSolverPlusPlus : ISampler, IDisposable
     }
 
     /// <summary>
-    /// x at the next planned time step from x_t at step <paramref name="i"/> (t = Timesteps[i]) and the network's output
+    /// x at the next planned time step from x_t at step <paramref name="i"/> (t = Plan.Timesteps[i]) and the network's output
     /// there; after the last step, the clean image (ᾱ = 1). Keeps x̂_0 for the next step: call <see cref="Reset"/> (or
     /// start at i = 0) before a new trajectory.
     /// </summary>
@@ -156,12 +164,11 @@ public sealed class DpmSolverPlusPlus : ISampler, IDisposable
     public Tensor Step(Tensor modelOutput, Tensor xt, int i, Generator? generator = null)
     {
         if (i == 0) Reset();
-        int t = Timesteps[i];
+        int t = Plan.Timesteps[i], tNext = Plan.Next(i);
         double alphaBar = Schedule.AlphasCumprod[t];
-        double alphaBarNext = i + 1 < Timesteps.Length ? Schedule.AlphasCumprod[Timesteps[i + 1]] : 1.0;
+        double alphaBarNext = tNext >= 0 ? Schedule.AlphasCumprod[tNext] : 1.0;
         using var scope = NewDisposeScope();
-        var prediction = modelOutput.shape[1] == 2 * xt.shape[1] ? HybridLoss.Split(modelOutput, xt.shape[1]).Prediction : modelOutput;
-        var start = DataPrediction(prediction, xt, alphaBar, Prediction, ClipDenoised);
+        var start = DataPrediction(ModelOutput.Prediction(modelOutput, xt.shape[1]), xt, alphaBar, Prediction, ClipDenoised);
         var next = previousStart is null || alphaBarNext >= 1
             ? FirstOrderUpdate(xt, start, alphaBar, alphaBarNext)
             : SecondOrderUpdate(xt, start, previousStart, previousAlphaBar, alphaBar, alphaBarNext);
@@ -169,21 +176,6 @@ public sealed class DpmSolverPlusPlus : ISampler, IDisposable
         previousStart = start.detach().clone().DetachFromDisposeScope();
         previousAlphaBar = alphaBar;
         return next.MoveToOuterDisposeScope();
-    }
-
-    public SamplingResult Sample(DenoisingModel model, long[] shape, Generator? generator = null, Device? device = null,
-        int captureEvery = 0, IProgress<SamplingProgress>? progress = null, CancellationToken cancel = default)
-    {
-        Reset();
-        try
-        {
-            return SamplingLoop.Run(shape, generator, device, captureEvery, progress, cancel, Timesteps, (x, i) =>
-            {
-                var output = model(x, full([x.shape[0]], Timesteps[i], dtype: ScalarType.Int64, device: x.device));
-                return Step(output, x, i, generator);
-            });
-        }
-        finally { Reset(); }
     }
 
     /// <summary>Releases the multistep state.</summary>

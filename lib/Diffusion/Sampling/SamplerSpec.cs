@@ -29,6 +29,7 @@ public sealed record SamplerSpec(string Kind, int? Steps = null, double Eta = 0,
     [
         DdpmSampler.Kind,
         DdimSampler.Kind,
+        DpmSolverPlusPlus.Kind,
     ];
 
     /// <summary>The kind's table entry.</summary>
