@@ -1,5 +1,3 @@
-using System.Globalization;
-using Diffusion.Sampling;
 
 namespace Diffusion.Cli;
 

@@ -1,13 +1,5 @@
-using System.Diagnostics;
-using System.Globalization;
-using Diffusion.Forward;
 using Diffusion.Model;
-using Diffusion.Sampling;
-using Diffusion.Schedules;
-using Diffusion.Training;
 using Diffusion.Visuals;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Diffusion.Cli;
 

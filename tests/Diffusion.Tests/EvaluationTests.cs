@@ -1,8 +1,4 @@
-using Diffusion.Data;
 using Diffusion.Evaluation;
-using Diffusion.Sampling;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Diffusion.Tests;
 

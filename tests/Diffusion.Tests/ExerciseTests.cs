@@ -1,11 +1,5 @@
-using Diffusion.Forward;
-using Diffusion.Model;
 using Diffusion.Notebooks;
 using Diffusion.Notebooks.Exercises;
-using Diffusion.Sampling;
-using Diffusion.Schedules;
-using TorchSharp;
-using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
 namespace Diffusion.Tests;

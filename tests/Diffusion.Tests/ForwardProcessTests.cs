@@ -1,7 +1,3 @@
-using Diffusion.Forward;
-using Diffusion.Schedules;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Diffusion.Tests;
 

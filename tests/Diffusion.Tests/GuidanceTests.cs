@@ -1,11 +1,4 @@
-using Diffusion.Forward;
-using Diffusion.Model;
-using Diffusion.Sampling;
-using Diffusion.Schedules;
-using Diffusion.Training;
-using TorchSharp;
 using TorchSharp.Modules;
-using static TorchSharp.torch;
 
 namespace Diffusion.Tests;
 

@@ -1,10 +1,3 @@
-using Diffusion.Forward;
-using Diffusion.Model;
-using Diffusion.Sampling;
-using Diffusion.Schedules;
-using Diffusion.Training;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Diffusion.Tests;
 

@@ -1,5 +1,3 @@
-using Diffusion.Sampling;
-using static TorchSharp.torch;
 
 namespace Diffusion.Tests;
 

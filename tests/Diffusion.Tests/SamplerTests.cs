@@ -1,8 +1,3 @@
-using Diffusion.Forward;
-using Diffusion.Sampling;
-using Diffusion.Schedules;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Diffusion.Tests;
 

@@ -24,16 +24,10 @@ public static class QStepExercise
     /// </summary>
     public static CheckResult Check(Func<NoiseSchedule, Tensor, Tensor, Tensor, Tensor> learner, bool show = true)
     {
-        using var linear = new NoiseSchedule(ScheduleKind.Linear, 1000);
-        using var cosine = new NoiseSchedule(ScheduleKind.Cosine, 500);
-        using var short10 = new NoiseSchedule(ScheduleKind.Linear, 10);
+        using var schedules = new ScheduleCases(ScheduleKind.Linear);
+        var (linear, cosine, short10) = (schedules.Linear, schedules.Cosine, schedules.Short);
         Case<Input> C(string description, NoiseSchedule s, ulong seed, long[] t, params long[] imageShape) =>
-            new(description, () =>
-            {
-                var g = new Generator(seed);
-                var shape = new[] { (long)t.Length }.Concat(imageShape).ToArray();
-                return new Input(s, Images(g, shape), Times(t), Noise(g, shape));
-            });
+            ScheduleCases.Batch(description, s, seed, t, imageShape, (s, g, shape, tt) => new Input(s, Images(g, shape), tt, Noise(g, shape)));
         var exercise = Spec([
             C("linear schedule, T = 1000; 3 images of shape [1, 4, 4] at t = [0, 499, 999]", linear, 1, [0, 499, 999], 1, 4, 4),
             C("linear schedule, T = 1000; t = 0 for both images (the first step, β = 0.0001)", linear, 2, [0, 0], 1, 4, 4),

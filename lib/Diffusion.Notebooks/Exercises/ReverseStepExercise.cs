@@ -26,9 +26,8 @@ public static class ReverseStepExercise
     /// </summary>
     public static CheckResult Check(Func<NoiseSchedule, Tensor, int, Tensor, Tensor, Tensor> learner, bool show = true)
     {
-        using var linear = new NoiseSchedule(ScheduleKind.Linear, 1000);
-        using var cosine = new NoiseSchedule(ScheduleKind.Cosine, 500);
-        using var short10 = new NoiseSchedule(ScheduleKind.Linear, 10);
+        using var schedules = new ScheduleCases(ScheduleKind.Linear);
+        var (linear, cosine, short10) = (schedules.Linear, schedules.Cosine, schedules.Short);
         Case<Input> C(string description, NoiseSchedule s, ulong seed, int t, params long[] shape) => new(description, () =>
         {
             var g = new Generator(seed);

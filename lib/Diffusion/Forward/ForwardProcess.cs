@@ -51,12 +51,8 @@ public static class ForwardProcess
     }
 
     /// <summary>x_0 = (x_t − √(1−ᾱ_t) ε)/√ᾱ_t = √(1/ᾱ_t) x_t − √(1/ᾱ_t − 1) ε  (eq. 4 solved for x_0).</summary>
-    public static Tensor PredictStartFromNoise(NoiseSchedule s, Tensor xt, Tensor t, Tensor noise)
-    {
-        using var scope = NewDisposeScope();
-        return (s.Extract(s.SqrtRecipAlphasCumprod, t, xt.shape) * xt
-              - s.Extract(s.SqrtRecipm1AlphasCumprod, t, xt.shape) * noise).MoveToOuterDisposeScope();
-    }
+    public static Tensor PredictStartFromNoise(NoiseSchedule s, Tensor xt, Tensor t, Tensor noise) =>
+        Difference(s, t, s.SqrtRecipAlphasCumprod, xt, s.SqrtRecipm1AlphasCumprod, noise);
 
     /// <summary>ε = (√(1/ᾱ_t) x_t − x_0)/√(1/ᾱ_t − 1)  (eq. 4 solved for ε).</summary>
     public static Tensor PredictNoiseFromStart(NoiseSchedule s, Tensor xt, Tensor t, Tensor x0)
@@ -67,19 +63,18 @@ public static class ForwardProcess
     }
 
     /// <summary>The velocity v = √ᾱ_t ε − √(1−ᾱ_t) x_0 (Salimans &amp; Ho 2022).</summary>
-    public static Tensor Velocity(NoiseSchedule s, Tensor x0, Tensor t, Tensor noise)
-    {
-        using var scope = NewDisposeScope();
-        return (s.Extract(s.SqrtAlphasCumprod, t, x0.shape) * noise
-              - s.Extract(s.SqrtOneMinusAlphasCumprod, t, x0.shape) * x0).MoveToOuterDisposeScope();
-    }
+    public static Tensor Velocity(NoiseSchedule s, Tensor x0, Tensor t, Tensor noise) =>
+        Difference(s, t, s.SqrtAlphasCumprod, noise, s.SqrtOneMinusAlphasCumprod, x0);
 
     /// <summary>x_0 = √ᾱ_t x_t − √(1−ᾱ_t) v.</summary>
-    public static Tensor PredictStartFromVelocity(NoiseSchedule s, Tensor xt, Tensor t, Tensor v)
+    public static Tensor PredictStartFromVelocity(NoiseSchedule s, Tensor xt, Tensor t, Tensor v) =>
+        Difference(s, t, s.SqrtAlphasCumprod, xt, s.SqrtOneMinusAlphasCumprod, v);
+
+    /// <summary>a_t·x − b_t·y with the schedule terms a and b picked per image (the shape of the three formulas above).</summary>
+    static Tensor Difference(NoiseSchedule s, Tensor t, double[] a, Tensor x, double[] b, Tensor y)
     {
         using var scope = NewDisposeScope();
-        return (s.Extract(s.SqrtAlphasCumprod, t, xt.shape) * xt
-              - s.Extract(s.SqrtOneMinusAlphasCumprod, t, xt.shape) * v).MoveToOuterDisposeScope();
+        return (s.Extract(a, t, x.shape) * x - s.Extract(b, t, x.shape) * y).MoveToOuterDisposeScope();
     }
 
     /// <summary>

@@ -58,16 +58,6 @@ public sealed record DiffusionModelConfig
     }
 }
 
-/// <summary>How the learning rate moves over the run.</summary>
-[JsonConverter(typeof(JsonStringEnumConverter<LearningRateSchedule>))]
-public enum LearningRateSchedule
-{
-    /// <summary>Linear warm-up, then constant.</summary>
-    Constant,
-    /// <summary>Linear warm-up, then a half cosine down to <see cref="TrainingOptions.MinLearningRateFraction"/> at the last step.</summary>
-    Cosine,
-}
-
 /// <summary>How to train (Algorithm 1 and the optimiser around it). Defaults are the CLI's default run.</summary>
 public sealed record TrainingOptions
 {
@@ -128,4 +118,14 @@ public sealed record TrainingOptions
         double min = LearningRate * MinLearningRateFraction;
         return min + (LearningRate - min) * 0.5 * (1 + Math.Cos(Math.PI * progress));
     }
+}
+
+/// <summary>How the learning rate moves over the run.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<LearningRateSchedule>))]
+public enum LearningRateSchedule
+{
+    /// <summary>Linear warm-up, then constant.</summary>
+    Constant,
+    /// <summary>Linear warm-up, then a half cosine down to <see cref="TrainingOptions.MinLearningRateFraction"/> at the last step.</summary>
+    Cosine,
 }
