@@ -1,13 +1,6 @@
-using System.CommandLine;
-using System.Globalization;
 using System.Text.Json;
 using Diffusion.Benchmarks;
-using Diffusion.Data;
 using Diffusion.Model;
-using Diffusion.Platform;
-using Diffusion.Sampling;
-using Diffusion.Schedules;
-using static Diffusion.Cli.Parsing;
 
 namespace Diffusion.Cli;
 
@@ -16,8 +9,6 @@ static class BenchCommand
 {
     public static Command Create()
     {
-        var threads = new Option<int?>("--threads") { Description = "libtorch threads (default: auto = the cores other processes leave free; fix it for bit-identical runs)" };
-        threads.Range(1, 1024);
         var steps = Opt("--steps", "Timed training steps per configuration (after 3 warm-up steps)", 10).Range(1, 10000);
         var memorySteps = Opt("--memory-steps", "Training steps for the memory measurement (memory read at 100 and here)", 1000).Range(100, 100000);
         var samplingMemorySteps = Opt("--sampling-memory-steps", "Sampling steps for the memory measurement", 1000).Range(100, 100000);
@@ -26,12 +17,12 @@ static class BenchCommand
 
         var cmd = new Command("bench", "Measure training throughput, sampling speed, matmul GFLOP/s and memory flatness on this machine.")
         {
-            threads, steps, memorySteps, samplingMemorySteps, quick, json,
+            steps, memorySteps, samplingMemorySteps, quick, json,
         };
+        var machine = new MachineOptions(cmd, withDevice: false);
         cmd.SetAction(p =>
         {
-            int threadCount = Compute.SetThreads(p.GetValue(threads));
-            Console.WriteLine(ThreadsNote(threadCount, p.GetValue(threads) is null));
+            machine.Apply(p);
             bool q = p.GetValue(quick);
             int timed = q ? 2 : p.GetValue(steps);
             int memN = q ? 110 : p.GetValue(memorySteps);
@@ -74,8 +65,10 @@ static class BenchCommand
             using var schedule = new NoiseSchedule(ScheduleKind.Cosine, 500);
             int images = q ? 8 : 64;
             Console.WriteLine($"DDIM-50 and DDPM-500 for {images} images …");
-            double ddim = Bench.SamplingSeconds(new DdimSampler(schedule, q ? 5 : 50), net, [images, 1, 28, 28]);
-            double ddpm = q ? double.NaN : Bench.SamplingSeconds(new DdpmSampler(schedule), net, [images, 1, 28, 28]);
+            using var ddimSampler = new DdimSampler(schedule, q ? 5 : 50);
+            using var ddpmSampler = new DdpmSampler(schedule);
+            double ddim = Bench.SamplingSeconds(ddimSampler, net, [images, 1, 28, 28]);
+            double ddpm = q ? double.NaN : Bench.SamplingSeconds(ddpmSampler, net, [images, 1, 28, 28]);
             results["ddim50_seconds"] = Math.Round(ddim, 1);
             results["ddpm500_seconds"] = double.IsNaN(ddpm) ? null : Math.Round(ddpm, 1);
 

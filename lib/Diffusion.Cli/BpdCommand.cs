@@ -1,15 +1,3 @@
-using System.CommandLine;
-using System.Diagnostics;
-using System.Globalization;
-using Diffusion.Data;
-using Diffusion.Forward;
-using Diffusion.Platform;
-using Diffusion.Sampling;
-using Diffusion.Schedules;
-using Diffusion.Training;
-using TorchSharp;
-using static Diffusion.Cli.Parsing;
-using static TorchSharp.torch;
 
 namespace Diffusion.Cli;
 
@@ -21,88 +9,80 @@ static class BpdCommand
 {
     public static Command Create()
     {
-        var checkpoint = Opt("--checkpoint", "Checkpoint file, or a run folder holding checkpoint.ckpt", Path.Combine("runs", "fashion-mnist"));
         var count = Opt("--count", "Number of test images (the first N of the Fashion-MNIST test set)", 64).Range(1, 10000);
         var steps = IntList("--steps", "Sampling-step counts to evaluate (each respaced from T, Improved DDPM §4)", [500, 100, 50, 25, 10]);
         var variances = Opt("--variance", "Comma-separated: beta, beta-tilde, learned (default: beta,beta-tilde, plus learned for a learned-variance model)", "");
         var seed = Opt("--seed", "Random seed (the noise of each x_t)", 0);
-        var device = Opt("--device", "cpu, cuda or auto", "cpu");
-        var threads = new Option<int?>("--threads") { Description = "libtorch threads (default: auto)" };
-        threads.Range(1, 1024);
 
         var cmd = new Command("bpd", "Bits/dim (the variational bound, DDPM eq. 5) of a checkpoint on Fashion-MNIST test images, for several step counts and variances.")
         {
-            checkpoint, count, steps, variances, seed, device, threads,
+            count, steps, variances, seed,
         };
+        var checkpoint = new CheckpointOptions(cmd, rawWeights: false);
+        var machine = new MachineOptions(cmd);
         cmd.SetAction(p =>
         {
-            int threadCount = Compute.SetThreads(p.GetValue(threads));
-            Console.WriteLine(ThreadsNote(threadCount, p.GetValue(threads) is null));
-            var dev = Compute.UseDevice(p.GetValue(device)!);
-            var path = CheckpointFile(p.GetValue(checkpoint)!);
-            var (model, info) = Checkpoint.LoadModel(path, preferEma: true, dev);
-            var config = info.Model;
-            var kinds = ParseVariances(p.GetValue(variances)!, config.Variance);
-            if (config.ImageSize != 28 || config.Unet.Channels != 1)
-                throw new CliException($"bpd evaluates on Fashion-MNIST (28×28, 1 channel); this model is {config.ImageSize}×{config.ImageSize}×{config.Unet.Channels}");
-            var stepCounts = p.GetValue(steps)!;
-            foreach (var k in stepCounts)
-                if (k < 1 || k > config.Timesteps)
-                    throw new CliException($"--steps {k}: each step count must be between 1 and T = {config.Timesteps}");
-
+            var dev = machine.Apply(p).Device;
+            var (model, info, path) = checkpoint.Load(p, dev);
             using (model)
-            using (var test = ImageDataset.FashionMnist(DataLocator.FashionMnistFolder(), train: false))
-            using (var schedule = new NoiseSchedule(BetaSchedules.Create(config.Schedule, config.Timesteps)))
             {
-                var x0 = Transforms.ToSignedUnit(test.Images[..p.GetValue(count)]).to(dev);
-                Console.WriteLine($"checkpoint {path}: step {info.Step}, {config.Schedule} T={config.Timesteps}, {config.Variance} variance; " +
-                                  $"{x0.shape[0]} test images");
-                Console.WriteLine("steps | variance | bits/dim | ± s.e. | prior L_T | decoder L_0 | seconds");
+                var config = info.Model;
+                var kinds = ParseVariances(p.GetValue(variances)!, config);
+                if (config.ImageSize != 28 || config.Unet.Channels != 1)
+                    throw new CliException($"bpd evaluates on Fashion-MNIST (28×28, 1 channel); this model is {config.ImageSize}×{config.ImageSize}×{config.Unet.Channels}");
+                var stepCounts = p.GetValue(steps)!;
                 foreach (var k in stepCounts)
-                {
-                    var (spaced, kept) = Respacing.Respace(schedule, k);
-                    using (spaced)
-                    {
-                        var samplers = kinds.Select(v => new DdpmSampler(spaced, config.Prediction, v, clipDenoised: true, kept)).ToList();
-                        var sw = Stopwatch.StartNew();
-                        using var g = new Generator((ulong)p.GetValue(seed));
-                        var results = Likelihood.Evaluate((x, t) => model.forward(x, t), samplers, x0, g);
-                        for (int i = 0; i < results.Length; i++)
-                            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                                $"{k} | {Name(kinds[i])} | {results[i].Total:F4} | {results[i].StandardError:F4} | {results[i].Prior:F5} | {results[i].Terms[0]:F4} | {sw.Elapsed.TotalSeconds:F0}"));
-                    }
-                }
+                    if (k < 1 || k > config.Timesteps)
+                        throw new CliException($"--steps {k}: each step count must be between 1 and T = {config.Timesteps}");
+                Evaluate(model, info, path, stepCounts, kinds, p.GetValue(count), p.GetValue(seed), dev);
             }
             return 0;
         });
         return cmd;
     }
 
-    static string Name(ReverseVariance v) => v switch
+    /// <summary>Prints one row per step count and variance: L_vlb in bits/dim with its parts.</summary>
+    static void Evaluate(Model.Unet model, CheckpointInfo info, string path, int[] stepCounts, List<ReverseVariance> kinds, int count,
+        int seed, Device dev)
     {
-        ReverseVariance.Beta => "beta",
-        ReverseVariance.BetaTilde => "beta-tilde",
-        _ => "learned",
-    };
+        var config = info.Model;
+        using var test = ImageDataset.FashionMnist(DataLocator.FashionMnistFolder(), train: false);
+        using var schedule = config.CreateSchedule();
+        var x0 = Transforms.ToSignedUnit(test.Images[..count]).to(dev);
+        Console.WriteLine($"checkpoint {path}: step {info.Step}, {config.Schedule} T={config.Timesteps}, {config.Variance} variance; " +
+                          $"{x0.shape[0]} test images");
+        Console.WriteLine("steps | variance | bits/dim | ± s.e. | prior L_T | decoder L_0 | seconds");
+        foreach (var k in stepCounts)
+        {
+            // One respaced schedule shared by the samplers of every variance (the network runs once per step for all).
+            var (spaced, kept) = Respacing.Respace(schedule, k);
+            using (spaced)
+            {
+                var samplers = kinds.Select(v => new DdpmSampler(spaced, config.Prediction, v, clipDenoised: true, kept)).ToList();
+                var sw = Stopwatch.StartNew();
+                using var g = new Generator((ulong)seed);
+                var results = Likelihood.Evaluate((x, t) => model.forward(x, t), samplers, x0, g);
+                for (int i = 0; i < results.Length; i++)
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"{k} | {SamplerSpec.VarianceName(kinds[i])} | {results[i].Total:F4} | {results[i].StandardError:F4} | {results[i].Prior:F5} | {results[i].Terms[0]:F4} | {sw.Elapsed.TotalSeconds:F0}"));
+                foreach (var sampler in samplers) sampler.Dispose();
+            }
+        }
+    }
 
-    static List<ReverseVariance> ParseVariances(string text, VarianceType model)
+    static List<ReverseVariance> ParseVariances(string text, DiffusionModelConfig config)
     {
         if (string.IsNullOrWhiteSpace(text))
-            return model == VarianceType.Learned
+            return config.Variance == VarianceType.Learned
                 ? [ReverseVariance.Learned, ReverseVariance.Beta, ReverseVariance.BetaTilde]
                 : [ReverseVariance.Beta, ReverseVariance.BetaTilde];
         var list = new List<ReverseVariance>();
         foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
-            var v = part.ToLowerInvariant() switch
-            {
-                "beta" => ReverseVariance.Beta,
-                "beta-tilde" => ReverseVariance.BetaTilde,
-                "learned" => ReverseVariance.Learned,
-                _ => throw new CliException($"--variance: '{part}' is not one of beta, beta-tilde, learned"),
-            };
-            if (v == ReverseVariance.Learned && model != VarianceType.Learned)
-                throw new CliException("--variance learned needs a model trained with --learn-variance; this one has a fixed variance. Use beta or beta-tilde.");
+            ReverseVariance v;
+            try { v = SamplerSpec.ParseVariance(part); }
+            catch (FormatException e) { throw new CliException($"--variance: {e.Message}"); }
+            new SamplerSpec("ddpm", Variance: v).Validate(config);
             list.Add(v);
         }
         return list;

@@ -1,6 +1,3 @@
-using Diffusion.Data;
-using Diffusion.Platform;
-using Diffusion.Training;
 
 namespace Diffusion.Cli;
 

@@ -1,4 +1,3 @@
-using System.Globalization;
 using Spectre.Console;
 
 namespace Diffusion.Cli;
@@ -11,30 +10,33 @@ sealed class ConsoleProgress
     public static bool Interactive => AnsiConsole.Profile.Capabilities.Interactive && !Console.IsOutputRedirected;
 
     /// <summary>Runs <paramref name="work"/> with a reporter (done, total, status text).</summary>
-    public static void Run(string title, int total, Action<Action<int, string>> work)
+    public static void Run(string title, int total, Action<Action<int, string>> work) =>
+        Run<object?>(title, total, report => { work(report); return null; });
+
+    /// <summary>Runs <paramref name="work"/> with a reporter (done, total, status text) and returns its result.</summary>
+    public static T Run<T>(string title, int total, Func<Action<int, string>, T> work)
     {
         if (Interactive)
         {
-            AnsiConsole.Progress()
+            return AnsiConsole.Progress()
                 .AutoClear(false)
                 .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(),
                     new ElapsedTimeColumn(), new RemainingTimeColumn(), new SpinnerColumn())
                 .Start(ctx =>
                 {
                     var task = ctx.AddTask(Markup.Escape(title), maxValue: Math.Max(1, total));
-                    work((done, status) =>
+                    return work((done, status) =>
                     {
                         task.Value = done;
                         task.Description = Markup.Escape($"{title} {status}");
                     });
                 });
-            return;
         }
 
         var started = DateTime.UtcNow;
         var lastPrint = DateTime.MinValue;
         int every = Math.Max(1, total / 20);
-        work((done, status) =>
+        return work((done, status) =>
         {
             var now = DateTime.UtcNow;
             if (done == total || done % every == 0 || (now - lastPrint).TotalSeconds >= 30)

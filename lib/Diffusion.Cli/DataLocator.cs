@@ -1,4 +1,3 @@
-using Diffusion.Data;
 
 namespace Diffusion.Cli;
 

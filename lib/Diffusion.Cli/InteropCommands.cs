@@ -1,9 +1,4 @@
-using System.CommandLine;
-using System.Diagnostics;
-using System.Globalization;
 using Diffusion.Interop;
-using Diffusion.Training;
-using static Diffusion.Cli.Parsing;
 
 namespace Diffusion.Cli;
 
@@ -13,18 +8,18 @@ static class InteropCommands
 
     public static Command Export()
     {
-        var checkpoint = Opt("--checkpoint", "Checkpoint file, or a run folder holding checkpoint.ckpt", Path.Combine("runs", "fashion-mnist"));
         var format = Choice("--format", "pt: torch.load-able state_dict; safetensors: header + raw bytes (carries the configuration)",
             WeightsFormat.Safetensors, ("pt", WeightsFormat.PyTorch), ("safetensors", WeightsFormat.Safetensors));
         var output = OptionalOpt<string>("--out", "Output file (default: next to the checkpoint, <name>.pt or <name>.safetensors); never overwritten");
 
         var cmd = new Command("export", "Write a checkpoint's (EMA) weights as a PyTorch state_dict (.pt) or .safetensors file.")
         {
-            checkpoint, format, output,
+            format, output,
         };
+        var checkpoint = new CheckpointOptions(cmd, rawWeights: false);
         cmd.SetAction(p =>
         {
-            var path = CheckpointFile(p.GetValue(checkpoint)!);
+            var path = checkpoint.File(p);
             var fmt = p.GetValue(format);
             var ext = fmt == WeightsFormat.PyTorch ? ".pt" : ".safetensors";
             var outPath = p.GetValue(output) ?? Path.ChangeExtension(path, ext);

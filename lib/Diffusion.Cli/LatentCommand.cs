@@ -1,16 +1,6 @@
-using System.CommandLine;
-using System.Diagnostics;
-using System.Globalization;
 using System.Text.Json;
-using Diffusion.Data;
 using Diffusion.Latent;
-using Diffusion.Platform;
-using Diffusion.Sampling;
-using Diffusion.Schedules;
-using Diffusion.Training;
 using Diffusion.Visuals;
-using static Diffusion.Cli.Parsing;
-using static TorchSharp.torch;
 
 namespace Diffusion.Cli;
 
@@ -32,122 +22,149 @@ static class LatentCommand
         var batch = Opt("--batch-size", "Images (latents) per step", 64).Range(2, 65536);
         var encodeCount = Opt("--encode", "Training images to encode for the diffusion stage", 20000).Range(64, 60000);
         var seed = Opt("--seed", "Random seed", 0);
-        var threads = new Option<int?>("--threads") { Description = "libtorch threads (default: auto)" };
-        threads.Range(1, 1024);
         var output = Opt("--out", "Run folder", Path.Combine("runs", "latent"));
         var autoencoder = OptionalOpt<string>("--autoencoder", "Skip stage 1: use this trained autoencoder file (e.g. data/checkpoints/fashion-mnist-autoencoder.ckpt)");
         var cmd = new Command("latent",
             "Latent diffusion: train a small KL autoencoder, then the course's DDPM on its scaled latents; sample and decode.")
         {
-            aeSteps, steps, batch, encodeCount, seed, threads, output, autoencoder,
+            aeSteps, steps, batch, encodeCount, seed, output, autoencoder,
         };
+        var machine = new MachineOptions(cmd);
         cmd.SetAction(p =>
         {
-            Compute.SetThreads(p.GetValue(threads));
+            var dev = machine.Apply(p).Device;
             var outDir = p.GetValue(output)!;
             if (File.Exists(Path.Combine(outDir, DiffusionFileName)) || File.Exists(Path.Combine(outDir, Trainer.CheckpointFileName)))
                 throw new CliException($"{outDir} already holds a latent run; choose another --out (nothing was overwritten).");
             Directory.CreateDirectory(outDir);
             int batchSize = p.GetValue(batch), s = p.GetValue(seed);
-            var inv = CultureInfo.InvariantCulture;
-            var train = ImageDataset.FashionMnist(DataLocator.FashionMnistFolder(), train: true);
-            var test = ImageDataset.FashionMnist(DataLocator.FashionMnistFolder(), train: false);
-
-            // Stage 1: the autoencoder (trained here, or loaded with --autoencoder).
-            Autoencoder ae;
-            AutoencoderInfo aeInfo;
-            double testMse;
-            var sw = Stopwatch.StartNew();
-            Tensor latents;
-            if (p.GetValue(autoencoder) is { } aePath)
-            {
-                (ae, aeInfo) = AutoencoderFile.Load(aePath);
-                testMse = LatentSpace.ReconstructionMse(ae, test, 2000);
-                latents = LatentSpace.EncodeAll(ae, train, p.GetValue(encodeCount));
-                Console.WriteLine(string.Create(inv, $"autoencoder {aePath}: scaling factor {aeInfo.ScalingFactor:G5}, t10k reconstruction MSE per pixel {testMse:F5}; encoded {latents.shape[0]} images in {sw.Elapsed.TotalSeconds:F0} s"));
-            }
-            else
-            {
-                var aeConfig = new AutoencoderConfig();
-                var aeOptions = new TrainingOptions { Steps = p.GetValue(aeSteps), BatchSize = batchSize, LearningRate = 2e-3, WarmupSteps = 50, Seed = s };
-                var aeTrainer = new AutoencoderTrainer(aeConfig, aeOptions, train);
-                using (var log = new StreamWriter(Path.Combine(outDir, "ae-loss.csv")))
-                {
-                    log.WriteLine("step,loss,squared_error,kl,pixel_mse,elapsed_seconds");
-                    ConsoleProgress.Run("autoencoder", aeOptions.Steps, report =>
-                    {
-                        aeTrainer.Progress += pr =>
-                        {
-                            log.WriteLine(string.Create(inv, $"{pr.Step},{pr.Loss:R},{pr.SquaredError:R},{pr.Kl:R},{pr.PixelMse:R},{pr.Elapsed.TotalSeconds:F2}"));
-                            report(pr.Step, string.Create(inv, $"mse/pixel {pr.PixelMse:F4} KL {pr.Kl:F0}"));
-                        };
-                        aeTrainer.Train();
-                    });
-                }
-                ae = aeTrainer.Model;
-                var recent = aeTrainer.History.TakeLast(50).ToList();
-                testMse = LatentSpace.ReconstructionMse(ae, test, 2000);
-                Console.WriteLine(string.Create(inv, $"autoencoder: {aeTrainer.Elapsed.TotalSeconds:F0} s, t10k reconstruction MSE per pixel {testMse:F5}"));
-
-                // The scaling factor s = 1/std of the latents of the training data.
-                sw.Restart();
-                latents = LatentSpace.EncodeAll(ae, train, p.GetValue(encodeCount));
-                double factor = LatentSpace.ScalingFactor(latents);
-                Console.WriteLine(string.Create(inv, $"encoded {latents.shape[0]} images in {sw.Elapsed.TotalSeconds:F0} s; scaling factor {factor:G5}"));
-                aeInfo = new AutoencoderInfo
-                {
-                    Config = aeConfig, ScalingFactor = factor, Steps = aeTrainer.Step, BatchSize = batchSize,
-                    TrainingSeconds = aeTrainer.Elapsed.TotalSeconds, RecentPixelMse = recent.Average(r => r.PixelMse),
-                    RecentKl = recent.Average(r => r.Kl), Data = train.Description,
-                };
-                AutoencoderFile.Save(Path.Combine(outDir, AutoencoderFileName), ae, aeInfo);
-                aeTrainer.Dispose();
-            }
-            double scale = aeInfo.ScalingFactor;
-
+            using var train = ImageDataset.FashionMnist(DataLocator.FashionMnistFolder(), train: true);
+            using var test = ImageDataset.FashionMnist(DataLocator.FashionMnistFolder(), train: false);
+            // Stage 1: the autoencoder (trained here, or loaded with --autoencoder), and the encoded training images.
+            using var stage1 = p.GetValue(autoencoder) is { } aePath
+                ? AutoencoderStage.Load(aePath, train, test, p.GetValue(encodeCount), dev)
+                : AutoencoderStage.Train(outDir, new TrainingOptions { Steps = p.GetValue(aeSteps), BatchSize = batchSize, LearningRate = 2e-3, WarmupSteps = 50, Seed = s },
+                    train, test, p.GetValue(encodeCount), dev);
             // Stage 2: the course's diffusion model on the scaled latents — the same Trainer, no flips (a flipped latent
             // is not the latent of the flipped image).
-            using var latentData = LatentSpace.Dataset(latents, scale, train);
-            latents.Dispose();
-            var config = LatentSpace.DiffusionConfig(aeInfo.Config, train.ClassNames);
+            using var latentData = LatentSpace.Dataset(stage1.Latents, stage1.Info.ScalingFactor, train);
+            stage1.Latents.Dispose();
+            var config = LatentSpace.DiffusionConfig(stage1.Info.Config, train.ClassNames);
             var options = new TrainingOptions { Steps = p.GetValue(steps), BatchSize = batchSize, RandomFlip = false, Seed = s, CheckpointEvery = 1000 };
-            using var trainer = new Trainer(config, options, latentData, runDirectory: outDir);
+            using var trainer = new Trainer(config, options, latentData, runDirectory: outDir, dev);
             ConsoleProgress.Run("latent diffusion", options.Steps, report =>
             {
-                trainer.Progress += pr => report(pr.Step, string.Create(inv, $"loss {pr.Loss:F4} {pr.ImagesPerSecond:F0} latents/s"));
+                trainer.Progress += pr => report(pr.Step, string.Create(CultureInfo.InvariantCulture, $"loss {pr.Loss:F4} {pr.ImagesPerSecond:F0} latents/s"));
                 trainer.Train();
             });
             trainer.SaveModelForSampling(Path.Combine(outDir, DiffusionFileName));
-            double diffusionLoss = trainer.LossHistory.TakeLast(50).Average(l => l.Loss);
-
-            // Samples: one row per class (guidance w = 2, i.e. s = 3, DDIM-100, x̂_0 clipped to the latents' range), decoded.
-            sw.Restart();
-            using var schedule = new NoiseSchedule(config.Schedule, config.Timesteps);
-            var sampler = new DdimSampler(schedule, 100, prediction: config.Prediction, clipDenoised: false);
-            using var g = new Generator((ulong)s);
-            using var classes = arange(10, dtype: ScalarType.Int64).repeat_interleave(8);
-            trainer.EmaModel!.eval();
-            using var images = LatentSpace.SampleImages(ae, scale, LatentSpace.ClipStart(LatentSpace.Guided(trainer.EmaModel!, classes, 2.0), schedule), sampler, config, 80, g);
-            ImageGrid.SaveGridPng(images, Path.Combine(outDir, "samples.png"), columns: 8, scale: 2);
-            double sampleSeconds = sw.Elapsed.TotalSeconds;
-            using (var originals = test.ModelInputs(arange(16, dtype: ScalarType.Int64)))
-            using (no_grad())
-            using (var rec = ae.forward(originals).clamp(-1, 1))
-            using (var both = cat([originals, rec]))
-                ImageGrid.SaveGridPng(both, Path.Combine(outDir, "reconstructions.png"), columns: 16, scale: 2);
-
-            var summary = new
-            {
-                Autoencoder = aeInfo, TestReconstructionMsePerPixel = testMse, EncodedImages = latentData.Count,
-                Diffusion = new { config, options, trainer.Step, RecentLoss = diffusionLoss, Parameters = Diffusion.Model.Layers.ParameterCount(trainer.Model) },
-                DiffusionTrainingSeconds = trainer.LossHistory.Count > 0 ? ReadSeconds(outDir) : 0, SamplingSeconds80 = sampleSeconds,
-            };
-            AtomicFile.WriteAllText(Path.Combine(outDir, "run.json"), JsonSerializer.Serialize(summary, Checkpoint.JsonOptions));
-            Console.WriteLine(string.Create(inv,
-                $"latent diffusion: loss (last 50) {diffusionLoss:F4}; 80 samples (DDIM-100, w = 3) + decoding {sampleSeconds:F0} s; wrote {outDir}"));
+            double sampleSeconds = WriteImages(stage1.Model, stage1.Info.ScalingFactor, trainer, test, outDir, s);
+            WriteSummary(outDir, stage1, latentData.Count, trainer, sampleSeconds);
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>
+    /// Samples one row per class (guidance w = 2, i.e. s = 3, DDIM-100, x̂_0 clipped to the latents' range), decodes them
+    /// into samples.png, and writes reconstructions.png; returns the seconds spent sampling 80 images.
+    /// </summary>
+    static double WriteImages(Autoencoder ae, double scale, Trainer trainer, ImageDataset test, string outDir, int seed)
+    {
+        var sw = Stopwatch.StartNew();
+        var config = trainer.Config;
+        using var schedule = config.CreateSchedule();
+        using var sampler = new DdimSampler(schedule, 100, prediction: config.Prediction, clipDenoised: false);
+        using var g = new Generator((ulong)seed);
+        using var classes = arange(10, dtype: ScalarType.Int64).repeat_interleave(8);
+        trainer.EmaModel!.eval();
+        using var images = LatentSpace.SampleImages(ae, scale, LatentSpace.ClipStart(LatentSpace.Guided(trainer.EmaModel!, classes, 2.0), schedule), sampler, config, 80, g);
+        ImageGrid.SaveGridPng(images, Path.Combine(outDir, "samples.png"), columns: 8, scale: 2);
+        double seconds = sw.Elapsed.TotalSeconds;
+        using (var originals = test.ModelInputs(arange(16, dtype: ScalarType.Int64)))
+        using (no_grad())
+        using (var rec = ae.forward(originals).clamp(-1, 1))
+        using (var both = cat([originals, rec]))
+            ImageGrid.SaveGridPng(both, Path.Combine(outDir, "reconstructions.png"), columns: 16, scale: 2);
+        return seconds;
+    }
+
+    static void WriteSummary(string outDir, AutoencoderStage stage1, long encoded, Trainer trainer, double sampleSeconds)
+    {
+        double diffusionLoss = trainer.LossHistory.TakeLast(50).Average(l => l.Loss);
+        var summary = new
+        {
+            Autoencoder = stage1.Info, TestReconstructionMsePerPixel = stage1.TestMse, EncodedImages = encoded,
+            Diffusion = new { config = trainer.Config, options = trainer.Options, trainer.Step, RecentLoss = diffusionLoss, Parameters = Diffusion.Model.Layers.ParameterCount(trainer.Model) },
+            DiffusionTrainingSeconds = trainer.LossHistory.Count > 0 ? ReadSeconds(outDir) : 0, SamplingSeconds80 = sampleSeconds,
+        };
+        AtomicFile.WriteAllText(Path.Combine(outDir, "run.json"), JsonSerializer.Serialize(summary, Checkpoint.JsonOptions));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"latent diffusion: loss (last 50) {diffusionLoss:F4}; 80 samples (DDIM-100, w = 2) + decoding {sampleSeconds:F0} s; wrote {outDir}"));
+    }
+
+    /// <summary>Stage 1's results: the autoencoder (owned, with its trainer if trained here), its description and the encoded images.</summary>
+    sealed class AutoencoderStage : IDisposable
+    {
+        public required Autoencoder Model { get; init; }
+        public required AutoencoderInfo Info { get; init; }
+        public required double TestMse { get; init; }
+        public required Tensor Latents { get; init; }
+        AutoencoderTrainer? trainer;
+
+        public static AutoencoderStage Load(string path, ImageDataset train, ImageDataset test, int encode, Device dev)
+        {
+            var sw = Stopwatch.StartNew();
+            var (ae, info) = AutoencoderFile.Load(path, dev);
+            var stage = new AutoencoderStage { Model = ae, Info = info, TestMse = LatentSpace.ReconstructionMse(ae, test, 2000), Latents = LatentSpace.EncodeAll(ae, train, encode) };
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"autoencoder {path}: scaling factor {info.ScalingFactor:G5}, t10k reconstruction MSE per pixel {stage.TestMse:F5}; encoded {stage.Latents.shape[0]} images in {sw.Elapsed.TotalSeconds:F0} s"));
+            return stage;
+        }
+
+        public static AutoencoderStage Train(string outDir, TrainingOptions options, ImageDataset train, ImageDataset test, int encode, Device dev)
+        {
+            var inv = CultureInfo.InvariantCulture;
+            var aeConfig = new AutoencoderConfig();
+            var aeTrainer = new AutoencoderTrainer(aeConfig, options, train, dev);
+            using (var log = new StreamWriter(Path.Combine(outDir, "ae-loss.csv")))
+            {
+                log.WriteLine("step,loss,squared_error,kl,pixel_mse,elapsed_seconds");
+                ConsoleProgress.Run("autoencoder", options.Steps, report =>
+                {
+                    aeTrainer.Progress += pr =>
+                    {
+                        log.WriteLine(string.Create(inv, $"{pr.Step},{pr.Loss:R},{pr.SquaredError:R},{pr.Kl:R},{pr.PixelMse:R},{pr.Elapsed.TotalSeconds:F2}"));
+                        report(pr.Step, string.Create(inv, $"mse/pixel {pr.PixelMse:F4} KL {pr.Kl:F0}"));
+                    };
+                    aeTrainer.Train();
+                });
+            }
+            var ae = aeTrainer.Model;
+            var recent = aeTrainer.History.TakeLast(50).ToList();
+            double testMse = LatentSpace.ReconstructionMse(ae, test, 2000);
+            Console.WriteLine(string.Create(inv, $"autoencoder: {aeTrainer.Elapsed.TotalSeconds:F0} s, t10k reconstruction MSE per pixel {testMse:F5}"));
+
+            // The scaling factor s = 1/std of the latents of the training data.
+            var sw = Stopwatch.StartNew();
+            var latents = LatentSpace.EncodeAll(ae, train, encode);
+            double factor = LatentSpace.ScalingFactor(latents);
+            Console.WriteLine(string.Create(inv, $"encoded {latents.shape[0]} images in {sw.Elapsed.TotalSeconds:F0} s; scaling factor {factor:G5}"));
+            var info = new AutoencoderInfo
+            {
+                Config = aeConfig, ScalingFactor = factor, Steps = aeTrainer.Step, BatchSize = options.BatchSize,
+                TrainingSeconds = aeTrainer.Elapsed.TotalSeconds, RecentPixelMse = recent.Average(r => r.PixelMse),
+                RecentKl = recent.Average(r => r.Kl), Data = train.Description,
+            };
+            AutoencoderFile.Save(Path.Combine(outDir, AutoencoderFileName), ae, info);
+            return new AutoencoderStage { Model = ae, Info = info, TestMse = testMse, Latents = latents, trainer = aeTrainer };
+        }
+
+        public void Dispose()
+        {
+            Latents.Dispose();
+            if (trainer is not null) trainer.Dispose();   // disposes Model too
+            else Model.Dispose();
+        }
     }
 
     static double ReadSeconds(string outDir)

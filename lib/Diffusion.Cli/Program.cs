@@ -1,4 +1,3 @@
-using System.CommandLine;
 using Diffusion.Cli;
 
 // diffusion CLI: thin wiring of the library — parse, call, report. Every failure is one clear line and a non-zero exit.
@@ -14,4 +13,8 @@ root.Subcommands.Add(EvalCommand.Create());
 root.Subcommands.Add(InteropCommands.Export());
 root.Subcommands.Add(InteropCommands.Import());
 root.Subcommands.Add(LatentCommand.Create());
-return CliErrors.Run(() => root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
+int exitCode = CliErrors.Run(() => root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
+// For the leak tests: tensors this thread created and did not dispose (a finalizer's late release does not count).
+if (Environment.GetEnvironmentVariable("DIFFUSION_REPORT_LIVE_TENSORS") == "1")
+    Console.Error.WriteLine($"live tensors: {TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount}");
+return exitCode;

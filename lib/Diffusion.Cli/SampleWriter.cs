@@ -1,13 +1,5 @@
-using System.Diagnostics;
-using System.Globalization;
-using Diffusion.Forward;
 using Diffusion.Model;
-using Diffusion.Sampling;
-using Diffusion.Schedules;
-using Diffusion.Training;
 using Diffusion.Visuals;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Diffusion.Cli;
 
@@ -15,14 +7,8 @@ namespace Diffusion.Cli;
 sealed record SampleRequest
 {
     public int Count { get; init; } = 64;
-    public string Sampler { get; init; } = "ddpm";
-    /// <summary>DDIM steps (ignored by DDPM, which always takes T steps).</summary>
-    public int DdimSteps { get; init; } = 50;
-    /// <summary>DDPM steps (null: all T; fewer: respaced, Improved DDPM §4).</summary>
-    public int? DdpmSteps { get; init; }
-    public double Eta { get; init; }
-    public ReverseVariance Variance { get; init; } = ReverseVariance.BetaTilde;
-    public bool Clip { get; init; } = true;
+    /// <summary>The sampler: kind, steps, η, σ²_t, clipping.</summary>
+    public SamplerSpec Sampler { get; init; } = new("ddpm");
     public int Seed { get; init; }
     public string PngPath { get; init; } = "samples.png";
     public string? GifPath { get; init; }
@@ -35,28 +21,16 @@ sealed record SampleRequest
 
 static class SampleWriter
 {
-    public static ISampler CreateSampler(NoiseSchedule schedule, Prediction prediction, SampleRequest r) =>
-        r.Sampler.ToLowerInvariant() switch
-        {
-            "ddpm" when r.DdpmSteps is { } k && k < schedule.Timesteps => DdpmSampler.Respaced(schedule, k, prediction, r.Variance, r.Clip),
-            "ddpm" => new DdpmSampler(schedule, prediction, r.Variance, r.Clip),
-            "ddim" => new DdimSampler(schedule, Math.Min(r.DdimSteps, schedule.Timesteps), r.Eta, prediction, r.Clip),
-            _ => throw new CliException($"--sampler {r.Sampler}: use ddpm or ddim"),
-        };
-
     /// <summary>Samples with <paramref name="model"/>, writes the grid PNG (and GIF); returns the seconds spent sampling.</summary>
     public static double Write(Unet model, DiffusionModelConfig config, SampleRequest r, Device device)
     {
         if (r.Count < 1) throw new CliException($"--count must be ≥ 1, got {r.Count}");
-        using var schedule = new NoiseSchedule(BetaSchedules.Create(config.Schedule, config.Timesteps));
-        if (r.Variance == ReverseVariance.Learned && config.Variance != VarianceType.Learned)
-            throw new CliException("--variance learned needs a model trained with --learn-variance; this one has a fixed variance. Use beta or beta-tilde.");
-        var sampler = CreateSampler(schedule, config.Prediction, r);
+        var spec = r.Sampler.Validate(config, Console.WriteLine);
+        Guidance.Check(r.Guidance, config.Unet.NumClasses);
+        using var schedule = config.CreateSchedule();
+        using var sampler = spec.Create(schedule, config.Prediction);
         using var generator = new Generator((ulong)r.Seed);
 
-        if (!double.IsFinite(r.Guidance) || r.Guidance < ClassifierFreeGuidance.MinWeight)
-            throw new CliException($"--guidance {r.Guidance.ToString(CultureInfo.InvariantCulture)}: w must be ≥ −1 (0 = plain conditional, −1 = unconditional, " +
-                                   "larger = stronger class identity; diffusers' guidance_scale s is w = s − 1)");
         Tensor? classes = null;
         int count = r.Count;
         if (config.Unet.NumClasses > 0)
@@ -78,30 +52,24 @@ static class SampleWriter
         }
         else if (r.Class is not null)
             throw new CliException("--class was given but this model is unconditional (trained without --conditional); drop --class, or use a conditional checkpoint");
-        else if (r.Guidance != 0)
-            throw new CliException("--guidance needs a class-conditional model, but this checkpoint is unconditional (trained without --conditional); " +
-                                   "drop --guidance, or train with --conditional");
 
         var shape = new long[] { count, config.Unet.Channels, config.ImageSize, config.ImageSize };
         int captureEvery = r.GifPath is null ? 0 : Math.Max(1, sampler.Steps / Math.Max(1, r.GifFrames));
         var sw = Stopwatch.StartNew();
-        SamplingResult? result = null;
         // Classifier-free guidance (w ≠ 0): one forward pass on [x; x] with labels [c; ∅] per step.
         DenoisingModel denoiser = classes is null
             ? (x, t) => model.forward(x, t, null)
             : ClassifierFreeGuidance.Guide((x, t, y) => model.forward(x, t, y), classes, config.Unet.NumClasses, r.Guidance);
         string guided = classes is null ? "" : string.Create(CultureInfo.InvariantCulture, $", guidance w={r.Guidance:0.###}");
-        ConsoleProgress.Run($"sampling {count} images ({sampler.Name}{guided})", sampler.Steps, report =>
-        {
-            var progress = new SyncProgress<SamplingProgress>(p => report(p.Step, $"t={p.Timestep}"));
-            result = sampler.Sample(denoiser, shape, generator, device, captureEvery, progress);
-        });
+        var result = ConsoleProgress.Run($"sampling {count} images ({sampler.Name}{guided})", sampler.Steps, report =>
+            sampler.Sample(denoiser, shape, generator, device, captureEvery,
+                new SyncProgress<SamplingProgress>(p => report(p.Step, $"t={p.Timestep}"))));
         double seconds = sw.Elapsed.TotalSeconds;
         using (result)
         {
             int columns = (int)Math.Ceiling(Math.Sqrt(count));
             if (classes is not null && r.Class is null) columns = Math.Max(1, count / config.Unet.NumClasses);
-            ImageGrid.SaveGridPng(result!.Samples, r.PngPath, columns, padding: 2, scale: 2);
+            ImageGrid.SaveGridPng(result.Samples, r.PngPath, columns, padding: 2, scale: 2);
             Console.WriteLine($"wrote {r.PngPath} ({count} samples, {sampler.Name}{guided}, {seconds.ToString("F1", CultureInfo.InvariantCulture)} s)");
             if (r.GifPath is not null)
             {

@@ -1,6 +1,4 @@
-using System.CommandLine;
 using Diffusion.Notebooks.Exercises;
-using static Diffusion.Cli.Parsing;
 
 namespace Diffusion.Cli;
 

@@ -1,9 +1,4 @@
-using System.CommandLine;
-using System.Globalization;
-using Diffusion.Data;
 using Diffusion.Evaluation;
-using Diffusion.Platform;
-using static Diffusion.Cli.Parsing;
 
 namespace Diffusion.Cli;
 
@@ -18,20 +13,18 @@ static class TrainClassifierCommand
         var lr = Opt("--lr", "Adam peak learning rate (cosine decay to 0)", 2e-3).Range(1e-7, 1);
         var features = Opt("--features", "Width of the penultimate layer (the FCD features)", FashionClassifier.DefaultFeatureDim).Range(2, 4096);
         var seed = Opt("--seed", "Random seed", 0);
-        var threads = new Option<int?>("--threads") { Description = "libtorch threads (default: auto)" };
-        threads.Range(1, 1024);
         var cmd = new Command("train-classifier",
             "Train the Fashion-MNIST classifier used by 'eval' (FCD features, class accuracy). The course ships one in data/classifier/.")
         {
-            output, epochs, batch, lr, features, seed, threads,
+            output, epochs, batch, lr, features, seed,
         };
+        var machine = new MachineOptions(cmd, withDevice: false);
         cmd.SetAction(p =>
         {
             var path = p.GetValue(output)!;
             if (File.Exists(path))
                 throw new CliException($"{path} already exists: pass another --out, or delete it first (it is never overwritten).");
-            int threadCount = Compute.SetThreads(p.GetValue(threads));
-            Console.WriteLine(ThreadsNote(threadCount, p.GetValue(threads) is null));
+            machine.Apply(p);
             var folder = DataLocator.FashionMnistFolder();
             using var train = ImageDataset.FashionMnist(folder, train: true);
             using var test = ImageDataset.FashionMnist(folder, train: false);

@@ -1,13 +1,5 @@
-using System.CommandLine;
-using System.Globalization;
 using System.Text.Json;
-using Diffusion.Forward;
 using Diffusion.Model;
-using Diffusion.Platform;
-using Diffusion.Sampling;
-using Diffusion.Schedules;
-using Diffusion.Training;
-using static Diffusion.Cli.Parsing;
 
 namespace Diffusion.Cli;
 
@@ -62,15 +54,12 @@ static class TrainCommand
         var noFlip = Opt("--no-flip", "Do not flip training images at random", false);
         var classDropout = Opt("--class-dropout", "Probability of dropping the label (conditional models)", o.ClassDropout).Range(0, 1);
         var seed = Opt("--seed", "Random seed (weights, data order, noise)", o.Seed);
-        var device = Opt("--device", "cpu, cuda or auto", "cpu");
-        var threads = new Option<int?>("--threads") { Description = "libtorch threads (default: auto = the cores other processes leave free; fix it for bit-identical runs)" };
-        threads.Range(1, 1024);
         var output = Opt("--out", "Run folder (checkpoint.ckpt, model.ckpt, loss.csv, samples.png, denoising.gif, run.json)", Path.Combine("runs", "fashion-mnist"));
         var resume = Opt("--resume", "Continue the run in --out from its checkpoint", false);
         var checkpointEvery = Opt("--checkpoint-every", "Checkpoint every N steps", o.CheckpointEvery).Range(1, 1e9);
         var samples = Opt("--samples", "Images to sample at the end (0 = none)", 64).Range(0, 4096);
-        var sampler = Choice("--sampler", "Sampler for the final samples", "ddpm", ("ddpm", "ddpm"), ("ddim", "ddim"));
-        var sampleSteps = Opt("--sample-steps", "DDIM steps for the final samples", 100).Range(1, 100000);
+        var sampler = SamplerOptions.Kind("Sampler for the final samples");
+        var sampleSteps = Opt("--sample-steps", "DDIM / DPM-Solver++ steps for the final samples", 100).Range(1, 100000);
         var learnVariance = Opt("--learn-variance", "Learn the reverse-step variance (Improved DDPM): the U-Net outputs [ε, v], trained with L_simple + 0.001·L_vlb", false);
         var trainOnly = OptionalOpt<string>("--train-only", "Fine-tune only these top-level modules, comma-separated (e.g. final_res_block,final_conv); the rest stay frozen");
         var initFrom = OptionalOpt<string>("--init-from", "Start from this checkpoint's weights (fine-tuning); a learned-variance run may start from a fixed-variance model");
@@ -79,36 +68,30 @@ static class TrainCommand
         {
             data, labels, imageSize, channels, dim, dimMults, block, groups, attention, conditional, timesteps, schedule,
             prediction, loss, steps, epochs, batch, lr, warmup, lrSchedule, emaDecay, gradClip, noFlip, classDropout, seed,
-            device, threads, output, resume, checkpointEvery, samples, sampler, sampleSteps, learnVariance, initFrom, trainOnly,
+            output, resume, checkpointEvery, samples, sampler, sampleSteps, learnVariance, initFrom, trainOnly,
         };
 
-        cmd.SetAction(p =>
+        var machine = new MachineOptions(cmd);
+
+        // The previous run's description on --resume (null for a new run); refuses to overwrite a run by accident.
+        CheckpointInfo? Previous(ParseResult p, string checkpointPath, string outDir)
         {
-            int threadCount = Compute.SetThreads(p.GetValue(threads));
-            Console.WriteLine(ThreadsNote(threadCount, p.GetValue(threads) is null));
-            var dev = Compute.UseDevice(p.GetValue(device)!);
-            var outDir = p.GetValue(output)!;
-            var checkpointPath = Path.Combine(outDir, Trainer.CheckpointFileName);
-            bool resuming = p.GetValue(resume);
-            CheckpointInfo? previous = null;
-            if (resuming)
+            if (p.GetValue(resume))
             {
                 if (!File.Exists(checkpointPath))
                     throw new CliException($"--resume: no checkpoint at {checkpointPath}. Start a new run without --resume.");
-                previous = Checkpoint.ReadInfo(checkpointPath);
+                return Checkpoint.ReadInfo(checkpointPath);
             }
-            else if (File.Exists(checkpointPath))
+            if (File.Exists(checkpointPath))
                 throw new CliException(
                     $"{outDir} already holds a checkpoint ({checkpointPath}). Continue it with --resume, or choose another --out; " +
                     "nothing was overwritten.");
+            return null;
+        }
 
-            EnsureWritable(outDir);
-            RemoveStaleTemporaryFiles(outDir);
-            Console.WriteLine($"TorchSharp: {TorchNative.Report?.Summary}");
-            var ds = DataLocator.Load(p.GetValue(data)!, p.GetValue(labels), p.GetValue(imageSize) ?? previous?.Model.ImageSize, p.GetValue(channels));
-            Console.WriteLine($"data: {ds.Description}: {ds.Count} images {ds.Width}×{ds.Height}×{ds.Channels}");
-
-            // On --resume, every model option not typed on the command line comes from the checkpoint.
+        // On --resume, every model option not typed on the command line comes from the checkpoint.
+        DiffusionModelConfig ModelConfig(ParseResult p, ImageDataset ds, CheckpointInfo? previous)
+        {
             T Pick<T>(Option<T> option, Func<DiffusionModelConfig, T> saved) =>
                 previous is not null && !p.Given(option) ? saved(previous.Model) : p.GetValue(option)!;
             var unet = new UnetConfig
@@ -124,25 +107,31 @@ static class TrainCommand
             if (learned) unet = unet with { OutDim = 2 * unet.Channels };
             if (unet.NumClasses > 0 && ds.Labels is null)
                 throw new CliException("--conditional needs labelled data: this data has no labels (IDX without --labels, or an image folder without class subfolders).");
-            var config = new DiffusionModelConfig
+            return new DiffusionModelConfig
             {
                 Unet = unet, Schedule = Pick(schedule, c => c.Schedule), Timesteps = Pick(timesteps, c => c.Timesteps),
                 Prediction = Pick(prediction, c => c.Prediction), ImageSize = ds.Height,
                 Variance = learned ? VarianceType.Learned : VarianceType.Fixed,
                 ClassNames = unet.NumClasses > 0 ? ds.ClassNames.ToArray() : [], Data = ds.Description,
             };
-            int batchSize = p.GetValue(batch);
-            int totalSteps = p.GetValue(epochs) is { } e ? Math.Max(1, (int)Math.Ceiling(e * (ds.Count / Math.Max(1, batchSize)))) : p.GetValue(steps);
-            var training = new TrainingOptions
-            {
-                Steps = totalSteps, BatchSize = batchSize, LearningRate = p.GetValue(lr), WarmupSteps = p.GetValue(warmup),
-                LearningRateSchedule = p.GetValue(lrSchedule), EmaDecay = p.GetValue(emaDecay), GradientClipNorm = p.GetValue(gradClip),
-                Loss = p.GetValue(loss), RandomFlip = !p.GetValue(noFlip), ClassDropout = p.GetValue(classDropout),
-                Seed = p.GetValue(seed), CheckpointEvery = p.GetValue(checkpointEvery),
-                TrainOnly = p.GetValue(trainOnly)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
-            };
+        }
 
-            Trainer trainer;
+        TrainingOptions Training(ParseResult p, ImageDataset ds) => new()
+        {
+            Steps = TotalSteps(p, ds), BatchSize = p.GetValue(batch), LearningRate = p.GetValue(lr), WarmupSteps = p.GetValue(warmup),
+            LearningRateSchedule = p.GetValue(lrSchedule), EmaDecay = p.GetValue(emaDecay), GradientClipNorm = p.GetValue(gradClip),
+            Loss = p.GetValue(loss), RandomFlip = !p.GetValue(noFlip), ClassDropout = p.GetValue(classDropout),
+            Seed = p.GetValue(seed), CheckpointEvery = p.GetValue(checkpointEvery),
+            TrainOnly = p.GetValue(trainOnly)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+        };
+
+        int TotalSteps(ParseResult p, ImageDataset ds) =>
+            p.GetValue(epochs) is { } e ? Math.Max(1, (int)Math.Ceiling(e * (ds.Count / Math.Max(1, p.GetValue(batch))))) : p.GetValue(steps);
+
+        // Resume (the checkpoint's settings, a new total if asked), or a new run, optionally started from --init-from.
+        Trainer StartOrResume(ParseResult p, ImageDataset ds, CheckpointInfo? previous, string checkpointPath, string outDir, Device dev)
+        {
+            var config = ModelConfig(p, ds, previous);
             if (previous is not null)
             {
                 // Model options typed on the command line (and the data's shape) must agree with the checkpoint.
@@ -151,56 +140,70 @@ static class TrainCommand
                     throw new CliException(
                         $"{checkpointPath} was trained with another configuration: {string.Join("; ", diffs)} (this command vs the checkpoint). " +
                         "Resume without those options (the checkpoint's are used), or start a new run in another --out.");
-                int? newTotal = p.Given(steps) || p.Given(epochs) ? totalSteps : null;
-                trainer = Trainer.Resume(checkpointPath, ds, outDir, dev, newTotal);
-                Console.WriteLine($"resuming {checkpointPath} at step {trainer.Step} of {trainer.Options.Steps}");
+                var resumed = Trainer.Resume(checkpointPath, ds, outDir, dev, p.Given(steps) || p.Given(epochs) ? TotalSteps(p, ds) : null);
+                Console.WriteLine($"resuming {checkpointPath} at step {resumed.Step} of {resumed.Options.Steps}");
+                return resumed;
             }
-            else
-            {
-                config.Validate();
-                trainer = new Trainer(config, training, ds, outDir, dev);
-                if (p.GetValue(initFrom) is { } initPath)
-                {
-                    var (source, sourceInfo) = Checkpoint.LoadModel(Directory.Exists(initPath) ? Path.Combine(initPath, Trainer.CheckpointFileName) : initPath);
-                    using (source)
-                    {
-                        try { trainer.InitializeFrom(source); }
-                        catch (ArgumentException error)
-                        {
-                            trainer.Dispose();
-                            throw new CliException($"--init-from {initPath}: its network does not fit this one ({error.Message}). Use the same --dim, --dim-mults, --block, --groups and --attention-levels as that model.");
-                        }
-                    }
-                    Console.WriteLine($"initialised from {initPath} (step {sourceInfo.Step}, {sourceInfo.Model.Variance} variance)");
-                }
-            }
+            var training = Training(p, ds);
+            config.Validate();
+            var trainer = new Trainer(config, training, ds, outDir, dev);
+            if (p.GetValue(initFrom) is { } initPath) InitializeFrom(trainer, initPath);
+            return trainer;
+        }
 
-            using (trainer)
-            using (ds)
+        cmd.SetAction(p =>
+        {
+            var dev = machine.Apply(p).Device;
+            var outDir = p.GetValue(output)!;
+            var checkpointPath = Path.Combine(outDir, Trainer.CheckpointFileName);
+            var previous = Previous(p, checkpointPath, outDir);
+            EnsureWritable(outDir);
+            RemoveStaleTemporaryFiles(outDir);
+            Console.WriteLine($"TorchSharp: {TorchNative.Report?.Summary}");
+            using var ds = DataLocator.Load(p.GetValue(data)!, p.GetValue(labels), p.GetValue(imageSize) ?? previous?.Model.ImageSize, p.GetValue(channels));
+            Console.WriteLine($"data: {ds.Description}: {ds.Count} images {ds.Width}×{ds.Height}×{ds.Channels}");
+            using var trainer = StartOrResume(p, ds, previous, checkpointPath, outDir, dev);
+            Console.WriteLine($"model: U-Net {trainer.Model.ParameterCount():N0} parameters, dim {trainer.Config.Unet.Dim}, " +
+                              $"mults [{string.Join(",", trainer.Config.Unet.DimMults)}], {trainer.Config.Schedule} schedule, T={trainer.Config.Timesteps}, " +
+                              $"batch {trainer.Options.BatchSize}, {trainer.Options.Steps} steps, device {dev.type}");
+            RunTraining(trainer);
+            var modelPath = trainer.SaveModelForSampling(Path.Combine(outDir, ModelFileName));
+            Console.WriteLine($"wrote {modelPath} (weights for sampling only, {new FileInfo(modelPath).Length / 1e6:F1} MB)");
+            WriteSummary(trainer, outDir);
+            if (p.GetValue(samples) is var n and > 0)
             {
-                Console.WriteLine($"model: U-Net {trainer.Model.ParameterCount():N0} parameters, dim {trainer.Config.Unet.Dim}, " +
-                                  $"mults [{string.Join(",", trainer.Config.Unet.DimMults)}], {trainer.Config.Schedule} schedule, T={trainer.Config.Timesteps}, " +
-                                  $"batch {trainer.Options.BatchSize}, {trainer.Options.Steps} steps, device {dev.type}");
-                RunTraining(trainer);
-                var modelPath = trainer.SaveModelForSampling(Path.Combine(outDir, ModelFileName));
-                Console.WriteLine($"wrote {modelPath} (weights for sampling only, {new FileInfo(modelPath).Length / 1e6:F1} MB)");
-                WriteSummary(trainer, outDir);
-
-                int n = p.GetValue(samples);
-                if (n > 0)
+                var kind = SamplerSpec.Parse(p.GetValue(sampler)!);
+                SampleWriter.Write(trainer.EmaModel ?? trainer.Model, trainer.Config, new SampleRequest
                 {
-                    var request = new SampleRequest
+                    Count = n, Seed = trainer.Options.Seed,
+                    // --sample-steps counts for the samplers with a step choice (DDIM); DDPM takes all T.
+                    Sampler = kind with
                     {
-                        Count = n, Sampler = p.GetValue(sampler)!, DdimSteps = p.GetValue(sampleSteps), Seed = trainer.Options.Seed,
-                        PngPath = Path.Combine(outDir, "samples.png"), GifPath = Path.Combine(outDir, "denoising.gif"),
+                        Steps = kind.Steps is null ? null : p.GetValue(sampleSteps),
                         Variance = trainer.Config.Variance == VarianceType.Learned ? ReverseVariance.Learned : ReverseVariance.BetaTilde,
-                    };
-                    SampleWriter.Write(trainer.EmaModel ?? trainer.Model, trainer.Config, request, dev);
-                }
+                    },
+                    PngPath = Path.Combine(outDir, "samples.png"), GifPath = Path.Combine(outDir, "denoising.gif"),
+                }, dev);
             }
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>--init-from: a new run's weights from another checkpoint (fine-tuning).</summary>
+    static void InitializeFrom(Trainer trainer, string initPath)
+    {
+        var (source, sourceInfo) = Checkpoint.LoadModel(Directory.Exists(initPath) ? Path.Combine(initPath, Trainer.CheckpointFileName) : initPath);
+        using (source)
+        {
+            try { trainer.InitializeFrom(source); }
+            catch (ArgumentException error)
+            {
+                trainer.Dispose();
+                throw new CliException($"--init-from {initPath}: its network does not fit this one ({error.Message}). Use the same --dim, --dim-mults, --block, --groups and --attention-levels as that model.");
+            }
+        }
+        Console.WriteLine($"initialised from {initPath} (step {sourceInfo.Step}, {sourceInfo.Model.Variance} variance)");
     }
 
     static void RunTraining(Trainer trainer)

@@ -1,10 +1,7 @@
 using System.IO.Compression;
 using System.Security.Cryptography;
-using Diffusion.Data;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Diffusion.Tests;
 

@@ -1,7 +1,4 @@
-using Diffusion.Data;
 using Diffusion.Evaluation;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Diffusion.Tests;
 

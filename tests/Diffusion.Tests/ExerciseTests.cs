@@ -1,11 +1,5 @@
-using Diffusion.Forward;
-using Diffusion.Model;
 using Diffusion.Notebooks;
 using Diffusion.Notebooks.Exercises;
-using Diffusion.Sampling;
-using Diffusion.Schedules;
-using TorchSharp;
-using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
 namespace Diffusion.Tests;
@@ -29,7 +23,8 @@ public class ExerciseTests
     static CheckResult Loss(Func<Func<Tensor, Tensor, Tensor>, NoiseSchedule, Tensor, Tensor, Tensor, Tensor> f) => TrainingStepExercise.Check(f, show: false);
     static CheckResult Reverse(Func<NoiseSchedule, Tensor, int, Tensor, Tensor, Tensor> f) => ReverseStepExercise.Check(f, show: false);
 
-    static Tensor X(NoiseSchedule s, string term, Tensor t, Tensor like) => s.Extract(term, t, like.shape);
+    static Tensor X(NoiseSchedule s, string term, Tensor t, Tensor like) => NoiseSchedule.Extract(s.Term(term), t, like.shape);
+
 
     // ---------------------------------------------------------------- right answers pass
 
@@ -49,7 +44,7 @@ public class ExerciseTests
         ["q-sample"] =
         [
             () => QSample(ForwardProcess.QSample),
-            () => QSample((s, x, t, e) => { var ab = X(s, "AlphasCumprod", t, x); return ab.sqrt() * x + (1 - ab).sqrt() * e; }),
+            () => QSample((s, x, t, e) => { var ab = s.Extract(s.AlphasCumprod, t, x.shape); return ab.sqrt() * x + (1 - ab).sqrt() * e; }),
         ],
         ["posterior-variance"] =
         [
@@ -62,15 +57,15 @@ public class ExerciseTests
             () => PosteriorMean((s, x0, xt, t) =>
             {
                 // through the noise: μ̃ = 1/√α_t (x_t − β_t/√(1 − ᾱ_t) ε), ε recovered from x_0 and x_t
-                var eps = (xt - X(s, "SqrtAlphasCumprod", t, xt) * x0) / X(s, "SqrtOneMinusAlphasCumprod", t, xt);
-                return X(s, "SqrtRecipAlphas", t, xt) * (xt - X(s, "Betas", t, xt) / X(s, "SqrtOneMinusAlphasCumprod", t, xt) * eps);
+                var eps = (xt - s.Extract(s.SqrtAlphasCumprod, t, xt.shape) * x0) / s.Extract(s.SqrtOneMinusAlphasCumprod, t, xt.shape);
+                return s.Extract(s.SqrtRecipAlphas, t, xt.shape) * (xt - s.Extract(s.Betas, t, xt.shape) / s.Extract(s.SqrtOneMinusAlphasCumprod, t, xt.shape) * eps);
             }),
             // the way the notebook asks for it (the solution file): every weight from float32 terms, where 1 − ᾱ_t at
             // t = 0 keeps only a few digits
             () => PosteriorMean((s, x0, xt, t) =>
             {
-                var beta = X(s, "Betas", t, xt); var alpha = X(s, "Alphas", t, xt);
-                var ab = X(s, "AlphasCumprod", t, xt); var abPrev = X(s, "AlphasCumprodPrev", t, xt);
+                var beta = s.Extract(s.Betas, t, xt.shape); var alpha = s.Extract(s.Alphas, t, xt.shape);
+                var ab = s.Extract(s.AlphasCumprod, t, xt.shape); var abPrev = s.Extract(s.AlphasCumprodPrev, t, xt.shape);
                 return beta * abPrev.sqrt() / (1 - ab) * x0 + (1 - abPrev) * alpha.sqrt() / (1 - ab) * xt;
             }),
         ],
@@ -231,7 +226,7 @@ public class ExerciseTests
     [Fact]
     public void HomeMadeNoiseIsCaught()
     {
-        var r = QSample((s, x0, t, e) => X(s, "SqrtAlphasCumprod", t, x0) * x0 + X(s, "SqrtOneMinusAlphasCumprod", t, x0) * randn_like(x0));
+        var r = QSample((s, x0, t, e) => s.Extract(s.SqrtAlphasCumprod, t, x0.shape) * x0 + s.Extract(s.SqrtOneMinusAlphasCumprod, t, x0.shape) * randn_like(x0));
         Assert.Equal(FailureIds.NotDeterministic, r.MistakeId);
         Assert.Contains("random numbers", r.Hint);
     }
@@ -289,7 +284,7 @@ public class ExerciseTests
         {
             QStepExercise.Check(ForwardProcess.QStep);
             QStepExercise.Check((s, x, t, e) => throw new NotImplementedException());
-            QStepExercise.Check((s, x, t, e) => x + X(s, "Betas", t, x).sqrt() * e);
+            QStepExercise.Check((s, x, t, e) => x + s.Extract(s.Betas, t, x.shape).sqrt() * e);
         }
         finally { Show.Fallback = saved; }
         Assert.Equal(3, shown.Count);
@@ -303,17 +298,17 @@ public class ExerciseTests
 
     // ---------------------------------------------------------------- known mistakes, written independently here
 
-    static Tensor Beta(NoiseSchedule s, Tensor t, Tensor x) => X(s, "Betas", t, x);
+    static Tensor Beta(NoiseSchedule s, Tensor t, Tensor x) => s.Extract(s.Betas, t, x.shape);
 
     static readonly Dictionary<string, QFn> QStepMistakes = new()
     {
-        ["alpha-bar"] = (s, x, t, e) => X(s, "SqrtAlphasCumprod", t, x) * x + X(s, "SqrtOneMinusAlphasCumprod", t, x) * e,
+        ["alpha-bar"] = (s, x, t, e) => s.Extract(s.SqrtAlphasCumprod, t, x.shape) * x + s.Extract(s.SqrtOneMinusAlphasCumprod, t, x.shape) * e,
         ["variance-not-std"] = (s, x, t, e) => (1 - Beta(s, t, x)) * x + Beta(s, t, x) * e,
         ["missing-sqrt-noise"] = (s, x, t, e) => (1 - Beta(s, t, x)).sqrt() * x + Beta(s, t, x) * e,
         ["missing-sqrt-signal"] = (s, x, t, e) => (1 - Beta(s, t, x)) * x + Beta(s, t, x).sqrt() * e,
         ["no-shrink"] = (s, x, t, e) => x + Beta(s, t, x).sqrt() * e,
         ["swapped"] = (s, x, t, e) => Beta(s, t, x).sqrt() * x + (1 - Beta(s, t, x)).sqrt() * e,
-        ["wrong-sign"] = (s, x, t, e) => X(s, "Alphas", t, x).sqrt() * x - Beta(s, t, x).sqrt() * e,
+        ["wrong-sign"] = (s, x, t, e) => s.Extract(s.Alphas, t, x.shape).sqrt() * x - Beta(s, t, x).sqrt() * e,
         // t − 1 with a tensor index: libtorch refuses index −1 at t = 0, the other cases give β_{t−1}
         ["off-by-one-prev"] = (s, x, t, e) => (1 - Beta(s, t - 1, x)).sqrt() * x + Beta(s, t - 1, x).sqrt() * e,
         ["off-by-one-next"] = (s, x, t, e) => (1 - Beta(s, t + 1, x)).sqrt() * x + Beta(s, t + 1, x).sqrt() * e,
@@ -322,15 +317,15 @@ public class ExerciseTests
 
     static readonly Dictionary<string, QFn> QSampleMistakes = new()
     {
-        ["missing-sqrt"] = (s, x, t, e) => X(s, "AlphasCumprod", t, x) * x + (1 - X(s, "AlphasCumprod", t, x)) * e,
-        ["missing-sqrt-noise"] = (s, x, t, e) => X(s, "SqrtAlphasCumprod", t, x) * x + (1 - X(s, "AlphasCumprod", t, x)) * e,
-        ["missing-sqrt-signal"] = (s, x, t, e) => X(s, "AlphasCumprod", t, x) * x + X(s, "SqrtOneMinusAlphasCumprod", t, x) * e,
-        ["one-minus-sqrt"] = (s, x, t, e) => X(s, "SqrtAlphasCumprod", t, x) * x + (1 - X(s, "SqrtAlphasCumprod", t, x)) * e,
-        ["one-step"] = (s, x, t, e) => X(s, "Alphas", t, x).sqrt() * x + (1 - X(s, "Alphas", t, x)).sqrt() * e,
-        ["off-by-one-prev"] = (s, x, t, e) => X(s, "AlphasCumprodPrev", t, x).sqrt() * x + (1 - X(s, "AlphasCumprodPrev", t, x)).sqrt() * e,
+        ["missing-sqrt"] = (s, x, t, e) => s.Extract(s.AlphasCumprod, t, x.shape) * x + (1 - s.Extract(s.AlphasCumprod, t, x.shape)) * e,
+        ["missing-sqrt-noise"] = (s, x, t, e) => s.Extract(s.SqrtAlphasCumprod, t, x.shape) * x + (1 - s.Extract(s.AlphasCumprod, t, x.shape)) * e,
+        ["missing-sqrt-signal"] = (s, x, t, e) => s.Extract(s.AlphasCumprod, t, x.shape) * x + s.Extract(s.SqrtOneMinusAlphasCumprod, t, x.shape) * e,
+        ["one-minus-sqrt"] = (s, x, t, e) => s.Extract(s.SqrtAlphasCumprod, t, x.shape) * x + (1 - s.Extract(s.SqrtAlphasCumprod, t, x.shape)) * e,
+        ["one-step"] = (s, x, t, e) => s.Extract(s.Alphas, t, x.shape).sqrt() * x + (1 - s.Extract(s.Alphas, t, x.shape)).sqrt() * e,
+        ["off-by-one-prev"] = (s, x, t, e) => s.Extract(s.AlphasCumprodPrev, t, x.shape).sqrt() * x + (1 - s.Extract(s.AlphasCumprodPrev, t, x.shape)).sqrt() * e,
         ["off-by-one-next"] = (s, x, t, e) => X(s, "SqrtAlphasCumprod", t + 1, x) * x + X(s, "SqrtOneMinusAlphasCumprod", t + 1, x) * e,
-        ["swapped"] = (s, x, t, e) => X(s, "SqrtOneMinusAlphasCumprod", t, x) * x + X(s, "SqrtAlphasCumprod", t, x) * e,
-        ["wrong-sign"] = (s, x, t, e) => X(s, "SqrtAlphasCumprod", t, x) * x - X(s, "SqrtOneMinusAlphasCumprod", t, x) * e,
+        ["swapped"] = (s, x, t, e) => s.Extract(s.SqrtOneMinusAlphasCumprod, t, x.shape) * x + s.Extract(s.SqrtAlphasCumprod, t, x.shape) * e,
+        ["wrong-sign"] = (s, x, t, e) => s.Extract(s.SqrtAlphasCumprod, t, x.shape) * x - s.Extract(s.SqrtOneMinusAlphasCumprod, t, x.shape) * e,
         ["same-t"] = (s, x, t, e) =>
         {
             double ab = s.AlphasCumprod[t[0].item<long>()];
@@ -354,7 +349,7 @@ public class ExerciseTests
 
     static readonly Dictionary<string, Func<NoiseSchedule, Tensor, Tensor, Tensor, Tensor>> PosteriorMeanMistakes = new()
     {
-        ["swapped"] = (s, x0, xt, t) => X(s, "PosteriorMeanCoef1", t, xt) * xt + X(s, "PosteriorMeanCoef2", t, xt) * x0,
+        ["swapped"] = (s, x0, xt, t) => s.Extract(s.PosteriorMeanCoef1, t, xt.shape) * xt + s.Extract(s.PosteriorMeanCoef2, t, xt.shape) * x0,
         ["alpha-bar-t"] = (s, x0, xt, t) => Mean(s, x0, xt, t, alphaBarPrev: "AlphasCumprod"),
         ["missing-sqrt-alpha-bar-prev"] = (s, x0, xt, t) => Mean(s, x0, xt, t, sqrtAbPrev: false),
         ["missing-sqrt-alpha"] = (s, x0, xt, t) => Mean(s, x0, xt, t, sqrtAlpha: false),
@@ -368,7 +363,7 @@ public class ExerciseTests
     static Tensor Mean(NoiseSchedule s, Tensor x0, Tensor xt, Tensor t, string beta = "Betas", string alpha = "Alphas",
         string alphaBarPrev = "AlphasCumprodPrev", bool sqrtAbPrev = true, bool sqrtAlpha = true)
     {
-        var b = X(s, beta, t, xt); var a = X(s, alpha, t, xt); var ab = X(s, "AlphasCumprod", t, xt); var abp = X(s, alphaBarPrev, t, xt);
+        var b = X(s, beta, t, xt); var a = X(s, alpha, t, xt); var ab = s.Extract(s.AlphasCumprod, t, xt.shape); var abp = X(s, alphaBarPrev, t, xt);
         return b * (sqrtAbPrev ? abp.sqrt() : abp) / (1 - ab) * x0 + (1 - abp) * (sqrtAlpha ? a.sqrt() : a) / (1 - ab) * xt;
     }
 
@@ -392,16 +387,16 @@ public class ExerciseTests
     }
 
     static Tensor XtOf(NoiseSchedule s, Tensor x0, Tensor t, Tensor e) =>
-        X(s, "SqrtAlphasCumprod", t, x0) * x0 + X(s, "SqrtOneMinusAlphasCumprod", t, x0) * e;
+        s.Extract(s.SqrtAlphasCumprod, t, x0.shape) * x0 + s.Extract(s.SqrtOneMinusAlphasCumprod, t, x0.shape) * e;
 
     static readonly Dictionary<string, Func<Func<Tensor, Tensor, Tensor>, NoiseSchedule, Tensor, Tensor, Tensor, Tensor>> LossMistakes = new()
     {
         ["target-x0"] = (m, s, x0, t, e) => F.mse_loss(m(XtOf(s, x0, t, e), t), x0),
         ["model-on-x0"] = (m, s, x0, t, e) => F.mse_loss(m(x0, t), e),
         ["xt-missing-sqrt"] = (m, s, x0, t, e) =>
-            F.mse_loss(m(X(s, "AlphasCumprod", t, x0) * x0 + (1 - X(s, "AlphasCumprod", t, x0)) * e, t), e),
+            F.mse_loss(m(s.Extract(s.AlphasCumprod, t, x0.shape) * x0 + (1 - s.Extract(s.AlphasCumprod, t, x0.shape)) * e, t), e),
         ["xt-off-by-one"] = (m, s, x0, t, e) =>
-            F.mse_loss(m(X(s, "AlphasCumprodPrev", t, x0).sqrt() * x0 + (1 - X(s, "AlphasCumprodPrev", t, x0)).sqrt() * e, t), e),
+            F.mse_loss(m(s.Extract(s.AlphasCumprodPrev, t, x0.shape).sqrt() * x0 + (1 - s.Extract(s.AlphasCumprodPrev, t, x0.shape)).sqrt() * e, t), e),
         ["time-plus-one"] = (m, s, x0, t, e) => F.mse_loss(m(XtOf(s, x0, t, e), t + 1), e),
         ["sum-not-mean"] = (m, s, x0, t, e) => (e - m(XtOf(s, x0, t, e), t)).pow(2).sum(),
         ["mean-per-image-sum"] = (m, s, x0, t, e) => (e - m(XtOf(s, x0, t, e), t)).pow(2).flatten(1).sum(1).mean(),

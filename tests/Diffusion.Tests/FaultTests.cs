@@ -1,11 +1,6 @@
 using System.Diagnostics;
-using Diffusion.Data;
-using Diffusion.Model;
-using Diffusion.Training;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Diffusion.Tests;
 

@@ -1,7 +1,3 @@
-using Diffusion.Forward;
-using Diffusion.Schedules;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Diffusion.Tests;
 
@@ -96,9 +92,9 @@ public class ForwardProcessTests
         var t = tensor(new long[] { 1, 2, 5, 50, 200, 600, 900, 999 });
         var x0 = ForwardProcess.PredictStartFromNoise(s, xt, t, eps);
         var (mu, _, _) = ForwardProcess.QPosterior(s, x0, xt, t);
-        var beta = s.Extract(nameof(NoiseSchedule.Betas), t, xt.shape);
-        var algo2 = s.Extract(nameof(NoiseSchedule.SqrtRecipAlphas), t, xt.shape)
-                    * (xt - beta / s.Extract(nameof(NoiseSchedule.SqrtOneMinusAlphasCumprod), t, xt.shape) * eps);
+        var beta = s.Extract(s.Betas, t, xt.shape);
+        var algo2 = s.Extract(s.SqrtRecipAlphas, t, xt.shape)
+                    * (xt - beta / s.Extract(s.SqrtOneMinusAlphasCumprod, t, xt.shape) * eps);
         Assert.True(allclose(mu, algo2, rtol: 1e-4, atol: 1e-4));
     }
 

@@ -1,11 +1,4 @@
-using Diffusion.Forward;
-using Diffusion.Model;
-using Diffusion.Sampling;
-using Diffusion.Schedules;
-using Diffusion.Training;
-using TorchSharp;
 using TorchSharp.Modules;
-using static TorchSharp.torch;
 
 namespace Diffusion.Tests;
 
@@ -124,6 +117,8 @@ public class GuidanceTests
     [InlineData("ddim-200", 1.5)]
     [InlineData("ddim-200", -1.0)]
     [InlineData("ddpm", 1.5)]
+    [InlineData("dpm++-20", 1.5)]
+    [InlineData("dpm++-20", -1.0)]
     public void GuidedSamplingOfGaussianClassesShiftsTheMeanByWTimesTheClassOffset(string samplerName, double w)
     {
         double[] mu = [0.3, -0.2, 0.05];          // μ for class 0, class 1, and ∅ (index 2)
@@ -132,7 +127,7 @@ public class GuidanceTests
         using var s = new NoiseSchedule(ScheduleKind.Cosine, 200);   // ᾱ_T ≈ 0: x_T ~ N(0, I) is the right prior
         Tensor OptimalEps(Tensor xt, Tensor t, Tensor m)
         {
-            var ab = s.Extract(nameof(NoiseSchedule.AlphasCumprod), t, xt.shape);
+            var ab = s.Extract(s.AlphasCumprod, t, xt.shape);
             return (1 - ab).sqrt() * (xt - ab.sqrt() * m.view(-1, 1, 1, 1)) / (ab * (sd * sd) + 1 - ab);
         }
         ConditionalDenoisingModel optimal = (xt, t, y) => OptimalEps(xt, t, tensor(mu, dtype: ScalarType.Float32).index_select(0, y));
@@ -140,6 +135,7 @@ public class GuidanceTests
         {
             "ddpm" => new DdpmSampler(s, clipDenoised: false),
             "ddim-50" => new DdimSampler(s, 50, clipDenoised: false),
+            "dpm++-20" => new DpmSolverPlusPlus(s, 20, clipDenoised: false),
             _ => new DdimSampler(s, 200, clipDenoised: false),
         };
         var classes = cat([zeros(perClass, dtype: ScalarType.Int64), ones(perClass, dtype: ScalarType.Int64)]);
@@ -152,7 +148,7 @@ public class GuidanceTests
         double diff = (guided.Samples - reference.Samples).abs().max().item<float>();
         Assert.True(diff < 1e-4, $"{samplerName} w={w}: guided samples differ from the shifted-mean model's by {diff:g3}");
 
-        // (2) the moments, when the sampler takes every step
+        // (2) the moments, when the sampler takes every step (or is DPM-Solver++, second order)
         if (samplerName == "ddim-50") return;
         for (int c = 0; c < 2; c++)
         {

@@ -4,11 +4,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Diffusion.Interop;
-using Diffusion.Model;
-using Diffusion.Training;
-using TorchSharp;
 using TorchSharp.PyBridge;
-using static TorchSharp.torch;
 
 namespace Diffusion.Tests;
 

@@ -1,11 +1,4 @@
-using Diffusion.Data;
 using Diffusion.Latent;
-using Diffusion.Model;
-using Diffusion.Sampling;
-using Diffusion.Schedules;
-using Diffusion.Training;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Diffusion.Tests;
 

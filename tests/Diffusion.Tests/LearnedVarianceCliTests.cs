@@ -1,5 +1,3 @@
-using Diffusion.Forward;
-using Diffusion.Training;
 
 namespace Diffusion.Tests;
 

@@ -1,10 +1,3 @@
-using Diffusion.Forward;
-using Diffusion.Model;
-using Diffusion.Sampling;
-using Diffusion.Schedules;
-using Diffusion.Training;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Diffusion.Tests;
 
@@ -115,16 +108,16 @@ public class LearnedVarianceTests
         {
             using var ga = new Generator(11);
             using var gb = new Generator(11);
-            var a = learned.Step(epsAndV, xt, t, ga);
-            var b = fixedOne.Step(eps, xt, t, gb);
+            var a = learned.StepAt(epsAndV, xt, t, ga);
+            var b = fixedOne.StepAt(eps, xt, t, gb);
             double diff = (a - b).abs().max().item<float>();
             Assert.True(diff < 1e-5, $"t={t}: learned step with v={v} differs from {fixedVariance} by {diff}");
         }
         // And the fixed sampler ignores the v half of a learned-variance output.
         using (var gc = new Generator(11))
         using (var gd = new Generator(11))
-            Assert.Equal(0, (fixedOne.Step(epsAndV, xt, 50, gc) - fixedOne.Step(eps, xt, 50, gd)).abs().max().item<float>());
-        Assert.Throws<ArgumentException>(() => learned.Step(eps, xt, 50));
+            Assert.Equal(0, (fixedOne.StepAt(epsAndV, xt, 50, gc) - fixedOne.StepAt(eps, xt, 50, gd)).abs().max().item<float>());
+        Assert.Throws<ArgumentException>(() => learned.StepAt(eps, xt, 50));
     }
 
     [Fact]

@@ -1,6 +1,4 @@
 using Diffusion.Platform;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Diffusion.Tests;
 

@@ -1,8 +1,3 @@
-using Diffusion.Forward;
-using Diffusion.Sampling;
-using Diffusion.Schedules;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Diffusion.Tests;
 
@@ -17,7 +12,7 @@ public class SamplerTests
 
     static DenoisingModel OptimalEpsilon(NoiseSchedule s) => (xt, t) =>
     {
-        var ab = s.Extract(nameof(NoiseSchedule.AlphasCumprod), t, xt.shape);
+        var ab = s.Extract(s.AlphasCumprod, t, xt.shape);
         return (1 - ab).sqrt() * (xt - ab.sqrt() * Mu) / (ab * (Sd * Sd) + 1 - ab);
     };
 
@@ -97,9 +92,9 @@ public class SamplerTests
         {
             case "ddpm-betatilde": Ddpm(false); break;
             case "ddpm-beta": Ddpm(true); break;
-            case "ddim-50": Ddim(DdimSampler.SpacedTimesteps(T, 50), 0); break;
-            case "ddim-200-eta1": Ddim(DdimSampler.SpacedTimesteps(T, 200), 1); break;
-            case "ddim-1000": Ddim(DdimSampler.SpacedTimesteps(T, 1000), 0); break;
+            case "ddim-50": Ddim(TimestepPlan.EvenlySpaced(T, 50).Timesteps, 0); break;
+            case "ddim-200-eta1": Ddim(TimestepPlan.EvenlySpaced(T, 200).Timesteps, 1); break;
+            case "ddim-1000": Ddim(TimestepPlan.EvenlySpaced(T, 1000).Timesteps, 0); break;
         }
         return (m, Math.Sqrt(v));
     }
@@ -139,7 +134,7 @@ public class SamplerTests
         foreach (int t in new[] { 299, 150, 1, 0 })
         {
             var x = randn(16, 1, 2, 2, generator: new Generator(1));
-            var got = sampler.Step(model, x, t, new Generator(2));
+            var got = sampler.StepAt(model, x, t, new Generator(2));
             // Algorithm 2 by hand: x_{t−1} = 1/√α_t (x_t − β_t/√(1−ᾱ_t) ε_θ) + σ_t z, σ²_t = β_t, z = 0 at t = 0.
             var eps = model(x, full([16], t, dtype: ScalarType.Int64));
             var mean = (x - s.Betas[t] / s.SqrtOneMinusAlphasCumprod[t] * eps) * s.SqrtRecipAlphas[t];
@@ -169,13 +164,13 @@ public class SamplerTests
     [Fact]
     public void DdimTimestepsSpanTheScheduleFromTheNoisiestStep()
     {
-        Assert.Equal(new[] { 999, 666, 333, 0 }, DdimSampler.SpacedTimesteps(1000, 4));
-        var ts = DdimSampler.SpacedTimesteps(1000, 50);
+        Assert.Equal(new[] { 999, 666, 333, 0 }, TimestepPlan.EvenlySpaced(1000, 4).Timesteps);
+        var ts = TimestepPlan.EvenlySpaced(1000, 50).Timesteps;
         Assert.Equal(50, ts.Length);
         Assert.Equal(999, ts[0]);
         Assert.Equal(0, ts[^1]);
         Assert.True(ts.Zip(ts.Skip(1)).All(p => p.First > p.Second));
-        Assert.Equal(Enumerable.Range(0, 10).Reverse(), DdimSampler.SpacedTimesteps(10, 10));
+        Assert.Equal(Enumerable.Range(0, 10).Reverse(), TimestepPlan.EvenlySpaced(10, 10).Timesteps);
         Assert.Throws<ArgumentOutOfRangeException>(() => new DdimSampler(new NoiseSchedule(ScheduleKind.Linear, 10), 11));
     }
 }

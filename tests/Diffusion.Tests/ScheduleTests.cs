@@ -1,5 +1,3 @@
-using Diffusion.Schedules;
-using static TorchSharp.torch;
 
 namespace Diffusion.Tests;
 
@@ -104,7 +102,7 @@ public class ScheduleTests
     {
         using var s = new NoiseSchedule(ScheduleKind.Linear, 100);
         var t = tensor(new long[] { 0, 42, 99 });
-        var e = s.Extract(nameof(NoiseSchedule.SqrtAlphasCumprod), t, [3, 1, 28, 28]);
+        var e = s.Extract(s.SqrtAlphasCumprod, t, [3, 1, 28, 28]);
         Assert.Equal(new long[] { 3, 1, 1, 1 }, e.shape);
         var v = e.flatten().data<float>().ToArray();
         Assert.Equal((float)s.SqrtAlphasCumprod[0], v[0]);

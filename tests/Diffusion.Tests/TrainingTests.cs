@@ -1,8 +1,3 @@
-using Diffusion.Data;
-using Diffusion.Model;
-using Diffusion.Training;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Diffusion.Tests;
 

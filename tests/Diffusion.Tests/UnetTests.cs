@@ -1,7 +1,4 @@
-using Diffusion.Model;
-using TorchSharp;
 using TorchSharp.Modules;
-using static TorchSharp.torch;
 
 namespace Diffusion.Tests;
 

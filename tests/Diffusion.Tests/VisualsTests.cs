@@ -1,7 +1,6 @@
 using Diffusion.Visuals;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
-using static TorchSharp.torch;
 
 namespace Diffusion.Tests;
 

@@ -22,19 +22,14 @@ public static class PosteriorMeanExercise
     /// </summary>
     public static CheckResult Check(Func<NoiseSchedule, Tensor, Tensor, Tensor, Tensor> learner, bool show = true)
     {
-        using var linear = new NoiseSchedule(ScheduleKind.Linear, 1000);
-        using var cosine = new NoiseSchedule(ScheduleKind.Cosine, 500);
-        using var short10 = new NoiseSchedule(ScheduleKind.Cosine, 10);
+        using var schedules = new ScheduleCases(ScheduleKind.Cosine);
+        var (linear, cosine, short10) = (schedules.Linear, schedules.Cosine, schedules.Short);
         Case<Input> C(string description, NoiseSchedule s, ulong seed, long[] t, params long[] imageShape) =>
-            new(description, () =>
+            ScheduleCases.Batch(description, s, seed, t, imageShape, (s, g, shape, tt) =>
             {
-                var g = new Generator(seed);
-                var shape = new[] { (long)t.Length }.Concat(imageShape).ToArray();
                 var x0 = Images(g, shape);
-                var tt = Times(t);
                 // x_t drawn from q(x_t | x_0), as in training and sampling
-                var xt = ForwardProcess.QSample(s, x0, tt, Noise(g, shape));
-                return new Input(s, x0, xt, tt);
+                return new Input(s, x0, ForwardProcess.QSample(s, x0, tt, Noise(g, shape)), tt);
             });
         var exercise = Spec([
             C("linear schedule, T = 1000; 4 images of shape [1, 3, 3] at t = [1, 2, 500, 999]", linear, 21, [1, 2, 500, 999], 1, 3, 3),
@@ -93,7 +88,7 @@ public static class PosteriorMeanExercise
                     i => AtFirst(i.S.PosteriorMeanCoef1, i.T, i.Xt.shape) * i.X0 + AtFirst(i.S.PosteriorMeanCoef2, i.T, i.Xt.shape) * i.Xt),
             ],
             GenericHint = "μ̃_t = β_t·√ᾱ_{t−1}/(1 − ᾱ_t)·x_0 + (1 − ᾱ_{t−1})·√α_t/(1 − ᾱ_t)·x_t, with each term picked per image " +
-                          "at index t: s.Extract(\"Betas\", t, xt.shape), \"Alphas\", \"AlphasCumprod\" and \"AlphasCumprodPrev\".",
+                          "at index t: s.Extract(s.Betas, t, xt.shape), s.Alphas, s.AlphasCumprod and s.AlphasCumprodPrev.",
             ShapeHint = "The result must have the shape of x_t. s.Extract(name, t, xt.shape) gives a term as [B, 1, 1, 1], which " +
                         "broadcasts over channels and pixels.",
             DescribeIndex = (i, ix) =>

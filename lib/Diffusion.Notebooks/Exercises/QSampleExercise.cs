@@ -22,16 +22,10 @@ public static class QSampleExercise
     /// </summary>
     public static CheckResult Check(Func<NoiseSchedule, Tensor, Tensor, Tensor, Tensor> learner, bool show = true)
     {
-        using var linear = new NoiseSchedule(ScheduleKind.Linear, 1000);
-        using var cosine = new NoiseSchedule(ScheduleKind.Cosine, 500);
-        using var short10 = new NoiseSchedule(ScheduleKind.Quadratic, 10);
+        using var schedules = new ScheduleCases(ScheduleKind.Quadratic);
+        var (linear, cosine, short10) = (schedules.Linear, schedules.Cosine, schedules.Short);
         Case<Input> C(string description, NoiseSchedule s, ulong seed, long[] t, params long[] imageShape) =>
-            new(description, () =>
-            {
-                var g = new Generator(seed);
-                var shape = new[] { (long)t.Length }.Concat(imageShape).ToArray();
-                return new Input(s, Images(g, shape), Times(t), Noise(g, shape));
-            });
+            ScheduleCases.Batch(description, s, seed, t, imageShape, (s, g, shape, tt) => new Input(s, Images(g, shape), tt, Noise(g, shape)));
         var exercise = Spec([
             C("linear schedule, T = 1000; 3 images of shape [1, 4, 4] at t = [0, 499, 999]", linear, 11, [0, 499, 999], 1, 4, 4),
             C("linear schedule, T = 1000; t = 0 for both images (ᾱ_0 = 1 − β_1: almost no noise)", linear, 12, [0, 0], 1, 4, 4),
@@ -49,7 +43,7 @@ public static class QSampleExercise
         static Tensor Beta(Input i) => At(i.S.Betas, i.T, i.X0.shape);
         static Tensor AbPrev(Input i) => At(i.S.AlphasCumprodPrev, i.T, i.X0.shape);
         const string offByOne = "The code counts t = 0…T − 1 where the paper counts 1…T, and the schedule arrays follow the code: " +
-                                "ᾱ_t for index t is AlphasCumprod[t] (s.Extract(\"SqrtAlphasCumprod\", t, x0.shape)). No shift is needed.";
+                                "ᾱ_t for index t is AlphasCumprod[t] (s.Extract(s.SqrtAlphasCumprod, t, x0.shape)). No shift is needed.";
         return new Exercise<Input>
         {
             Id = Id,
@@ -86,7 +80,7 @@ public static class QSampleExercise
                     i => AtFirst(i.S.SqrtAlphasCumprod, i.T, i.X0.shape) * i.X0 + AtFirst(i.S.SqrtOneMinusAlphasCumprod, i.T, i.X0.shape) * i.Noise),
             ],
             GenericHint = "Compare with the boxed formula term by term: x_t = √ᾱ_t·x_0 + √(1 − ᾱ_t)·ε, with ᾱ_t picked per image " +
-                          "at index t: s.Extract(\"SqrtAlphasCumprod\", t, x0.shape) and s.Extract(\"SqrtOneMinusAlphasCumprod\", t, x0.shape).",
+                          "at index t: s.Extract(s.SqrtAlphasCumprod, t, x0.shape) and s.Extract(s.SqrtOneMinusAlphasCumprod, t, x0.shape).",
             ShapeHint = "The result must have the shape of x_0. s.Extract(name, t, x0.shape) gives a term as [B, 1, 1, 1], which " +
                         "broadcasts over channels and pixels.",
             DescribeIndex = (i, ix) =>

@@ -24,16 +24,10 @@ public static class QStepExercise
     /// </summary>
     public static CheckResult Check(Func<NoiseSchedule, Tensor, Tensor, Tensor, Tensor> learner, bool show = true)
     {
-        using var linear = new NoiseSchedule(ScheduleKind.Linear, 1000);
-        using var cosine = new NoiseSchedule(ScheduleKind.Cosine, 500);
-        using var short10 = new NoiseSchedule(ScheduleKind.Linear, 10);
+        using var schedules = new ScheduleCases(ScheduleKind.Linear);
+        var (linear, cosine, short10) = (schedules.Linear, schedules.Cosine, schedules.Short);
         Case<Input> C(string description, NoiseSchedule s, ulong seed, long[] t, params long[] imageShape) =>
-            new(description, () =>
-            {
-                var g = new Generator(seed);
-                var shape = new[] { (long)t.Length }.Concat(imageShape).ToArray();
-                return new Input(s, Images(g, shape), Times(t), Noise(g, shape));
-            });
+            ScheduleCases.Batch(description, s, seed, t, imageShape, (s, g, shape, tt) => new Input(s, Images(g, shape), tt, Noise(g, shape)));
         var exercise = Spec([
             C("linear schedule, T = 1000; 3 images of shape [1, 4, 4] at t = [0, 499, 999]", linear, 1, [0, 499, 999], 1, 4, 4),
             C("linear schedule, T = 1000; t = 0 for both images (the first step, β = 0.0001)", linear, 2, [0, 0], 1, 4, 4),
@@ -82,13 +76,13 @@ public static class QStepExercise
                 new("off-by-one-next", "You took β from index t + 1. Index t is the step to take: Betas[t]. (The code counts " +
                     "t = 0…T − 1 where the paper counts 1…T, but the arrays are indexed the same way: no shift is needed.)",
                     i => (1 - B(i, 1)).sqrt() * i.XPrev + B(i, 1).sqrt() * i.Noise),
-                new("same-t", "Every image of the batch has its own t: pick β_t per image. s.Extract(\"Betas\", t, xPrev.shape) " +
+                new("same-t", "Every image of the batch has its own t: pick β_t per image. s.Extract(s.Betas, t, xPrev.shape) " +
                     "does that and reshapes it to [B, 1, 1, 1] so that it broadcasts over the pixels.",
                     i => (1 - AtFirst(i.S.Betas, i.T, i.XPrev.shape)).sqrt() * i.XPrev + AtFirst(i.S.Betas, i.T, i.XPrev.shape).sqrt() * i.Noise),
             ],
             GenericHint = "Compare with the formula term by term: x_t = √(1 − β_t)·x_{t−1} + √β_t·ε, where β_t is s.Betas at " +
-                          "index t, for each image its own (s.Extract(\"Betas\", t, xPrev.shape) gives a [B, 1, 1, 1] tensor).",
-            ShapeHint = "The result must have the shape of x_{t−1}. s.Extract(\"Betas\", t, xPrev.shape) gives β_t as [B, 1, 1, 1], " +
+                          "index t, for each image its own (s.Extract(s.Betas, t, xPrev.shape) gives a [B, 1, 1, 1] tensor).",
+            ShapeHint = "The result must have the shape of x_{t−1}. s.Extract(s.Betas, t, xPrev.shape) gives β_t as [B, 1, 1, 1], " +
                         "which broadcasts over channels and pixels.",
             DescribeIndex = (i, ix) =>
                 $"image {ix[0]} (t = {i.T[ix[0]].item<long>()}, β_t = {Checker.Fmt(i.S.Betas[i.T[ix[0]].item<long>()])}), " +

@@ -26,9 +26,8 @@ public static class ReverseStepExercise
     /// </summary>
     public static CheckResult Check(Func<NoiseSchedule, Tensor, int, Tensor, Tensor, Tensor> learner, bool show = true)
     {
-        using var linear = new NoiseSchedule(ScheduleKind.Linear, 1000);
-        using var cosine = new NoiseSchedule(ScheduleKind.Cosine, 500);
-        using var short10 = new NoiseSchedule(ScheduleKind.Linear, 10);
+        using var schedules = new ScheduleCases(ScheduleKind.Linear);
+        var (linear, cosine, short10) = (schedules.Linear, schedules.Cosine, schedules.Short);
         Case<Input> C(string description, NoiseSchedule s, ulong seed, int t, params long[] shape) => new(description, () =>
         {
             var g = new Generator(seed);
@@ -77,9 +76,9 @@ public static class ReverseStepExercise
             LibraryName = "DdpmSampler.Step",
             Reference = i =>
             {
-                var sampler = new DdpmSampler(i.S, Prediction.Epsilon, ReverseVariance.Beta, clipDenoised: false);
+                using var sampler = new DdpmSampler(i.S, Prediction.Epsilon, ReverseVariance.Beta, clipDenoised: false);
                 // The same z: the library draws it from a generator in the same state as the one that made i.Z.
-                return sampler.Step((x, t) => i.EpsTheta, i.Xt, i.T, new Generator(i.ZSeed));
+                return sampler.Step(i.EpsTheta, i.Xt, sampler.Plan.IndexOf(i.T), new Generator(i.ZSeed));
             },
             Cases = cases,
             Mistakes =

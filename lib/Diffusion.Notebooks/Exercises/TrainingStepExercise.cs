@@ -26,13 +26,10 @@ public static class TrainingStepExercise
     /// </summary>
     public static CheckResult Check(Func<Func<Tensor, Tensor, Tensor>, NoiseSchedule, Tensor, Tensor, Tensor, Tensor> learner, bool show = true)
     {
-        using var cosine = new NoiseSchedule(ScheduleKind.Cosine, 500);
-        using var linear = new NoiseSchedule(ScheduleKind.Linear, 1000);
-        using var short10 = new NoiseSchedule(ScheduleKind.Linear, 10);
-        Case<Input> C(string description, NoiseSchedule s, ulong seed, params long[] t) => new(description, () =>
+        using var schedules = new ScheduleCases(ScheduleKind.Linear);
+        var (linear, cosine, short10) = (schedules.Linear, schedules.Cosine, schedules.Short);
+        Case<Input> C(string description, NoiseSchedule s, ulong seed, params long[] t) => ScheduleCases.Batch(description, s, seed, t, [1, 6, 6], (s, g, shape, times) =>
         {
-            var g = new Generator(seed);
-            var shape = new long[] { t.Length, 1, 6, 6 };
             // The network's weights come from the case's own generator: the notebook's global random state is not touched.
             var w = (randn([1, 2, 3, 3], generator: g) * 0.3).requires_grad_();
             var b = (randn([1], generator: g) * 0.1).requires_grad_();
@@ -42,7 +39,7 @@ public static class TrainingStepExercise
                 var tChannel = (tt.to(ScalarType.Float32) * 0.9f).sin().reshape(-1, 1, 1, 1).expand(xt.shape[0], 1, xt.shape[2], xt.shape[3]);
                 return F.conv2d(cat([xt, tChannel], 1), w, b, padding: [1, 1]);
             }
-            return new Input(Model, [w, b], s, Images(g, shape), Times(t), Noise(g, shape));
+            return new Input(Model, [w, b], s, Images(g, shape), times, Noise(g, shape));
         });
         var exercise = Spec([
             C("cosine schedule, T = 500 (the course's); 4 images of shape [1, 6, 6] at t = [0, 100, 250, 499]", cosine, 31, 0, 100, 250, 499),
@@ -99,7 +96,7 @@ public static class TrainingStepExercise
                 new("rmse", "Do not take the square root: the loss is the mean squared error itself.",
                     i => Error(i).pow(2).mean().sqrt()),
             ],
-            GenericHint = "Three lines: xt = √ᾱ_t·x0 + √(1 − ᾱ_t)·noise (s.Extract(\"SqrtAlphasCumprod\", t, x0.shape) and " +
+            GenericHint = "Three lines: xt = √ᾱ_t·x0 + √(1 − ᾱ_t)·noise (s.Extract(s.SqrtAlphasCumprod, t, x0.shape) and " +
                           "\"SqrtOneMinusAlphasCumprod\"); the prediction model(xt, t); the loss " +
                           "nn.functional.mse_loss(prediction, noise), the mean of the squared differences.",
             ShapeHint = "The loss is a single number: a tensor with one element (mse_loss, or .mean(), gives one).",

@@ -13,7 +13,7 @@ public static class ForwardProcess
     public static Tensor QStep(NoiseSchedule s, Tensor xPrev, Tensor t, Tensor noise)
     {
         using var scope = NewDisposeScope();
-        var beta = s.Extract(nameof(NoiseSchedule.Betas), t, xPrev.shape);
+        var beta = s.Extract(s.Betas, t, xPrev.shape);
         // x_t = √(1 − β_t) x_{t−1} + √β_t ε
         return ((1 - beta).sqrt() * xPrev + beta.sqrt() * noise).MoveToOuterDisposeScope();
     }
@@ -22,8 +22,8 @@ public static class ForwardProcess
     public static Tensor QSample(NoiseSchedule s, Tensor x0, Tensor t, Tensor noise)
     {
         using var scope = NewDisposeScope();
-        var sqrtAlphaBar = s.Extract(nameof(NoiseSchedule.SqrtAlphasCumprod), t, x0.shape);
-        var sqrtOneMinusAlphaBar = s.Extract(nameof(NoiseSchedule.SqrtOneMinusAlphasCumprod), t, x0.shape);
+        var sqrtAlphaBar = s.Extract(s.SqrtAlphasCumprod, t, x0.shape);
+        var sqrtOneMinusAlphaBar = s.Extract(s.SqrtOneMinusAlphasCumprod, t, x0.shape);
         return (sqrtAlphaBar * x0 + sqrtOneMinusAlphaBar * noise).MoveToOuterDisposeScope();
     }
 
@@ -31,8 +31,8 @@ public static class ForwardProcess
     public static (Tensor Mean, Tensor Variance) QMeanVariance(NoiseSchedule s, Tensor x0, Tensor t)
     {
         using var scope = NewDisposeScope();
-        var mean = s.Extract(nameof(NoiseSchedule.SqrtAlphasCumprod), t, x0.shape) * x0;
-        var variance = (1 - s.Extract(nameof(NoiseSchedule.AlphasCumprod), t, x0.shape)).expand_as(x0);
+        var mean = s.Extract(s.SqrtAlphasCumprod, t, x0.shape) * x0;
+        var variance = (1 - s.Extract(s.AlphasCumprod, t, x0.shape)).expand_as(x0);
         return (mean.MoveToOuterDisposeScope(), variance.MoveToOuterDisposeScope());
     }
 
@@ -43,43 +43,38 @@ public static class ForwardProcess
     public static (Tensor Mean, Tensor Variance, Tensor LogVarianceClipped) QPosterior(NoiseSchedule s, Tensor x0, Tensor xt, Tensor t)
     {
         using var scope = NewDisposeScope();
-        var mean = s.Extract(nameof(NoiseSchedule.PosteriorMeanCoef1), t, xt.shape) * x0
-                 + s.Extract(nameof(NoiseSchedule.PosteriorMeanCoef2), t, xt.shape) * xt;
-        var variance = s.Extract(nameof(NoiseSchedule.PosteriorVariance), t, xt.shape).expand_as(xt);
-        var logVariance = s.Extract(nameof(NoiseSchedule.PosteriorLogVarianceClipped), t, xt.shape).expand_as(xt);
+        var mean = s.Extract(s.PosteriorMeanCoef1, t, xt.shape) * x0
+                 + s.Extract(s.PosteriorMeanCoef2, t, xt.shape) * xt;
+        var variance = s.Extract(s.PosteriorVariance, t, xt.shape).expand_as(xt);
+        var logVariance = s.Extract(s.PosteriorLogVarianceClipped, t, xt.shape).expand_as(xt);
         return (mean.MoveToOuterDisposeScope(), variance.MoveToOuterDisposeScope(), logVariance.MoveToOuterDisposeScope());
     }
 
     /// <summary>x_0 = (x_t − √(1−ᾱ_t) ε)/√ᾱ_t = √(1/ᾱ_t) x_t − √(1/ᾱ_t − 1) ε  (eq. 4 solved for x_0).</summary>
-    public static Tensor PredictStartFromNoise(NoiseSchedule s, Tensor xt, Tensor t, Tensor noise)
-    {
-        using var scope = NewDisposeScope();
-        return (s.Extract(nameof(NoiseSchedule.SqrtRecipAlphasCumprod), t, xt.shape) * xt
-              - s.Extract(nameof(NoiseSchedule.SqrtRecipm1AlphasCumprod), t, xt.shape) * noise).MoveToOuterDisposeScope();
-    }
+    public static Tensor PredictStartFromNoise(NoiseSchedule s, Tensor xt, Tensor t, Tensor noise) =>
+        Difference(s, t, s.SqrtRecipAlphasCumprod, xt, s.SqrtRecipm1AlphasCumprod, noise);
 
     /// <summary>ε = (√(1/ᾱ_t) x_t − x_0)/√(1/ᾱ_t − 1)  (eq. 4 solved for ε).</summary>
     public static Tensor PredictNoiseFromStart(NoiseSchedule s, Tensor xt, Tensor t, Tensor x0)
     {
         using var scope = NewDisposeScope();
-        return ((s.Extract(nameof(NoiseSchedule.SqrtRecipAlphasCumprod), t, xt.shape) * xt - x0)
-              / s.Extract(nameof(NoiseSchedule.SqrtRecipm1AlphasCumprod), t, xt.shape)).MoveToOuterDisposeScope();
+        return ((s.Extract(s.SqrtRecipAlphasCumprod, t, xt.shape) * xt - x0)
+              / s.Extract(s.SqrtRecipm1AlphasCumprod, t, xt.shape)).MoveToOuterDisposeScope();
     }
 
     /// <summary>The velocity v = √ᾱ_t ε − √(1−ᾱ_t) x_0 (Salimans &amp; Ho 2022).</summary>
-    public static Tensor Velocity(NoiseSchedule s, Tensor x0, Tensor t, Tensor noise)
-    {
-        using var scope = NewDisposeScope();
-        return (s.Extract(nameof(NoiseSchedule.SqrtAlphasCumprod), t, x0.shape) * noise
-              - s.Extract(nameof(NoiseSchedule.SqrtOneMinusAlphasCumprod), t, x0.shape) * x0).MoveToOuterDisposeScope();
-    }
+    public static Tensor Velocity(NoiseSchedule s, Tensor x0, Tensor t, Tensor noise) =>
+        Difference(s, t, s.SqrtAlphasCumprod, noise, s.SqrtOneMinusAlphasCumprod, x0);
 
     /// <summary>x_0 = √ᾱ_t x_t − √(1−ᾱ_t) v.</summary>
-    public static Tensor PredictStartFromVelocity(NoiseSchedule s, Tensor xt, Tensor t, Tensor v)
+    public static Tensor PredictStartFromVelocity(NoiseSchedule s, Tensor xt, Tensor t, Tensor v) =>
+        Difference(s, t, s.SqrtAlphasCumprod, xt, s.SqrtOneMinusAlphasCumprod, v);
+
+    /// <summary>a_t·x − b_t·y with the schedule terms a and b picked per image (the shape of the three formulas above).</summary>
+    static Tensor Difference(NoiseSchedule s, Tensor t, double[] a, Tensor x, double[] b, Tensor y)
     {
         using var scope = NewDisposeScope();
-        return (s.Extract(nameof(NoiseSchedule.SqrtAlphasCumprod), t, xt.shape) * xt
-              - s.Extract(nameof(NoiseSchedule.SqrtOneMinusAlphasCumprod), t, xt.shape) * v).MoveToOuterDisposeScope();
+        return (s.Extract(a, t, x.shape) * x - s.Extract(b, t, x.shape) * y).MoveToOuterDisposeScope();
     }
 
     /// <summary>

@@ -64,8 +64,8 @@ public static class VariationalBound
     public static Tensor LearnedLogVariance(NoiseSchedule s, Tensor t, Tensor vOutput)
     {
         using var scope = NewDisposeScope();
-        var logBeta = s.Extract(nameof(NoiseSchedule.Betas), t, vOutput.shape).log();
-        var logBetaTilde = s.Extract(nameof(NoiseSchedule.PosteriorLogVarianceClipped), t, vOutput.shape);
+        var logBeta = s.Extract(s.Betas, t, vOutput.shape).log();
+        var logBetaTilde = s.Extract(s.PosteriorLogVarianceClipped, t, vOutput.shape);
         var v = (vOutput + 1) / 2;
         // log Σ_θ = v log β_t + (1 − v) log β̃_t                                          (Improved DDPM eq. 15)
         return (v * logBeta + (1 - v) * logBetaTilde).MoveToOuterDisposeScope();

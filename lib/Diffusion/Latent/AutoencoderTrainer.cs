@@ -98,9 +98,11 @@ public sealed class AutoencoderTrainer : IDisposable
 
     public TimeSpan Elapsed => clock.Elapsed;
 
+    /// <summary>Disposes the optimiser, the generator and <see cref="Model"/>: keep the trainer as long as the model is used.</summary>
     public void Dispose()
     {
         optimizer.Dispose();
         generator.Dispose();
+        Model.Dispose();
     }
 }

@@ -54,7 +54,7 @@ public static class ClassifierFreeGuidance
         var both = model(cat([xt, xt], 0), cat([t, t], 0), cat([y, uncond], 0));
         var parts = both.chunk(2, 0);
         // ε̃ = (1 + w) ε_θ(x_t, c) − w ε_θ(x_t, ∅)                                 (Ho & Salimans 2022, eq. 6)
-        return ((1 + w) * parts[0] - w * parts[1]).MoveToOuterDisposeScope();
+        return Combine(parts[0], parts[1], w).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -99,7 +99,8 @@ public static class ClassifierFreeGuidance
     /// <summary>diffusers' guidance_scale s from Ho &amp; Salimans' w: s = 1 + w.</summary>
     public static double ToGuidanceScale(double w) => 1 + w;
 
-    static void CheckWeight(double w)
+    /// <summary>Throws the one error for a guidance weight outside [−1, ∞).</summary>
+    public static void CheckWeight(double w)
     {
         if (!(w >= MinWeight) || double.IsInfinity(w))
             throw new ArgumentOutOfRangeException(nameof(w), w,

@@ -12,13 +12,17 @@ namespace Diffusion.Sampling;
 /// </summary>
 public sealed class DdimSampler : ISampler
 {
+    /// <summary>The sampler kind "ddim:N" of <see cref="SamplerSpec"/> (N steps, default 50).</summary>
+    public static readonly SamplerKind Kind = new("ddim", "ddim:N (N steps)", DefaultSteps: 50, UsesVariance: false, UsesEta: true,
+        Create: (spec, schedule, prediction) => new DdimSampler(schedule, spec.Steps ?? 50, spec.Eta, prediction, spec.Clip));
+
     public NoiseSchedule Schedule { get; }
     public Prediction Prediction { get; }
     public int Steps { get; }
     public double Eta { get; }
     public bool ClipDenoised { get; }
-    /// <summary>The time steps visited, from high to low (τ_S, ..., τ_1), 0-based.</summary>
-    public int[] Timesteps { get; }
+    /// <summary>The time steps visited, τ_S, ..., τ_1 (evenly spaced, from T−1 down to 0).</summary>
+    public TimestepPlan Plan { get; }
     public string Name => Eta == 0 ? $"ddim-{Steps}" : $"ddim-{Steps}-eta{Eta:0.##}";
 
     public DdimSampler(NoiseSchedule schedule, int steps, double eta = 0, Prediction prediction = Prediction.Epsilon,
@@ -29,34 +33,23 @@ public sealed class DdimSampler : ISampler
                 $"DDIM steps must be between 1 and T = {schedule.Timesteps}");
         if (!(eta >= 0)) throw new ArgumentOutOfRangeException(nameof(eta), eta, "η must be ≥ 0 (0 = deterministic, 1 = DDPM-like)");
         Schedule = schedule;
-        Steps = steps;
         Eta = eta;
         Prediction = prediction;
         ClipDenoised = clipDenoised;
-        Timesteps = SpacedTimesteps(schedule.Timesteps, steps);
+        Plan = TimestepPlan.EvenlySpaced(schedule.Timesteps, steps);
+        Steps = Plan.Count;
     }
 
-    /// <summary>
-    /// <paramref name="steps"/> time steps evenly spread over 0..T−1, always including T−1 (so sampling starts from the
-    /// noisiest step) and 0, from high to low.
-    /// </summary>
-    public static int[] SpacedTimesteps(int timesteps, int steps)
-    {
-        if (steps == 1) return [timesteps - 1];
-        var ts = new SortedSet<int>();
-        for (int i = 0; i < steps; i++) ts.Add((int)Math.Round((double)i * (timesteps - 1) / (steps - 1)));
-        return ts.Reverse().ToArray();
-    }
+    public void Reset() { }
 
-    /// <summary>One DDIM step from time step <paramref name="t"/> to <paramref name="tPrev"/> (−1 = the end, ᾱ = 1).</summary>
-    public Tensor Step(DenoisingModel model, Tensor xt, int t, int tPrev, Generator? generator = null)
+    /// <summary>One DDIM step from τ_i = Plan.Timesteps[<paramref name="i"/>] to the next planned step (after the last: ᾱ = 1).</summary>
+    public Tensor Step(Tensor modelOutput, Tensor xt, int i, Generator? generator = null)
     {
         using var scope = NewDisposeScope();
+        int t = Plan.Timesteps[i], tPrev = Plan.Next(i);
         var tBatch = full([xt.shape[0]], t, dtype: ScalarType.Int64, device: xt.device);
-        var output = model(xt, tBatch);
-        // A learned-variance network outputs [ε, v]: DDIM uses only the prediction.
-        if (output.shape[1] == 2 * xt.shape[1]) output = HybridLoss.Split(output, xt.shape[1]).Prediction;
-        var (x0, eps) = ForwardProcess.StartAndNoise(Schedule, xt, tBatch, output, Prediction, ClipDenoised);
+        var (x0, eps) = ForwardProcess.StartAndNoise(Schedule, xt, tBatch, ModelOutput.Prediction(modelOutput, xt.shape[1]),
+            Prediction, ClipDenoised);
 
         double alphaBar = Schedule.AlphasCumprod[t];
         double alphaBarPrev = tPrev >= 0 ? Schedule.AlphasCumprod[tPrev] : 1.0;
@@ -69,8 +62,6 @@ public sealed class DdimSampler : ISampler
         return xPrev.MoveToOuterDisposeScope();
     }
 
-    public SamplingResult Sample(DenoisingModel model, long[] shape, Generator? generator = null, Device? device = null,
-        int captureEvery = 0, IProgress<SamplingProgress>? progress = null, CancellationToken cancel = default) =>
-        SamplingLoop.Run(shape, generator, device, captureEvery, progress, cancel, Timesteps,
-            (x, i) => Step(model, x, Timesteps[i], i + 1 < Timesteps.Length ? Timesteps[i + 1] : -1, generator));
+    /// <summary>Nothing to release: the schedule is the caller's.</summary>
+    public void Dispose() { }
 }

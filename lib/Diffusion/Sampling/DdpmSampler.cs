@@ -27,31 +27,61 @@ public enum ReverseVariance
 /// With <see cref="ClipDenoised"/>, x̂_0 is clamped to [−1, 1] and the mean is the posterior mean μ̃_t(x_t, x̂_0),
 /// which equals the formula above when nothing is clamped.
 /// </summary>
-public sealed class DdpmSampler(NoiseSchedule schedule, Prediction prediction = Prediction.Epsilon,
-    ReverseVariance variance = ReverseVariance.BetaTilde, bool clipDenoised = true, int[]? modelTimesteps = null) : ISampler
+public sealed class DdpmSampler : ISampler
 {
-    public NoiseSchedule Schedule { get; } = schedule;
-    public Prediction Prediction { get; } = prediction;
-    public ReverseVariance Variance { get; } = variance;
-    public bool ClipDenoised { get; } = clipDenoised;
+    /// <summary>The sampler kind "ddpm" (all T steps) / "ddpm:N" (respaced to N, Improved DDPM §4) of <see cref="SamplerSpec"/>.</summary>
+    public static readonly SamplerKind Kind = new("ddpm", "ddpm (all T steps) or ddpm:N (respaced to N steps)", DefaultSteps: null,
+        UsesVariance: true, UsesEta: false,
+        Create: (spec, schedule, prediction) => spec.Steps is { } k && k < schedule.Timesteps
+            ? Respaced(schedule, k, prediction, spec.Variance, spec.Clip)
+            : new DdpmSampler(schedule, prediction, spec.Variance, spec.Clip));
+
+    readonly bool ownsSchedule;
+
+    /// <summary>
+    /// DDPM on <paramref name="schedule"/> (not owned). <paramref name="modelTimesteps"/>: the network's time step for each
+    /// step of a respaced schedule (null: the same index).
+    /// </summary>
+    public DdpmSampler(NoiseSchedule schedule, Prediction prediction = Prediction.Epsilon,
+        ReverseVariance variance = ReverseVariance.BetaTilde, bool clipDenoised = true, int[]? modelTimesteps = null)
+        : this(schedule, prediction, variance, clipDenoised, modelTimesteps, ownsSchedule: false) { }
+
+    DdpmSampler(NoiseSchedule schedule, Prediction prediction, ReverseVariance variance, bool clipDenoised, int[]? modelTimesteps,
+        bool ownsSchedule)
+    {
+        Schedule = schedule;
+        Prediction = prediction;
+        Variance = variance;
+        ClipDenoised = clipDenoised;
+        ModelTimesteps = CheckModelTimesteps(modelTimesteps, schedule);
+        Plan = new TimestepPlan(Enumerable.Range(0, schedule.Timesteps).Reverse().Select(ModelTimestep).ToArray());
+        this.ownsSchedule = ownsSchedule;
+    }
+
+    /// <summary>The schedule the steps run on (respaced: K steps with recomputed betas).</summary>
+    public NoiseSchedule Schedule { get; }
+    public Prediction Prediction { get; }
+    public ReverseVariance Variance { get; }
+    public bool ClipDenoised { get; }
     /// <summary>
     /// The time step the network is called with at each step of <see cref="Schedule"/> (null: the same index). A
     /// respaced schedule (<see cref="Respaced"/>) has fewer steps than the network was trained on.
     /// </summary>
-    public int[]? ModelTimesteps { get; } = CheckModelTimesteps(modelTimesteps, schedule);
+    public int[]? ModelTimesteps { get; }
+    public TimestepPlan Plan { get; }
     public string Name => $"ddpm-{Schedule.Timesteps}";
     public int Steps => Schedule.Timesteps;
 
     /// <summary>
     /// DDPM with <paramref name="steps"/> of the <paramref name="original"/> schedule's T steps, evenly spaced, with the
-    /// betas recomputed (Improved DDPM §4). The sampler owns the new schedule: dispose <see cref="Schedule"/> when done.
+    /// betas recomputed (Improved DDPM §4). The sampler owns the new schedule and disposes it with itself.
     /// Stride 1 (steps = T) is the ordinary sampler.
     /// </summary>
     public static DdpmSampler Respaced(NoiseSchedule original, int steps, Prediction prediction = Prediction.Epsilon,
         ReverseVariance variance = ReverseVariance.BetaTilde, bool clipDenoised = true)
     {
         var (schedule, kept) = Respacing.Respace(original, steps);
-        return new DdpmSampler(schedule, prediction, variance, clipDenoised, kept);
+        return new DdpmSampler(schedule, prediction, variance, clipDenoised, kept, ownsSchedule: true);
     }
 
     static int[]? CheckModelTimesteps(int[]? map, NoiseSchedule s)
@@ -67,6 +97,7 @@ public sealed class DdpmSampler(NoiseSchedule schedule, Prediction prediction = 
     /// <summary>
     /// p_θ(x_{t−1} | x_t) = N(μ_θ, e^{log σ²}) from a network output: μ_θ = μ̃_t(x_t, x̂_0) (DDPM eq. 7, x̂_0 clipped if asked)
     /// and log σ² = log β_t, log β̃_t (clipped at t = 0) or the learned eq. 15. A learned-variance output has 2C channels.
+    /// <paramref name="tBatch"/> indexes <see cref="Schedule"/>.
     /// </summary>
     public (Tensor Mean, Tensor LogVariance) Distribution(Tensor output, Tensor xt, Tensor tBatch)
     {
@@ -82,21 +113,23 @@ public sealed class DdpmSampler(NoiseSchedule schedule, Prediction prediction = 
         var (mean, _, _) = ForwardProcess.QPosterior(Schedule, x0, xt, tBatch);
         var logVariance = Variance switch
         {
-            ReverseVariance.Beta => Schedule.Extract(nameof(NoiseSchedule.Betas), tBatch, xt.shape).log().expand_as(xt),
-            ReverseVariance.BetaTilde => Schedule.Extract(nameof(NoiseSchedule.PosteriorLogVarianceClipped), tBatch, xt.shape).expand_as(xt),
+            ReverseVariance.Beta => Schedule.Extract(Schedule.Betas, tBatch, xt.shape).log().expand_as(xt),
+            ReverseVariance.BetaTilde => Schedule.Extract(Schedule.PosteriorLogVarianceClipped, tBatch, xt.shape).expand_as(xt),
             ReverseVariance.Learned => VariationalBound.LearnedLogVariance(Schedule, tBatch, v),
             _ => throw new ArgumentOutOfRangeException(nameof(Variance), Variance, null),
         };
         return (mean.MoveToOuterDisposeScope(), logVariance.MoveToOuterDisposeScope());
     }
 
-    /// <summary>One reverse step x_t → x_{t−1} for the whole batch at the same t (0-based).</summary>
-    public Tensor Step(DenoisingModel model, Tensor xt, int t, Generator? generator = null)
+    public void Reset() { }
+
+    /// <summary>One reverse step x_t → x_{t−1} for the whole batch at planned step <paramref name="i"/>.</summary>
+    public Tensor Step(Tensor modelOutput, Tensor xt, int i, Generator? generator = null)
     {
         using var scope = NewDisposeScope();
+        int t = Steps - 1 - i;                                   // the step's index into Schedule
         var tBatch = full([xt.shape[0]], t, dtype: ScalarType.Int64, device: xt.device);
-        var output = model(xt, ModelTimesteps is null ? tBatch : full([xt.shape[0]], ModelTimesteps[t], dtype: ScalarType.Int64, device: xt.device));
-        var (mean, logVariance) = Distribution(output, xt, tBatch);
+        var (mean, logVariance) = Distribution(modelOutput, xt, tBatch);
         if (t == 0) return mean.MoveToOuterDisposeScope();       // Algorithm 2: z = 0 at the last step
         var z = Platform.Compute.Randn(xt.shape, generator, xt.device);
         if (Variance == ReverseVariance.Learned)
@@ -106,11 +139,9 @@ public sealed class DdpmSampler(NoiseSchedule schedule, Prediction prediction = 
         return (mean + Math.Sqrt(sigma2) * z).MoveToOuterDisposeScope();
     }
 
-    public SamplingResult Sample(DenoisingModel model, long[] shape, Generator? generator = null, Device? device = null,
-        int captureEvery = 0, IProgress<SamplingProgress>? progress = null, CancellationToken cancel = default)
+    /// <summary>Disposes the schedule if this sampler made it (<see cref="Respaced"/>).</summary>
+    public void Dispose()
     {
-        var timesteps = Enumerable.Range(0, Schedule.Timesteps).Reverse().ToArray();
-        return SamplingLoop.Run(shape, generator, device, captureEvery, progress, cancel, timesteps,
-            (x, i) => Step(model, x, timesteps[i], generator));
+        if (ownsSchedule) Schedule.Dispose();
     }
 }

@@ -1,3 +1,4 @@
+using Diffusion.Schedules;
 using static TorchSharp.torch;
 
 namespace Diffusion.Sampling;
@@ -26,18 +27,31 @@ public sealed class SamplingResult : IDisposable
 /// <summary>Progress of a sampling loop: step (1-based) of total.</summary>
 public readonly record struct SamplingProgress(int Step, int Total, int Timestep);
 
-/// <summary>A reverse-process sampler (DDPM or DDIM); the model and schedule are given, not owned.</summary>
-public interface ISampler
+/// <summary>
+/// A reverse-process scheduler in the diffusers sense: it turns the network's output at planned step i into the next x.
+/// It never calls the network (<see cref="SamplingLoop"/> does). Dispose it: some own a schedule.
+/// </summary>
+public interface ISampler : IDisposable
 {
     /// <summary>A short name for logs and file names, e.g. "ddpm-1000" or "ddim-50".</summary>
     string Name { get; }
+    /// <summary>The time steps visited and the network's time step at each.</summary>
+    TimestepPlan Plan { get; }
     /// <summary>Network evaluations per sample.</summary>
     int Steps { get; }
-
+    /// <summary>Clears multistep state (earlier outputs); the loop calls it before the first step.</summary>
+    void Reset();
     /// <summary>
-    /// Runs the reverse process from x_T ~ N(0, I) of <paramref name="shape"/>.
+    /// x at the next planned step from x_t at step <paramref name="i"/> (an index into <see cref="Plan"/>) and the network's
+    /// output there. A learned-variance output has 2C channels [ε, v]; a sampler that does not use v takes the first C.
     /// </summary>
-    /// <param name="captureEvery">Keep a snapshot of x every this many steps (0 = none; first and last always kept when &gt; 0).</param>
-    SamplingResult Sample(DenoisingModel model, long[] shape, Generator? generator = null, Device? device = null,
-        int captureEvery = 0, IProgress<SamplingProgress>? progress = null, CancellationToken cancel = default);
+    Tensor Step(Tensor modelOutput, Tensor xt, int i, Generator? generator);
+}
+
+/// <summary>Helpers for samplers.</summary>
+public static class ModelOutput
+{
+    /// <summary>The prediction part of a network output for x of <paramref name="channels"/> channels: [ε, v] → ε.</summary>
+    public static Tensor Prediction(Tensor output, long channels) =>
+        output.shape[1] == 2 * channels ? Forward.HybridLoss.Split(output, channels).Prediction : output;
 }

@@ -48,6 +48,8 @@ public sealed class NoiseSchedule : IDisposable
 
     readonly Dictionary<string, Tensor> tensors = new();
     readonly Dictionary<(string, Device), Tensor> onDevice = new();
+    // Each term's array → its name, so that Extract(s.Betas, …) finds the cached tensor (compile-time checked, no string keys).
+    readonly Dictionary<double[], string> names = new(ReferenceEqualityComparer.Instance);
 
     public NoiseSchedule(ScheduleKind kind, int timesteps) : this(BetaSchedules.Create(kind, timesteps)) => Kind = kind;
 
@@ -98,6 +100,7 @@ public sealed class NoiseSchedule : IDisposable
         {
             using var f64 = torch.tensor(values, dtype: ScalarType.Float64);
             tensors[name] = f64.to(ScalarType.Float32).DetachFromDisposeScope();
+            names[values] = name;
         }
     }
 
@@ -141,8 +144,16 @@ public sealed class NoiseSchedule : IDisposable
         return a.to(t.device).gather(-1, t.to(ScalarType.Int64)).reshape(outShape);
     }
 
-    /// <summary><see cref="Extract(Tensor, Tensor, long[])"/> of a named term.</summary>
-    public Tensor Extract(string name, Tensor t, long[] xShape) => Extract(Term(name, t.device), t, xShape);
+    /// <summary>
+    /// lucidrains' <c>extract(self.sqrt_alphas_cumprod, t, x.shape)</c>: a term of this schedule, given as its array
+    /// (<c>s.Extract(s.SqrtAlphasCumprod, t, x.shape)</c>), picked per image and shaped [B, 1, 1, ...] as a float32 tensor.
+    /// </summary>
+    public Tensor Extract(double[] term, Tensor t, long[] xShape) => Extract(Term(term, t.device), t, xShape);
+
+    /// <summary>The float32 tensor [T] of a term given as its array (e.g. <c>s.Term(s.Betas)</c>), on <paramref name="device"/>.</summary>
+    public Tensor Term(double[] term, Device? device = null) =>
+        names.TryGetValue(term, out var name) ? Term(name, device)
+            : throw new ArgumentException("not a term of this schedule: pass one of its arrays, e.g. s.Extract(s.Betas, t, x.shape)", nameof(term));
 
     static double[] Map(Func<double, double> f, double[] xs) => xs.Select(f).ToArray();
 

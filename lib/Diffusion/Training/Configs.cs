@@ -30,6 +30,9 @@ public sealed record DiffusionModelConfig
     /// <summary>Where the training images came from (for people reading the checkpoint).</summary>
     public string Data { get; init; } = "";
 
+    /// <summary>The noise schedule this model was trained on (its <see cref="NoiseSchedule.Kind"/> set). Dispose it.</summary>
+    public NoiseSchedule CreateSchedule() => new(Schedule, Timesteps);
+
     public void Validate()
     {
         Unet.Validate();
@@ -53,16 +56,6 @@ public sealed record DiffusionModelConfig
         if (ImageSize != other.ImageSize) diffs.Add($"ImageSize: {ImageSize} vs {other.ImageSize}");
         return diffs;
     }
-}
-
-/// <summary>How the learning rate moves over the run.</summary>
-[JsonConverter(typeof(JsonStringEnumConverter<LearningRateSchedule>))]
-public enum LearningRateSchedule
-{
-    /// <summary>Linear warm-up, then constant.</summary>
-    Constant,
-    /// <summary>Linear warm-up, then a half cosine down to <see cref="TrainingOptions.MinLearningRateFraction"/> at the last step.</summary>
-    Cosine,
 }
 
 /// <summary>How to train (Algorithm 1 and the optimiser around it). Defaults are the CLI's default run.</summary>
@@ -125,4 +118,14 @@ public sealed record TrainingOptions
         double min = LearningRate * MinLearningRateFraction;
         return min + (LearningRate - min) * 0.5 * (1 + Math.Cos(Math.PI * progress));
     }
+}
+
+/// <summary>How the learning rate moves over the run.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<LearningRateSchedule>))]
+public enum LearningRateSchedule
+{
+    /// <summary>Linear warm-up, then constant.</summary>
+    Constant,
+    /// <summary>Linear warm-up, then a half cosine down to <see cref="TrainingOptions.MinLearningRateFraction"/> at the last step.</summary>
+    Cosine,
 }

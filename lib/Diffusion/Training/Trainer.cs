@@ -41,7 +41,7 @@ public sealed class Trainer : IDisposable
     public string? RunDirectory { get; }
     public string? CheckpointPath => RunDirectory is null ? null : Path.Combine(RunDirectory, CheckpointFileName);
     public const string CheckpointFileName = "checkpoint.ckpt";
-    public const string LossLogFileName = "loss.csv";
+    public const string LossLogFileName = LossLog.FileName;
     /// <summary>(step, loss) of every step of this process's training.</summary>
     public List<(int Step, double Loss)> LossHistory { get; } = new();
     /// <summary>Raised after every optimiser step.</summary>
@@ -52,21 +52,16 @@ public sealed class Trainer : IDisposable
     readonly AdamW optimizer;
     readonly Ema? ema;
     readonly Generator generator;
-    readonly BatchSampler sampler;
+    BatchSampler sampler;
     readonly Parameter[] parameters;
     double trainingSecondsBefore;
     double recentLossBefore = double.NaN;
     readonly Stopwatch clock = new();
-    StreamWriter? lossLog;
+    LossLog? lossLog;
 
     /// <summary>A new run from randomly initialised weights (seeded by <see cref="TrainingOptions.Seed"/>).</summary>
     public Trainer(DiffusionModelConfig config, TrainingOptions options, ImageDataset data, string? runDirectory = null,
-        Device? device = null) : this(config, options, data, runDirectory, device, resumeFrom: null)
-    {
-    }
-
-    Trainer(DiffusionModelConfig config, TrainingOptions options, ImageDataset data, string? runDirectory, Device? device,
-        Checkpoint.Parts? resumeFrom)
+        Device? device = null)
     {
         TorchNative.EnsureLoaded();
         config.Validate();
@@ -77,7 +72,7 @@ public sealed class Trainer : IDisposable
         Data = data;
         Device = device ?? Compute.Device;
         RunDirectory = runDirectory;
-        Schedule = new NoiseSchedule(BetaSchedules.Create(config.Schedule, config.Timesteps));
+        Schedule = config.CreateSchedule();
 
         // Weights are initialised from the seed: the same seed builds the same network.
         manual_seed(options.Seed);
@@ -96,34 +91,8 @@ public sealed class Trainer : IDisposable
         optimizer = optim.AdamW(parameters, lr: options.LearningRate, weight_decay: options.WeightDecay);
         if (EmaModel is not null) ema = new Ema(Model, EmaModel, options.EmaDecay);
         generator = new Generator((ulong)options.Seed);
-        var position = default(SamplerPosition);
-
-        if (resumeFrom is null)
-        {
-            ema?.CopyFromModel();
-        }
-        else
-        {
-            var info = resumeFrom.Info;
-            Checkpoint.LoadModule(Model, resumeFrom.Model, "model");
-            if (ema is not null)
-            {
-                if (resumeFrom.Ema is not null) Checkpoint.LoadModule(EmaModel!, resumeFrom.Ema, "EMA");
-                else ema.CopyFromModel();
-            }
-            if (resumeFrom.Optimizer is not null)
-            {
-                using var r = new BinaryReader(new MemoryStream(resumeFrom.Optimizer));
-                optimizer.load_state_dict(r);
-            }
-            using (var state = torch.tensor(Convert.FromBase64String(info.GeneratorState), dtype: ScalarType.Byte))
-                generator.set_state(state);
-            position = info.DataPosition;
-            Step = info.Step;
-            trainingSecondsBefore = info.TrainingSeconds;
-            recentLossBefore = info.RecentLoss;
-        }
-        sampler = new BatchSampler((int)data.Count, options.BatchSize, options.Seed, position);
+        ema?.CopyFromModel();
+        sampler = new BatchSampler((int)data.Count, options.BatchSize, options.Seed);
         Model.train();
     }
 
@@ -156,7 +125,32 @@ public sealed class Trainer : IDisposable
         if (parts.Info.Step > options.Steps)
             throw new ArgumentException(
                 $"the checkpoint is already at step {parts.Info.Step}, beyond the {options.Steps} steps asked for; ask for more steps.");
-        return new Trainer(parts.Info.Model, options, data, runDirectory, device, parts);
+        var trainer = new Trainer(parts.Info.Model, options, data, runDirectory, device);
+        trainer.Restore(parts);
+        return trainer;
+    }
+
+    /// <summary>Takes over a checkpoint's weights, EMA, optimiser moments, random state, data position and step.</summary>
+    void Restore(Checkpoint.Parts saved)
+    {
+        var info = saved.Info;
+        Checkpoint.LoadModule(Model, saved.Model, "model");
+        if (ema is not null)
+        {
+            if (saved.Ema is not null) Checkpoint.LoadModule(EmaModel!, saved.Ema, "EMA");
+            else ema.CopyFromModel();
+        }
+        if (saved.Optimizer is not null)
+        {
+            using var r = new BinaryReader(new MemoryStream(saved.Optimizer));
+            optimizer.load_state_dict(r);
+        }
+        using (var state = torch.tensor(Convert.FromBase64String(info.GeneratorState), dtype: ScalarType.Byte))
+            generator.set_state(state);
+        sampler = new BatchSampler((int)Data.Count, Options.BatchSize, Options.Seed, info.DataPosition);
+        Step = info.Step;
+        trainingSecondsBefore = info.TrainingSeconds;
+        recentLossBefore = info.RecentLoss;
     }
 
     static void CheckData(DiffusionModelConfig config, TrainingOptions options, ImageDataset data)
@@ -181,13 +175,14 @@ public sealed class Trainer : IDisposable
     /// <summary>Trains until <see cref="TrainingOptions.Steps"/>, writing checkpoints on the way if there is a run folder.</summary>
     public void Train(CancellationToken cancel = default)
     {
-        OpenLossLog();
+        if (RunDirectory is not null) lossLog ??= new LossLog(RunDirectory, Step);
         try
         {
             while (Step < Options.Steps)
             {
                 cancel.ThrowIfCancellationRequested();
                 TrainStep();
+                // lead: thread re-check here
                 if (RunDirectory is not null && (Step % Options.CheckpointEvery == 0 || Step == Options.Steps))
                     SaveCheckpoint();
             }
@@ -209,27 +204,7 @@ public sealed class Trainer : IDisposable
         using (var scope = NewDisposeScope())
         {
             var indices = torch.tensor(sampler.Next());
-            // x_0 ~ q(x_0): a batch of training images in [−1, 1], randomly flipped
-            var x0 = Data.ModelInputs(indices);
-            if (Options.RandomFlip) x0 = Transforms.RandomHorizontalFlip(x0, generator);
-            Tensor? classes = null;
-            if (Config.Unet.NumClasses > 0)
-            {
-                classes = Data.Labels!.index_select(0, indices);
-                // Classifier-free guidance training: drop the label ("no label" = NumClasses) with probability p.
-                classes = ClassDropout.Apply(classes, Options.ClassDropout, Config.Unet.NumClasses, generator).to(Device);
-            }
-            x0 = x0.to(Device);
-            // t ~ Uniform{0..T−1}, ε ~ N(0, I), drawn on the CPU from the run's generator
-            var t = randint(0, Schedule.Timesteps, [x0.shape[0]], dtype: ScalarType.Int64, generator: generator).to(Device);
-            var noise = Compute.Randn(x0.shape, generator, Device);
-
-            // Learned variance: L_hybrid = L_simple + λ L_vlb (Improved DDPM §3.1); otherwise DDPM's L_simple.
-            var loss = Config.Variance == VarianceType.Learned
-                ? HybridLoss.Compute((xt, tt) => Model.forward(xt, tt, classes), Schedule, x0, t, noise,
-                    Config.Prediction, Options.Loss, Options.VlbWeight).Total
-                : DenoisingLoss.Compute((xt, tt) => Model.forward(xt, tt, classes), Schedule, x0, t, noise,
-                    Config.Prediction, Options.Loss);
+            var loss = TrainingStep.Loss(Model, Config, Options, Schedule, Data, indices, generator, Device);
             lossValue = loss.item<float>();
             if (!double.IsFinite(lossValue))
             {
@@ -256,8 +231,7 @@ public sealed class Trainer : IDisposable
 
         LossHistory.Add((Step, lossValue));
         var elapsed = TimeSpan.FromSeconds(trainingSecondsBefore + clock.Elapsed.TotalSeconds);
-        lossLog?.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{Step},{lossValue:R},{lr:R},{imagesPerSecond:F2},{elapsed.TotalSeconds:F2}"));
+        lossLog?.Write(Step, lossValue, lr, imagesPerSecond, elapsed.TotalSeconds);
         Progress?.Invoke(new TrainingProgress(Step, Options.Steps, lossValue, lr, imagesPerSecond, elapsed, sampler.Position.Epoch));
         return lossValue;
     }
@@ -274,18 +248,9 @@ public sealed class Trainer : IDisposable
         }
         string generatorState;
         using (var state = generator.get_state()) generatorState = Convert.ToBase64String(state.data<byte>().ToArray());
-        var recent = LossHistory.Count > 0 ? LossHistory.TakeLast(50).Select(l => l.Loss).Average() : recentLossBefore;
-        var info = new CheckpointInfo
+        var info = Info() with
         {
-            Model = Config,
-            Training = Options,
-            Step = Step,
-            DataPosition = sampler.Position,
-            GeneratorState = generatorState,
-            HasEma = EmaModel is not null,
-            HasOptimizer = true,
-            RecentLoss = recent,
-            TrainingSeconds = trainingSecondsBefore + clock.Elapsed.TotalSeconds,
+            DataPosition = sampler.Position, GeneratorState = generatorState, HasEma = EmaModel is not null, HasOptimizer = true,
         };
         lossLog?.Flush();
         Checkpoint.Save(path, new Checkpoint.Parts(info, Checkpoint.ModuleBytes(Model),
@@ -300,38 +265,20 @@ public sealed class Trainer : IDisposable
     /// </summary>
     public string SaveModelForSampling(string path)
     {
-        var info = new CheckpointInfo
-        {
-            Model = Config,
-            Training = Options,
-            Step = Step,
-            HasEma = false,
-            HasOptimizer = false,
-            // A run resumed only to write this file has no new losses: keep the checkpoint's.
-            RecentLoss = LossHistory.Count > 0 ? LossHistory.TakeLast(50).Select(l => l.Loss).Average() : recentLossBefore,
-            TrainingSeconds = trainingSecondsBefore + clock.Elapsed.TotalSeconds,
-        };
+        var info = Info() with { HasEma = false, HasOptimizer = false };
         Checkpoint.Save(path, new Checkpoint.Parts(info, Checkpoint.ModuleBytes(EmaModel ?? Model), null, null));
         return path;
     }
 
-    /// <summary>
-    /// The loss log (step, loss, learning rate, images/s, seconds). On resume, rows after the checkpoint's step are
-    /// dropped (they belong to work that was lost), so the log always matches the weights.
-    /// </summary>
-    void OpenLossLog()
+    /// <summary>What every checkpoint of this run says: configuration, step, recent loss (a resumed run without new steps keeps the checkpoint's), seconds.</summary>
+    CheckpointInfo Info() => new()
     {
-        if (RunDirectory is null || lossLog is not null) return;
-        Directory.CreateDirectory(RunDirectory);
-        var path = Path.Combine(RunDirectory, LossLogFileName);
-        const string header = "step,loss,learning_rate,images_per_second,elapsed_seconds";
-        var kept = new List<string> { header };
-        if (Step > 0 && File.Exists(path))
-            kept.AddRange(File.ReadLines(path).Skip(1).Where(line =>
-                int.TryParse(line.Split(',')[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out var s) && s <= Step));
-        AtomicFile.WriteAllText(path, string.Join('\n', kept) + "\n");
-        lossLog = new StreamWriter(new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.Read)) { AutoFlush = false };
-    }
+        Model = Config,
+        Training = Options,
+        Step = Step,
+        RecentLoss = LossHistory.Count > 0 ? LossHistory.TakeLast(50).Select(l => l.Loss).Average() : recentLossBefore,
+        TrainingSeconds = trainingSecondsBefore + clock.Elapsed.TotalSeconds,
+    };
 
     /// <summary>The trained network as a sampler's <see cref="DenoisingModel"/> (EMA weights when there are some).</summary>
     public DenoisingModel Denoiser(bool useEma = true, Tensor? classes = null)

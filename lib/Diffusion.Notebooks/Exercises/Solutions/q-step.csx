@@ -3,6 +3,6 @@
 //   noise: ε, the shape of xPrev.  Return x_t, the shape of xPrev.
 Tensor MyQStep(NoiseSchedule s, Tensor xPrev, Tensor t, Tensor noise)
 {
-    var beta = s.Extract("Betas", t, xPrev.shape);              // β_t for each image, [B, 1, 1, 1]
+    var beta = s.Extract(s.Betas, t, xPrev.shape);              // β_t for each image, [B, 1, 1, 1]
     return (1 - beta).sqrt() * xPrev + beta.sqrt() * noise;     // √(1 − β_t)·x_{t−1} + √β_t·ε
 }

@@ -4,8 +4,8 @@
 //   Return the loss: a one-element tensor that loss.backward() can differentiate.
 Tensor MyLoss(Func<Tensor, Tensor, Tensor> model, NoiseSchedule s, Tensor x0, Tensor t, Tensor noise)
 {
-    var xt = s.Extract("SqrtAlphasCumprod", t, x0.shape) * x0
-           + s.Extract("SqrtOneMinusAlphasCumprod", t, x0.shape) * noise;    // x_t = √ᾱ_t·x_0 + √(1 − ᾱ_t)·ε
+    var xt = s.Extract(s.SqrtAlphasCumprod, t, x0.shape) * x0
+           + s.Extract(s.SqrtOneMinusAlphasCumprod, t, x0.shape) * noise;    // x_t = √ᾱ_t·x_0 + √(1 − ᾱ_t)·ε
     var predicted = model(xt, t);                                            // ε_θ(x_t, t)
     return nn.functional.mse_loss(predicted, noise);                         // mean of (ε − ε_θ)²
 }

@@ -1,0 +1,113 @@
+using System.Globalization;
+using Diffusion.Forward;
+using Diffusion.Schedules;
+using Diffusion.Training;
+
+namespace Diffusion.Sampling;
+
+/// <summary>
+/// One entry of <see cref="SamplerSpec"/>'s table: a sampler's name, how its steps are written, and how to build it.
+/// A new sampler declares one of these next to its class and adds one line to <see cref="SamplerSpec.Kinds"/>.
+/// </summary>
+/// <param name="DefaultSteps">Steps when none are given (null: all T).</param>
+/// <param name="UsesVariance">Whether <see cref="SamplerSpec.Variance"/> (σ²_t) applies.</param>
+/// <param name="UsesEta">Whether <see cref="SamplerSpec.Eta"/> (η) applies.</param>
+public sealed record SamplerKind(string Name, string Usage, int? DefaultSteps, bool UsesVariance, bool UsesEta,
+    Func<SamplerSpec, NoiseSchedule, Prediction, ISampler> Create);
+
+/// <summary>
+/// What to sample with, as one value: kind, steps, η, σ²_t and clipping. Written "ddpm", "ddpm:25" or "ddim:50"
+/// (<see cref="Parse"/>); checked against a model (<see cref="Validate"/>); built on its schedule (<see cref="Create"/>).
+/// The only home of sampler names, step limits and their errors.
+/// </summary>
+/// <param name="Steps">Network evaluations (null: the kind's default; for DDPM all T).</param>
+public sealed record SamplerSpec(string Kind, int? Steps = null, double Eta = 0,
+    ReverseVariance Variance = ReverseVariance.BetaTilde, bool Clip = true)
+{
+    /// <summary>Every sampler kind by name. A new sampler is one line here.</summary>
+    public static IReadOnlyList<SamplerKind> Kinds { get; } =
+    [
+        DdpmSampler.Kind,
+        DdimSampler.Kind,
+        DpmSolverPlusPlus.Kind,
+    ];
+
+    /// <summary>The kind's table entry.</summary>
+    public SamplerKind Info => Find(Kind) ?? throw new ArgumentException($"sampler '{Kind}' is unknown: use {Usages}");
+
+    /// <summary>"ddpm | ddpm:N | ddim:N …", for help texts and errors.</summary>
+    public static string Usages => string.Join(", ", Kinds.Select(k => k.Usage));
+
+    /// <summary>The kind names, e.g. for a choice option.</summary>
+    public static IEnumerable<string> Names => Kinds.Select(k => k.Name);
+
+    static SamplerKind? Find(string name) => Kinds.FirstOrDefault(k => string.Equals(k.Name, name, StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>"ddim:50" → (ddim, 50); "ddpm" → (ddpm, all T); "ddim" → (ddim, its default steps).</summary>
+    public static SamplerSpec Parse(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var parts = text.Trim().Split(':');
+        var kind = parts.Length <= 2 ? Find(parts[0]) : null;
+        int steps = 0;
+        if (kind is null || (parts.Length == 2 && !(int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out steps) && steps >= 1)))
+            throw new FormatException($"'{text}' is not a sampler. Use {Usages} (N ≥ 1 steps)");
+        return new SamplerSpec(kind.Name, parts.Length == 2 ? steps : kind.DefaultSteps);
+    }
+
+    /// <summary>"ddpm,ddim:50,ddim:10" → one spec each (at least one).</summary>
+    public static List<SamplerSpec> ParseList(string text)
+    {
+        var specs = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(Parse).ToList();
+        if (specs.Count == 0) throw new FormatException($"no sampler given: name at least one, e.g. ddim:50 ({Usages})");
+        return specs;
+    }
+
+    /// <summary>
+    /// This spec made fit for <paramref name="config"/>'s model: errors for what cannot work (σ² = learned without a
+    /// learned-variance network, steps &lt; 1, a negative η); more steps than T become T, said through
+    /// <paramref name="announce"/> (without one, that is an error too: never a silent clamp).
+    /// </summary>
+    public SamplerSpec Validate(DiffusionModelConfig config, Action<string>? announce = null)
+    {
+        var info = Info;
+        if (Steps is < 1) throw new ArgumentException($"{Kind}: {Steps} steps; give at least 1");
+        if (!(Eta >= 0) || double.IsInfinity(Eta)) throw new ArgumentException($"{Kind}: η = {Eta}; η must be ≥ 0 (0 = deterministic, 1 = DDPM-like)");
+        if (info.UsesVariance && Variance == ReverseVariance.Learned && config.Variance != VarianceType.Learned)
+            throw new ArgumentException(LearnedVarianceError);
+        if (Steps is { } k && k > config.Timesteps)
+        {
+            var note = $"{Kind}: {k} steps asked, but the model has T = {config.Timesteps} time steps: sampling with {config.Timesteps}";
+            if (announce is null) throw new ArgumentException($"{Kind}: {k} steps asked, but the model has T = {config.Timesteps}; give at most {config.Timesteps}");
+            announce(note);
+            return this with { Steps = config.Timesteps };
+        }
+        return this;
+    }
+
+    /// <summary>The error for σ² = learned on a fixed-variance model.</summary>
+    public const string LearnedVarianceError =
+        "--variance learned needs a model trained with --learn-variance; this one has a fixed variance. Use beta or beta-tilde.";
+
+    /// <summary>The sampler on <paramref name="schedule"/> (not owned; dispose the sampler, which may own a respaced copy).</summary>
+    public ISampler Create(NoiseSchedule schedule, Prediction prediction = Prediction.Epsilon)
+    {
+        if (Steps is { } k && (k < 1 || k > schedule.Timesteps))
+            throw new ArgumentException($"{Kind}: {k} steps; they must be between 1 and T = {schedule.Timesteps}");
+        return Info.Create(this, schedule, prediction);
+    }
+
+    /// <summary>The σ²_t names of the command line: beta, beta-tilde, learned.</summary>
+    public static readonly (string Name, ReverseVariance Value)[] VarianceNames =
+        [("beta-tilde", ReverseVariance.BetaTilde), ("beta", ReverseVariance.Beta), ("learned", ReverseVariance.Learned)];
+
+    /// <summary>"beta" → β, "beta-tilde" → β̃, "learned" → learned.</summary>
+    public static ReverseVariance ParseVariance(string text) =>
+        VarianceNames.FirstOrDefault(v => string.Equals(v.Name, text.Trim(), StringComparison.OrdinalIgnoreCase)) is { Name: not null } v
+            ? v.Value : throw new FormatException($"'{text}' is not one of {string.Join(", ", VarianceNames.Select(n => n.Name))}");
+
+    /// <summary>The command-line name of a σ²_t.</summary>
+    public static string VarianceName(ReverseVariance v) => VarianceNames.First(n => n.Value == v).Name;
+
+    public override string ToString() => Steps is { } k ? $"{Kind}:{k}" : Kind;
+}

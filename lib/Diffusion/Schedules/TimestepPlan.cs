@@ -1,0 +1,47 @@
+namespace Diffusion.Schedules;
+
+/// <summary>
+/// The time steps a sampler visits, from high to low: <see cref="Timesteps"/> are 0-based indices of the schedule the
+/// network was trained on (τ_S &gt; … &gt; τ_1), <see cref="ModelTimesteps"/> the time step the network is called with at
+/// each of them. Shared by DDPM (all T, or respaced), DDIM and any later solver; the loop calls the network with
+/// <c>ModelTimesteps[i]</c>, the sampler's <c>Step(output, x_t, i, …)</c> reads its coefficients at <c>Timesteps[i]</c>.
+/// </summary>
+public sealed class TimestepPlan
+{
+    /// <summary>The kept time steps, strictly descending, 0-based indices of the original schedule.</summary>
+    public int[] Timesteps { get; }
+    /// <summary>The network's time step at each planned step (the same indices unless the network counts otherwise).</summary>
+    public int[] ModelTimesteps { get; }
+    /// <summary>The number of steps (network evaluations).</summary>
+    public int Count => Timesteps.Length;
+
+    public TimestepPlan(int[] timesteps, int[]? modelTimesteps = null)
+    {
+        ArgumentNullException.ThrowIfNull(timesteps);
+        if (timesteps.Length == 0) throw new ArgumentException("a plan needs at least one time step", nameof(timesteps));
+        for (int i = 0; i < timesteps.Length; i++)
+        {
+            if (timesteps[i] < 0) throw new ArgumentOutOfRangeException(nameof(timesteps), $"time step {timesteps[i]} is negative");
+            if (i > 0 && timesteps[i] >= timesteps[i - 1])
+                throw new ArgumentException("planned time steps must be strictly decreasing (from the noisiest)", nameof(timesteps));
+        }
+        if (modelTimesteps is not null && modelTimesteps.Length != timesteps.Length)
+            throw new ArgumentException($"one model time step per planned step: {modelTimesteps.Length} for {timesteps.Length}", nameof(modelTimesteps));
+        Timesteps = (int[])timesteps.Clone();
+        ModelTimesteps = (int[])(modelTimesteps ?? timesteps).Clone();
+    }
+
+    /// <summary>Every step T−1, …, 0 (Algorithm 2).</summary>
+    public static TimestepPlan All(int timesteps) => new(Enumerable.Range(0, timesteps).Reverse().ToArray());
+
+    /// <summary><paramref name="steps"/> of T steps, evenly spaced (<see cref="Respacing.EvenlySpaced"/>), from T−1 down to 0.</summary>
+    public static TimestepPlan EvenlySpaced(int timesteps, int steps) =>
+        new(Respacing.EvenlySpaced(timesteps, steps).Reverse().ToArray());
+
+    /// <summary>The planned step i that visits time step <paramref name="timestep"/>.</summary>
+    public int IndexOf(int timestep) => Array.IndexOf(Timesteps, timestep) is var i and >= 0 ? i
+        : throw new ArgumentOutOfRangeException(nameof(timestep), timestep, "this plan does not visit that time step");
+
+    /// <summary>The time step after step <paramref name="i"/>: τ_{i+1}, or −1 after the last (ᾱ_{−1} = 1, the clean image).</summary>
+    public int Next(int i) => i + 1 < Count ? Timesteps[i + 1] : -1;
+}
