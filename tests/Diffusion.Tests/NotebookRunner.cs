@@ -50,7 +50,6 @@ static class NotebookRunner
         var start = Math.Max(0, m.Index - 40);
         return text.Substring(start, Math.Min(text.Length - start, 240)).Trim();
     }
-    }
 
     static readonly object BuildLock = new();
     static bool built;
