@@ -48,7 +48,7 @@ static class NotebookRunner
     {
         var m = CompilerDiagnostic.Match(text) is { Success: true } d ? d : StackFrame.Match(text);
         var start = Math.Max(0, m.Index - 40);
-        return text.Substring(start, Math.Min(text.Length - start, 240)).Trim();
+        return Regex.Replace(text.Substring(start, Math.Min(text.Length - start, 240)), @"\s+", " ").Trim();   // one line
     }
 
     static readonly object BuildLock = new();
