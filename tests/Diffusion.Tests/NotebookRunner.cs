@@ -69,6 +69,16 @@ static class NotebookRunner
         ["JUPYTER_PLATFORM_DIRS"] = "1",
     };
 
+    /// <summary>Null when <c>{program} nbconvert --version</c> works; else the one-line error naming the apt packages.</summary>
+    public static string? MissingJupyter(string program = "jupyter")
+    {
+        var nbconvert = TryRun(TestSetup.RepoRoot, TimeSpan.FromMinutes(2), program, JupyterEnvironment(), "nbconvert", "--version");
+        if (nbconvert is { ExitCode: 0 }) return null;
+        var why = nbconvert is null ? $"no '{program}' on PATH" : nbconvert.Output.Trim().Split('\n')[^1];
+        return $"error: the notebook tests need Jupyter's nbconvert, which is not installed ({why}). " +
+               $"Install it with: sudo apt-get install -y {AptPackages}";
+    }
+
     /// <summary>
     /// Once per test run: checks that jupyter nbconvert is installed (else one message naming the apt packages), restores
     /// the local tools, registers dotnet-interactive's kernelspec in <see cref="JupyterDir"/>, builds lib/Diffusion.Notebooks.
@@ -78,11 +88,7 @@ static class NotebookRunner
         lock (BuildLock)
         {
             if (built) return;
-            var nbconvert = TryRun(TestSetup.RepoRoot, TimeSpan.FromMinutes(2), "jupyter", JupyterEnvironment(), "nbconvert", "--version");
-            if (nbconvert is not { ExitCode: 0 })
-                throw new InvalidOperationException(
-                    $"error: the notebook tests need Jupyter's nbconvert, which is not installed ({nbconvert?.Output.Trim() ?? "no 'jupyter' on PATH"}). " +
-                    $"Install it with: sudo apt-get install -y {AptPackages}");
+            if (MissingJupyter() is { } missing) throw new InvalidOperationException(missing);
             var restore = Run(TestSetup.RepoRoot, TimeSpan.FromMinutes(10), "dotnet", "tool", "restore");
             if (restore.ExitCode != 0) throw new InvalidOperationException("dotnet tool restore failed:\n" + restore.Output);
             var kernels = Path.Combine(JupyterDir, "kernels");

@@ -126,6 +126,17 @@ public class NotebookTests
     }
 
     [Fact]
+    public void MissingJupyterFailsWithOneLineNamingTheAptPackages()
+    {
+        Assert.Null(NotebookRunner.MissingJupyter());                    // installed here
+        var message = NotebookRunner.MissingJupyter("jupyter-that-is-not-installed");
+        Assert.NotNull(message);
+        Assert.StartsWith("error: ", message);
+        Assert.DoesNotContain("\n", message);
+        Assert.Contains("apt-get install -y jupyter-nbconvert jupyter-client python3-ipykernel", message);
+    }
+
+    [Fact]
     public void HarnessReportsMissingFigures()
     {
         var r = NotebookRunner.Execute(Path.Combine(AppContext.BaseDirectory, "NotebookFixtures", "no-figures.ipynb"), TimeSpan.FromMinutes(5));
