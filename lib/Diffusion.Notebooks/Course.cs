@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Reflection;
 using System.Runtime.Loader;
 using Diffusion.Platform;
 using TorchSharp;
@@ -41,6 +42,7 @@ public static class Course
     {
         var load = TorchNative.EnsureLoaded();
         PlotlyKernelFix.Register();
+        KernelWarningLevel.Apply();
         Compute.SetThreads(threads);
         var dev = Compute.UseDevice(device);
         if (environment is null && Show.InKernel) Charts.LoadPlotlyJs(inlinePlotly);
@@ -85,6 +87,36 @@ public static class Course
 
     /// <summary>Formats a number for prose: 4 significant digits, invariant culture.</summary>
     public static string Num(double x) => x.ToString("G4", CultureInfo.InvariantCulture);
+}
+
+/// <summary>
+/// TorchSharp 0.107 is compiled against System.Runtime.Numerics 8.0; the kernels run on .NET 10, so Roslyn warns
+/// "CS1701: Assuming assembly reference … 8.0.0.0 … matches identity … 10.0.0.0" in every cell that binds to an
+/// overload touching it (dotnet-interactive 1.0.712001 prints it as stderr; project builds hide CS1701 by default).
+/// The kernels' scripting options accept no list of suppressed warnings, only a warning level: CS1701 is level 2, so
+/// level 1 (which still shows the level-1 warnings) silences it. Found by reflection on the running C# kernel, as
+/// <see cref="Show"/> does; outside a kernel it does nothing.
+/// </summary>
+public static class KernelWarningLevel
+{
+    /// <summary>The warning level the cells compile with after <see cref="Apply"/>.</summary>
+    public const int Level = 1;
+
+    /// <summary>Sets the running C# kernel's script warning level to <see cref="Level"/>; true if it did.</summary>
+    public static bool Apply()
+    {
+        var context = AppDomain.CurrentDomain.GetAssemblies()
+            .FirstOrDefault(a => a.GetName().Name == "Microsoft.DotNet.Interactive")
+            ?.GetType("Microsoft.DotNet.Interactive.KernelInvocationContext");
+        var current = context?.GetProperty("Current", BindingFlags.Public | BindingFlags.Static)?.GetValue(null);
+        var kernel = current?.GetType().GetProperty("HandlingKernel")?.GetValue(current);
+        var field = kernel?.GetType().GetField("_scriptOptions", BindingFlags.NonPublic | BindingFlags.Instance);
+        var options = field?.GetValue(kernel);
+        var withLevel = options?.GetType().GetMethod("WithWarningLevel", [typeof(int)]);
+        if (withLevel is null) return false;
+        field!.SetValue(kernel, withLevel.Invoke(options, [Level]));
+        return true;
+    }
 }
 
 /// <summary>

@@ -65,9 +65,9 @@ public class DevcontainerTests
     }
 
     [Fact]
-    public void ToolManifestPinsTheNotebookRunner()
+    public void ToolManifestPinsTheNotebookKernel()
     {
         var manifest = Load("dotnet-tools.json");
-        Assert.Equal("0.3.259", (string?)manifest["tools"]!["dotnet-repl"]!["version"]);
+        Assert.Equal("1.0.712001", (string?)manifest["tools"]!["microsoft.dotnet-interactive"]!["version"]);
     }
 }

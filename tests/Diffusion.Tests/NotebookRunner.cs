@@ -1,11 +1,14 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 
 namespace Diffusion.Tests;
 
 /// <summary>
-/// Executes a .ipynb headless with dotnet-repl 0.3.259 (the same kernel packages as VS Code's Polyglot Notebooks),
-/// from the notebook's own folder as VS Code does, and reads back every cell's outputs.
+/// Executes a .ipynb headless in the kernel Jupyter and VS Code users run: Debian's <c>jupyter nbconvert --execute</c>
+/// driving dotnet-interactive 1.0.712001 (a local tool, dotnet-tools.json), whose kernelspec is registered in a private
+/// Jupyter folder (artifacts/jupyter), never the user's home. It runs from the notebook's own folder, as VS Code does,
+/// and reads back every cell's outputs.
 /// </summary>
 static class NotebookRunner
 {
@@ -17,45 +20,108 @@ static class NotebookRunner
         public int Count(string mime) => Outputs.Count(o => o.MimeTypes.Contains(mime));
         public int PlotlyCharts => Outputs.Count(o => o.MimeTypes.Contains("text/html") && o.Text.Contains("renderPlotly_"));
 
-        /// <summary>Empty if every cell ran; else one line per failing cell: notebook, cell number, source, message.</summary>
+        /// <summary>Outputs a learner would read as something gone wrong: compiler warnings or errors, stack traces.</summary>
+        public IEnumerable<CellOutput> Suspicious => Outputs.Where(o => o.OutputType != "error" && LooksWrong(o));
+
+        /// <summary>
+        /// Empty if every cell ran and printed nothing alarming; else one line per failing cell (notebook, cell number,
+        /// source, message), then one per output showing a compiler diagnostic or a stack trace.
+        /// </summary>
         public string Failures()
         {
             var lines = Errors.Select(e => $"{Notebook} cell {e.Cell} ({e.FirstLine}): {e.Text}").ToList();
-            if (ExitCode != 0 && lines.Count == 0) lines.Add($"{Notebook}: dotnet-repl exited with {ExitCode} and no cell error.\n{Log}");
+            lines.AddRange(Suspicious.Select(o => $"{Notebook} cell {o.Cell} ({o.FirstLine}) printed: {Excerpt(o.Text)}"));
+            if (ExitCode != 0 && lines.Count == 0) lines.Add($"{Notebook}: jupyter nbconvert exited with {ExitCode} and no cell error.\n{Log}");
             return string.Join("\n", lines);
         }
+    }
+
+    static readonly Regex CompilerDiagnostic = new(@"\b(warning|error) CS\d{4}", RegexOptions.Compiled);
+    static readonly Regex StackFrame = new(@"^\s+at \S+\(.*\)", RegexOptions.Multiline | RegexOptions.Compiled);
+
+    /// <summary>A compiler diagnostic anywhere; a stack frame in text a learner reads (not inside HTML and scripts).</summary>
+    static bool LooksWrong(CellOutput o) =>
+        CompilerDiagnostic.IsMatch(o.Text) ||
+        ((o.OutputType == "stream" || o.MimeTypes.SequenceEqual(["text/plain"])) && StackFrame.IsMatch(o.Text));
+
+    static string Excerpt(string text)
+    {
+        var m = CompilerDiagnostic.Match(text) is { Success: true } d ? d : StackFrame.Match(text);
+        var start = Math.Max(0, m.Index - 40);
+        return Regex.Replace(text.Substring(start, Math.Min(text.Length - start, 240)), @"\s+", " ").Trim();   // one line
     }
 
     static readonly object BuildLock = new();
     static bool built;
 
-    /// <summary>Builds the notebooks' runtime (lib/Diffusion.Notebooks, Release) and restores dotnet-repl, once per test run.</summary>
+    /// <summary>The private Jupyter folder: kernelspecs in kernels/, connection files in runtime/.</summary>
+    public static string JupyterDir => Path.Combine(TestSetup.RepoRoot, "artifacts", "jupyter");
+
+    /// <summary>The Debian packages that provide <c>jupyter nbconvert</c> and its kernel client.</summary>
+    public const string AptPackages = "jupyter-nbconvert jupyter-client python3-ipykernel";
+
+    static Dictionary<string, string> JupyterEnvironment() => new()
+    {
+        ["JUPYTER_PATH"] = JupyterDir,
+        ["JUPYTER_DATA_DIR"] = JupyterDir,
+        ["JUPYTER_CONFIG_DIR"] = Path.Combine(JupyterDir, "config"),
+        ["JUPYTER_RUNTIME_DIR"] = Path.Combine(JupyterDir, "runtime"),
+        ["JUPYTER_PLATFORM_DIRS"] = "1",
+    };
+
+    /// <summary>Null when <c>{program} nbconvert --version</c> works; else the one-line error naming the apt packages.</summary>
+    public static string? MissingJupyter(string program = "jupyter")
+    {
+        var nbconvert = TryRun(TestSetup.RepoRoot, TimeSpan.FromMinutes(2), program, JupyterEnvironment(), "nbconvert", "--version");
+        if (nbconvert is { ExitCode: 0 }) return null;
+        var why = nbconvert is null ? $"no '{program}' on PATH" : nbconvert.Output.Trim().Split('\n')[^1];
+        return $"error: the notebook tests need Jupyter's nbconvert, which is not installed ({why}). " +
+               $"Install it with: sudo apt-get install -y {AptPackages}";
+    }
+
+    /// <summary>
+    /// Once per test run: checks that jupyter nbconvert is installed (else one message naming the apt packages), restores
+    /// the local tools, registers dotnet-interactive's kernelspec in <see cref="JupyterDir"/>, builds lib/Diffusion.Notebooks.
+    /// </summary>
     public static void Prepare()
     {
         lock (BuildLock)
         {
             if (built) return;
-            Run(TestSetup.RepoRoot, TimeSpan.FromMinutes(10), "dotnet", "tool", "restore");
+            if (MissingJupyter() is { } missing) throw new InvalidOperationException(missing);
+            var restore = Run(TestSetup.RepoRoot, TimeSpan.FromMinutes(10), "dotnet", "tool", "restore");
+            if (restore.ExitCode != 0) throw new InvalidOperationException("dotnet tool restore failed:\n" + restore.Output);
+            var kernels = Path.Combine(JupyterDir, "kernels");
+            Directory.CreateDirectory(kernels);
+            var install = Run(TestSetup.RepoRoot, TimeSpan.FromMinutes(5), "dotnet", "tool", "run", "dotnet-interactive", "--",
+                "jupyter", "install", "--path", kernels);
+            if (install.ExitCode != 0 || !File.Exists(Path.Combine(kernels, ".net-csharp", "kernel.json")))
+                throw new InvalidOperationException("registering the dotnet-interactive kernel for Jupyter failed:\n" + install.Output);
             var build = Run(TestSetup.RepoRoot, TimeSpan.FromMinutes(10), "dotnet", "build", "lib/Diffusion.Notebooks", "-c", "Release", "-nologo", "-v", "q");
             if (build.ExitCode != 0) throw new InvalidOperationException("building lib/Diffusion.Notebooks failed:\n" + build.Output);
             built = true;
         }
     }
 
-    /// <summary>Runs one notebook in quick mode; the executed copy goes to <paramref name="outputDir"/> (default artifacts/notebooks/).</summary>
+    /// <summary>
+    /// Runs one notebook in quick mode, every cell even after a failing one (as "Run All" shows them); the executed copy
+    /// goes to <paramref name="outputDir"/> (default artifacts/notebooks/).
+    /// </summary>
     public static Result Execute(string notebookPath, TimeSpan timeout, IDictionary<string, string>? environment = null,
         string? outputDir = null)
     {
         Prepare();
         var full = Path.GetFullPath(notebookPath);
         var outDir = outputDir ?? Path.Combine(TestSetup.RepoRoot, "artifacts", "notebooks");
-        Directory.CreateDirectory(outDir);                 // dotnet-repl crashes (rc 134) if the folder is missing
+        Directory.CreateDirectory(outDir);
         var executed = Path.Combine(outDir, Path.GetFileName(full));
         File.Delete(executed);
-        var env = new Dictionary<string, string> { ["DIFFUSION_QUICK"] = "1" };
+        var env = JupyterEnvironment();
+        env["DIFFUSION_QUICK"] = "1";
         foreach (var (k, v) in environment ?? new Dictionary<string, string>()) env[k] = v;
-        var r = Run(Path.GetDirectoryName(full)!, timeout, "dotnet", env, "repl", "--run", Path.GetFileName(full),
-            "--exit-after-run", "--output-path", executed);
+        var r = Run(Path.GetDirectoryName(full)!, timeout, "jupyter", env, "nbconvert", "--to", "notebook", "--execute",
+            "--allow-errors", $"--ExecutePreprocessor.timeout={(int)timeout.TotalSeconds}",
+            "--output-dir", outDir, "--output", Path.GetFileName(full), Path.GetFileName(full));
         var outputs = File.Exists(executed) ? ReadOutputs(executed) : [];
         return new Result(Path.GetFileName(full), r.ExitCode, outputs, executed, r.Output);
     }
@@ -95,6 +161,13 @@ static class NotebookRunner
     sealed record ProcessResult(int ExitCode, string Output);
 
     static ProcessResult Run(string dir, TimeSpan timeout, string file, params string[] args) => Run(dir, timeout, file, null, args);
+
+    /// <summary>Like Run, but null when the program is not found.</summary>
+    static ProcessResult? TryRun(string dir, TimeSpan timeout, string file, IDictionary<string, string>? env, params string[] args)
+    {
+        try { return Run(dir, timeout, file, env, args); }
+        catch (System.ComponentModel.Win32Exception) { return null; }
+    }
 
     static ProcessResult Run(string dir, TimeSpan timeout, string file, IDictionary<string, string>? env, params string[] args)
     {
