@@ -1,3 +1,4 @@
+using Diffusion.Latent;
 using Diffusion.Notebooks;
 using Diffusion.Notebooks.Exercises;
 using F = TorchSharp.torch.nn.functional;
@@ -5,7 +6,7 @@ using F = TorchSharp.torch.nn.functional;
 namespace Diffusion.Tests;
 
 /// <summary>
-/// The exercise checkers of notebooks 01–06: the library's own implementation passes every checker; typical wrong
+/// The exercise checkers of notebooks 00b–10: the library's own implementation passes every checker; typical wrong
 /// answers — written here, independently of the checkers' own list — are rejected with the right mistake id and hint;
 /// an unattempted stub, a throwing function, a wrong shape, null, NaN and home-made noise all get a friendly verdict,
 /// and no check ever throws.
@@ -22,6 +23,11 @@ public class ExerciseTests
     static CheckResult Embedding(Func<Tensor, int, Tensor> f) => SinusoidalEmbeddingExercise.Check(f, show: false);
     static CheckResult Loss(Func<Func<Tensor, Tensor, Tensor>, NoiseSchedule, Tensor, Tensor, Tensor, Tensor> f) => TrainingStepExercise.Check(f, show: false);
     static CheckResult Reverse(Func<NoiseSchedule, Tensor, int, Tensor, Tensor, Tensor> f) => ReverseStepExercise.Check(f, show: false);
+    static CheckResult Nll(Func<Tensor, Tensor, Tensor, Tensor> f) => GaussianNllExercise.Check(f, show: false);
+    static CheckResult Ddim(Func<Tensor, Tensor, double, double, Tensor> f) => DdimStepExercise.Check(f, show: false);
+    static CheckResult Guided(Func<Tensor, Tensor, double, Tensor> f) => GuidedNoiseExercise.Check(f, show: false);
+    static CheckResult Respaced(Func<double[], int[], double[]> f) => RespacedBetasExercise.Check(f, show: false);
+    static CheckResult Scale(Func<Tensor, double> f) => LatentScaleExercise.Check(f, show: false);
 
     static Tensor X(NoiseSchedule s, string term, Tensor t, Tensor like) => NoiseSchedule.Extract(s.Term(term), t, like.shape);
 
@@ -103,7 +109,55 @@ public class ExerciseTests
             () => Reverse((s, xt, t, eps, z) =>
                 s.SqrtRecipAlphas[t] * (xt - s.Betas[t] / s.SqrtOneMinusAlphasCumprod[t] * eps) + (t > 0 ? Math.Sqrt(s.Betas[t]) : 0) * z),
         ],
+        ["gaussian-nll"] =
+        [
+            () => Nll((x, m, sd) => -distributions.Normal(m, sd.reshape(-1, 1, 1, 1).expand_as(m)).log_prob(x)),
+            // by hand in float64, per element: the log of the density itself
+            () => Nll((x, m, sd) =>
+            {
+                var v = sd.to(ScalarType.Float64).reshape(-1, 1, 1, 1).pow(2);
+                var density = (-(x.to(ScalarType.Float64) - m.to(ScalarType.Float64)).pow(2) / (2 * v)).exp() / (2 * Math.PI * v).sqrt();
+                return -density.log();
+            }),
+        ],
+        ["ddim-step"] =
+        [
+            // the library's step on a made-up schedule whose ᾱ are exactly ᾱ_prev and ᾱ_t
+            () => Ddim((xt, e, ab, abPrev) => abPrev == 1
+                ? new DdimSampler(new NoiseSchedule([1 - ab]), 1, clipDenoised: false).Step((x, t) => e, xt, 0, -1)
+                : new DdimSampler(new NoiseSchedule([1 - abPrev, 1 - ab / abPrev]), 2, clipDenoised: false).Step((x, t) => e, xt, 1, 0)),
+            // through the schedule's own recovery of x_0 and the posterior of a two-step schedule: DDIM with η = 0 is
+            // x_prev = √ᾱ_prev·x̂_0 + √(1 − ᾱ_prev)·ε, written as x_t rescaled plus a noise correction
+            () => Ddim((xt, e, ab, abPrev) =>
+                Math.Sqrt(abPrev / ab) * xt + (Math.Sqrt(1 - abPrev) - Math.Sqrt(abPrev * (1 - ab) / ab)) * e),
+        ],
+        ["guided-noise"] =
+        [
+            () => Guided(ClassifierFreeGuidance.Combine),
+            () => Guided((c, u, w) => u + ClassifierFreeGuidance.ToGuidanceScale(w) * (c - u)),     // ε_∅ + s·(ε_c − ε_∅), s = 1 + w
+        ],
+        ["respaced-betas"] =
+        [
+            () => Respaced((ab, kept) => Respacing.Respace(new NoiseSchedule(AlphasCumprodToBetas(ab)), kept).Betas),
+            // α′_i = ᾱ_{τ_i}/ᾱ_{τ_{i−1}} through logarithms: log ᾱ is a running sum
+            () => Respaced((ab, kept) => kept.Select((k, i) => 1 - Math.Exp(Math.Log(ab[k]) - (i == 0 ? 0 : Math.Log(ab[kept[i - 1]])))).ToArray()),
+        ],
+        ["latent-scale"] =
+        [
+            () => Scale(LatentSpace.ScalingFactor),
+            // by hand: the population standard deviation (divides by n, as numpy's default does) — within tolerance for
+            // the checker's 16 000+ elements
+            () => Scale(z =>
+            {
+                var v = z.to(ScalarType.Float64).data<double>().ToArray();
+                double mean = v.Average();
+                return 1 / Math.Sqrt(v.Sum(x => (x - mean) * (x - mean)) / v.Length);
+            }),
+        ],
     };
+
+    /// <summary>β_t = 1 − ᾱ_t/ᾱ_{t−1}: the betas back from a cumulative product.</summary>
+    static double[] AlphasCumprodToBetas(double[] ab) => ab.Select((a, t) => 1 - a / (t == 0 ? 1 : ab[t - 1])).ToArray();
 
     public static TheoryData<string> Exercises() => new(RightAnswers.Keys);
 
@@ -134,7 +188,17 @@ public class ExerciseTests
         ["sinusoidal-embedding"] = b => Embedding((time, d) => b(time)),
         ["training-step"] = b => Loss((m, s, x0, t, e) => b(x0)),
         ["reverse-step"] = b => Reverse((s, xt, t, eps, z) => b(xt)),
+        ["gaussian-nll"] = b => Nll((x, m, sd) => b(x)),
+        ["ddim-step"] = b => Ddim((xt, e, ab, abPrev) => b(xt)),
+        ["guided-noise"] = b => Guided((c, u, w) => b(c)),
+        // the main input is τ (as doubles), the length of the answer
+        ["respaced-betas"] = b => Respaced((ab, kept) => b(tensor(kept.Select(k => (double)k).ToArray()))?.to(ScalarType.Float64).data<double>().ToArray()!),
+        // the answer is a double: no wrong shape and no null possible (see TensorExercises)
+        ["latent-scale"] = b => Scale(z => b(z).to(ScalarType.Float64).mean().item<double>()),
     };
+
+    /// <summary>The exercises whose answer is a tensor or an array (it can have a wrong shape or be null).</summary>
+    public static TheoryData<string> TensorExercises() => new(RightAnswers.Keys.Where(e => e != "latent-scale"));
 
     [Theory]
     [MemberData(nameof(Exercises))]
@@ -160,7 +224,7 @@ public class ExerciseTests
     }
 
     [Theory]
-    [MemberData(nameof(Exercises))]
+    [MemberData(nameof(TensorExercises))]
     public void WrongShapeIsNamed(string exercise)
     {
         // A result with an extra dimension of 2: no exercise expects that.
@@ -173,7 +237,7 @@ public class ExerciseTests
     }
 
     [Theory]
-    [MemberData(nameof(Exercises))]
+    [MemberData(nameof(TensorExercises))]
     public void NullAndNaNAreNamed(string exercise)
     {
         var r = WithBehaviour[exercise](_ => null!);
@@ -438,6 +502,59 @@ public class ExerciseTests
         ["off-by-one-next"] = (s, xt, t, eps, z) => Rev(s, xt, t, eps, z, k: t + 1 >= s.Timesteps ? throw new IndexOutOfRangeException() : t + 1),
     };
 
+    static Tensor Sd(Tensor sd) => sd.reshape(-1, 1, 1, 1);
+
+    static readonly Dictionary<string, Func<Tensor, Tensor, Tensor, Tensor>> NllMistakes = new()
+    {
+        ["log-likelihood"] = (x, m, sd) => distributions.Normal(m, Sd(sd).expand_as(m)).log_prob(x),
+        ["no-reshape"] = (x, m, sd) => 0.5 * Math.Log(2 * Math.PI) + sd.log() + (x - m).pow(2) / (2 * sd * sd),
+        ["missing-constant"] = (x, m, sd) => -distributions.Normal(m, Sd(sd).expand_as(m)).log_prob(x) - 0.5 * Math.Log(2 * Math.PI),
+        ["missing-log-sigma"] = (x, m, sd) => -distributions.Normal(m, Sd(sd).expand_as(m)).log_prob(x) - Sd(sd).log(),
+        ["missing-half"] = (x, m, sd) => 0.5 * Math.Log(2 * Math.PI) + Sd(sd).log() + ((x - m) / Sd(sd)).pow(2),
+        // σ passed where the variance belongs: N(μ, σ) instead of N(μ, σ²)
+        ["std-for-variance"] = (x, m, sd) => -distributions.Normal(m, Sd(sd).sqrt().expand_as(m)).log_prob(x),
+    };
+
+    static readonly Dictionary<string, Func<Tensor, Tensor, double, double, Tensor>> DdimMistakes = new()
+    {
+        ["returned-x0"] = (xt, e, ab, abPrev) => ForwardProcessStart(xt, e, ab),
+        ["missing-sqrt"] = (xt, e, ab, abPrev) => abPrev * ((xt - (1 - ab) * e) / ab) + (1 - abPrev) * e,
+        ["swapped-alphas"] = (xt, e, ab, abPrev) => Math.Sqrt(ab) * ForwardProcessStart(xt, e, abPrev) + Math.Sqrt(1 - ab) * e,
+        ["no-noise-term"] = (xt, e, ab, abPrev) => Math.Sqrt(abPrev) * ForwardProcessStart(xt, e, ab),
+        ["x0-without-noise"] = (xt, e, ab, abPrev) => Math.Sqrt(abPrev / ab) * xt + Math.Sqrt(1 - abPrev) * e,
+    };
+
+    /// <summary>x̂_0 = (x_t − √(1 − ᾱ)·ε)/√ᾱ.</summary>
+    static Tensor ForwardProcessStart(Tensor xt, Tensor e, double ab) => (xt - Math.Sqrt(1 - ab) * e) / Math.Sqrt(ab);
+
+    static readonly Dictionary<string, Func<Tensor, Tensor, double, Tensor>> GuidedMistakes = new()
+    {
+        ["scale-convention"] = (c, u, w) => (1 - w) * u + w * c,
+        ["swapped"] = (c, u, w) => ClassifierFreeGuidance.Combine(u, c, w),
+        ["plus"] = (c, u, w) => (1 + w) * c + w * u,
+        ["missing-one"] = (c, u, w) => w * (c - u),
+        ["difference-only"] = (c, u, w) => c - u,
+    };
+
+    static readonly Dictionary<string, Func<double[], int[], double[]>> RespacedMistakes = new()
+    {
+        // 1 − ᾱ_τ/ᾱ_{τ−1}: the old schedule's own β at each kept step
+        ["original-betas"] = (ab, kept) => kept.Select(k => AlphasCumprodToBetas(ab)[k]).ToArray(),
+        ["ratio"] = (ab, kept) => kept.Select((k, i) => ab[k] / (i == 0 ? 1 : ab[kept[i - 1]])).ToArray(),
+        ["inverted"] = (ab, kept) => kept.Select((k, i) => 1 - (i == 0 ? 1 : ab[kept[i - 1]]) / ab[k]).ToArray(),
+        ["difference"] = (ab, kept) => kept.Select((k, i) => (i == 0 ? 1 : ab[kept[i - 1]]) - ab[k]).ToArray(),
+        ["first-from-zero"] = (ab, kept) => kept.Select((k, i) => i == 0 ? AlphasCumprodToBetas(ab)[k] : 1 - ab[k] / ab[kept[i - 1]]).ToArray(),
+    };
+
+    static readonly Dictionary<string, Func<Tensor, double>> ScaleMistakes = new()
+    {
+        ["std-not-inverse"] = z => z.to(ScalarType.Float64).std().item<double>(),
+        ["variance"] = z => 1 / z.to(ScalarType.Float64).var().item<double>(),
+        ["not-centred"] = z => 1 / Math.Sqrt(z.to(ScalarType.Float64).pow(2).mean().item<double>()),
+        ["mean-abs"] = z => 1 / z.to(ScalarType.Float64).abs().mean().item<double>(),
+        ["max-abs"] = z => 1 / z.abs().max().item<float>(),
+    };
+
     /// <summary>Every known mistake of every exercise, with a piece of the hint it must get.</summary>
     public static TheoryData<string, string, string> Mistakes() => new()
     {
@@ -509,6 +626,32 @@ public class ExerciseTests
         { "reverse-step", "no-recip", "1/√α_t" },
         { "reverse-step", "off-by-one-prev", "index t − 1" },
         { "reverse-step", "off-by-one-next", "index t + 1" },
+        { "gaussian-nll", "log-likelihood", "NEGATIVE" },
+        { "gaussian-nll", "no-reshape", "[B, 1, 1, 1]" },
+        { "gaussian-nll", "missing-constant", "½·log(2π)" },
+        { "gaussian-nll", "missing-log-sigma", "log σ" },
+        { "gaussian-nll", "missing-half", "2σ²" },
+        { "gaussian-nll", "std-for-variance", "standard deviation" },
+        { "ddim-step", "returned-x0", "x̂_0" },
+        { "ddim-step", "missing-sqrt", "square roots" },
+        { "ddim-step", "swapped-alphas", "swapped" },
+        { "ddim-step", "no-noise-term", "noiseless" },
+        { "ddim-step", "x0-without-noise", "subtract the noise" },
+        { "guided-noise", "scale-convention", "s = 1 + w" },
+        { "guided-noise", "swapped", "swapped" },
+        { "guided-noise", "plus", "Subtract" },
+        { "guided-noise", "missing-one", "1 + w, not w" },
+        { "guided-noise", "difference-only", "not returned alone" },
+        { "respaced-betas", "original-betas", "KEPT" },
+        { "respaced-betas", "ratio", "α′_i" },
+        { "respaced-betas", "inverted", "upside down" },
+        { "respaced-betas", "difference", "multiply" },
+        { "respaced-betas", "first-from-zero", "τ_0 is not 0" },
+        { "latent-scale", "std-not-inverse", "1 / std(z)" },
+        { "latent-scale", "variance", "square root" },
+        { "latent-scale", "not-centred", "mean" },
+        { "latent-scale", "mean-abs", "mean|z|" },
+        { "latent-scale", "max-abs", "[−1, 1]" },
     };
 
     [Theory]
@@ -524,6 +667,11 @@ public class ExerciseTests
             "sinusoidal-embedding" => [Embedding(EmbeddingMistakes[mistake])],
             "training-step" => [Loss(LossMistakes[mistake])],
             "reverse-step" => [Reverse((s, xt, t, eps, z) => ReverseMistakes[mistake](s, xt, t, eps, z))],
+            "gaussian-nll" => [Nll(NllMistakes[mistake])],
+            "ddim-step" => [Ddim(DdimMistakes[mistake])],
+            "guided-noise" => [Guided(GuidedMistakes[mistake])],
+            "respaced-betas" => [Respaced(RespacedMistakes[mistake])],
+            "latent-scale" => [Scale(ScaleMistakes[mistake])],
             _ => throw new ArgumentException(exercise),
         };
         foreach (var r in results)

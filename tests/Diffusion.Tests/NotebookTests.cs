@@ -13,6 +13,7 @@ public class NotebookTests
     public static readonly Dictionary<string, (int Png, int Charts, int Gif)> Expected = new()
     {
         ["00-setup.ipynb"] = (1, 1, 0),
+        ["00b-csharp-and-torch.ipynb"] = (1, 2, 0),
         ["01-gaussian-noise.ipynb"] = (3, 7, 0),
         ["02-closed-form.ipynb"] = (3, 5, 0),
         ["03-epsilon-loss.ipynb"] = (1, 7, 0),
