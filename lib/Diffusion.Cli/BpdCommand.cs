@@ -48,7 +48,9 @@ static class BpdCommand
         var config = info.Model;
         using var test = ImageDataset.FashionMnist(DataLocator.FashionMnistFolder(), train: false);
         using var schedule = config.CreateSchedule();
-        var x0 = Transforms.ToSignedUnit(test.Images[..count]).to(dev);
+        Tensor x0;
+        using (NewDisposeScope()) x0 = Transforms.ToSignedUnit(test.Images[..count]).to(dev).MoveToOuterDisposeScope();
+        using var _ = x0;
         Console.WriteLine($"checkpoint {path}: step {info.Step}, {config.Schedule} T={config.Timesteps}, {config.Variance} variance; " +
                           $"{x0.shape[0]} test images");
         Console.WriteLine("steps | variance | bits/dim | ± s.e. | prior L_T | decoder L_0 | seconds");

@@ -81,11 +81,12 @@ static class LatentCommand
         using var images = LatentSpace.SampleImages(ae, scale, LatentSpace.ClipStart(LatentSpace.Guided(trainer.EmaModel!, classes, 2.0), schedule), sampler, config, 80, g);
         ImageGrid.SaveGridPng(images, Path.Combine(outDir, "samples.png"), columns: 8, scale: 2);
         double seconds = sw.Elapsed.TotalSeconds;
-        using (var originals = test.ModelInputs(arange(16, dtype: ScalarType.Int64)))
+        using (NewDisposeScope())
         using (no_grad())
-        using (var rec = ae.forward(originals).clamp(-1, 1))
-        using (var both = cat([originals, rec]))
-            ImageGrid.SaveGridPng(both, Path.Combine(outDir, "reconstructions.png"), columns: 16, scale: 2);
+        {
+            var originals = test.ModelInputs(arange(16, dtype: ScalarType.Int64));
+            ImageGrid.SaveGridPng(cat([originals, ae.forward(originals).clamp(-1, 1)]), Path.Combine(outDir, "reconstructions.png"), columns: 16, scale: 2);
+        }
         return seconds;
     }
 

@@ -13,13 +13,17 @@ static class Cli
         public string All => Stdout + Stderr;
     }
 
-    public static Result Run(string workingDir, params string[] args)
+    public static Result Run(string workingDir, params string[] args) => Run(null, workingDir, args);
+
+    /// <summary>Runs the CLI with extra environment variables.</summary>
+    public static Result Run(IReadOnlyDictionary<string, string>? environment, string workingDir, params string[] args)
     {
         var dll = Path.Combine(AppContext.BaseDirectory, "Diffusion.Cli.dll");
         var psi = new ProcessStartInfo("dotnet") { WorkingDirectory = workingDir, RedirectStandardOutput = true, RedirectStandardError = true };
         psi.ArgumentList.Add(dll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["DIFFUSION_DATA_DIR"] = Path.Combine(TestSetup.RepoRoot, "data");
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>()) psi.Environment[key] = value;
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();

@@ -142,9 +142,8 @@ public sealed class SampleQuality : IDisposable
         var generated = Nearest(images);
         var real = HeldOutNearest(n);
         double[] shares;
-        using (var predicted = classifier.Predict(images))
-        using (var counts = predicted.bincount(null, 10))
-            shares = counts.to(ScalarType.Float64).data<double>().Select(c => c / n).ToArray();
+        using (NewDisposeScope())
+            shares = classifier.Predict(images).bincount(null, 10).to(ScalarType.Float64).data<double>().Select(c => c / n).ToArray();
         return new SampleQualityReport
         {
             Count = n,

@@ -34,9 +34,10 @@ public static class LatentSpace
                 parts.Add(ae.Encode(x).cpu().MoveToOuterDisposeScope());
             }
         }
-        using var all = cat(parts, 0);
+        using var scope2 = NewDisposeScope();
+        var all = cat(parts, 0);
         foreach (var p in parts) p.Dispose();
-        return all.contiguous().clone();
+        return all.contiguous().clone().MoveToOuterDisposeScope();
     }
 
     /// <summary>

@@ -34,7 +34,7 @@ public static class BatchedSampling
                 var inner = progress is null ? null
                     : new Relay(p => progress.Report(new BatchedSamplingProgress(start, count, batch, batches, p.Step, p.Total)));
                 using var result = sampler.Sample(model, [length, .. imageShape], generator, device, 0, inner, cancel);
-                parts.Add(result.Samples.detach().cpu().clone());
+                using (NewDisposeScope()) parts.Add(result.Samples.detach().cpu().clone().MoveToOuterDisposeScope());
                 progress?.Report(new BatchedSamplingProgress(start + length, count, batch + 1, batches, 0, sampler.Steps));
             }
             return cat(parts, 0);
