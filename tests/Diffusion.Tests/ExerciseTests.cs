@@ -124,8 +124,8 @@ public class ExerciseTests
         [
             // the library's step on a made-up schedule whose ᾱ are exactly ᾱ_prev and ᾱ_t
             () => Ddim((xt, e, ab, abPrev) => abPrev == 1
-                ? new DdimSampler(new NoiseSchedule([1 - ab]), 1, clipDenoised: false).Step((x, t) => e, xt, 0, -1)
-                : new DdimSampler(new NoiseSchedule([1 - abPrev, 1 - ab / abPrev]), 2, clipDenoised: false).Step((x, t) => e, xt, 1, 0)),
+                ? new DdimSampler(new NoiseSchedule([1 - ab]), 1, clipDenoised: false).Step(e, xt, 0)
+                : new DdimSampler(new NoiseSchedule([1 - abPrev, 1 - ab / abPrev]), 2, clipDenoised: false).Step(e, xt, 0)),
             // through the schedule's own recovery of x_0 and the posterior of a two-step schedule: DDIM with η = 0 is
             // x_prev = √ᾱ_prev·x̂_0 + √(1 − ᾱ_prev)·ε, written as x_t rescaled plus a noise correction
             () => Ddim((xt, e, ab, abPrev) =>

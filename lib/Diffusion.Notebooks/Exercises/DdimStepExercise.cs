@@ -55,8 +55,8 @@ public static class DdimStepExercise
             LibraryName = "DdimSampler.Step",
             Reference = i =>
             {
-                var ddim = new DdimSampler(i.S, 10, eta: 0, clipDenoised: false);
-                return ddim.Step((x, t) => i.Eps, i.Xt, i.T, i.TPrev);
+                using var ddim = new DdimSampler(i.S, new TimestepPlan(i.TPrev >= 0 ? [i.T, i.TPrev] : [i.T]), eta: 0, clipDenoised: false);
+                return ddim.Step(i.Eps, i.Xt, 0);
             },
             Cases = cases,
             Atol = 1e-4,

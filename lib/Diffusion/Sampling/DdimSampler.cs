@@ -27,16 +27,23 @@ public sealed class DdimSampler : ISampler
 
     public DdimSampler(NoiseSchedule schedule, int steps, double eta = 0, Prediction prediction = Prediction.Epsilon,
         bool clipDenoised = true)
+        : this(schedule, steps >= 1 && steps <= schedule.Timesteps ? TimestepPlan.EvenlySpaced(schedule.Timesteps, steps)
+            : throw new ArgumentOutOfRangeException(nameof(steps), steps, $"DDIM steps must be between 1 and T = {schedule.Timesteps}"),
+            eta, prediction, clipDenoised) { }
+
+    /// <summary>DDIM on any plan of time steps, e.g. one jump t → t′ with <c>new TimestepPlan([t, t′])</c>.</summary>
+    public DdimSampler(NoiseSchedule schedule, TimestepPlan plan, double eta = 0, Prediction prediction = Prediction.Epsilon,
+        bool clipDenoised = true)
     {
-        if (steps < 1 || steps > schedule.Timesteps)
-            throw new ArgumentOutOfRangeException(nameof(steps), steps,
-                $"DDIM steps must be between 1 and T = {schedule.Timesteps}");
+        ArgumentNullException.ThrowIfNull(plan);
+        if (plan.Timesteps[0] >= schedule.Timesteps)
+            throw new ArgumentOutOfRangeException(nameof(plan), plan.Timesteps[0], $"the plan starts beyond the schedule's T = {schedule.Timesteps}");
         if (!(eta >= 0)) throw new ArgumentOutOfRangeException(nameof(eta), eta, "η must be ≥ 0 (0 = deterministic, 1 = DDPM-like)");
         Schedule = schedule;
         Eta = eta;
         Prediction = prediction;
         ClipDenoised = clipDenoised;
-        Plan = TimestepPlan.EvenlySpaced(schedule.Timesteps, steps);
+        Plan = plan;
         Steps = Plan.Count;
     }
 
