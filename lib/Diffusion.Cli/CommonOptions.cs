@@ -30,6 +30,8 @@ sealed class MachineOptions
     {
         int count = Compute.SetThreads(p.GetValue(threads));
         Console.WriteLine(ThreadsNote(count, p.GetValue(threads) is null));
+        Compute.ThreadsChanged -= ConsoleProgress.Note;
+        Compute.ThreadsChanged += ConsoleProgress.Note;
         return new Machine(withDevice ? Compute.UseDevice(p.GetValue(device)!) : Compute.Device, count);
     }
 }

@@ -9,6 +9,13 @@ sealed class ConsoleProgress
 {
     public static bool Interactive => AnsiConsole.Profile.Capabilities.Interactive && !Console.IsOutputRedirected;
 
+    /// <summary>A line printed between progress updates (above the bar in a terminal).</summary>
+    public static void Note(string line)
+    {
+        if (Interactive) AnsiConsole.MarkupLine(Markup.Escape(line));
+        else Console.WriteLine(line);
+    }
+
     /// <summary>Runs <paramref name="work"/> with a reporter (done, total, status text).</summary>
     public static void Run(string title, int total, Action<Action<int, string>> work) =>
         Run<object?>(title, total, report => { work(report); return null; });

@@ -44,6 +44,8 @@ public static class Course
         PlotlyKernelFix.Register();
         KernelWarningLevel.Apply();
         Compute.SetThreads(threads);
+        Compute.ThreadsChanged -= Console.WriteLine;      // an automatic thread count that follows the load says so
+        Compute.ThreadsChanged += Console.WriteLine;
         var dev = Compute.UseDevice(device);
         if (environment is null && Show.InKernel) Charts.LoadPlotlyJs(inlinePlotly);
         environment = new CourseEnvironment(

@@ -105,6 +105,9 @@ public static class Compute
     /// <summary>What <see cref="AutoThreads"/> or <see cref="RecheckThreads"/> measured: cores kept busy by other processes (NaN before).</summary>
     public static double OtherProcessesBusyCores { get; private set; } = double.NaN;
 
+    /// <summary>Raised by <see cref="RecheckThreads"/> with a line announcing a changed thread count.</summary>
+    public static event Action<string>? ThreadsChanged;
+
     static CpuLoad.Snapshot? lastLoad;
     static long lastRecheck;
 
@@ -133,7 +136,9 @@ public static class Compute
         int old = Threads;
         set_num_threads(wanted);
         Threads = wanted;
-        return $"threads: {old} → {wanted} (auto: other processes now keep {busy:F1} of {cores} cores busy)";
+        var line = $"threads: {old} → {wanted} (auto: other processes now keep {busy:F1} of {cores} cores busy)";
+        ThreadsChanged?.Invoke(line);
+        return line;
     }
 
     static CpuLoad.Snapshot? TryLoad()

@@ -45,6 +45,7 @@ public static class SamplingLoop
                         x.Dispose();
                         x = next.DetachFromDisposeScope();
                     }
+                    Platform.Compute.RecheckThreads();               // automatic thread count only; see Compute
                     bool last = i == plan.Count - 1;
                     if (captureEvery > 0 && ((i + 1) % captureEvery == 0 || last))
                     {

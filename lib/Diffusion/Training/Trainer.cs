@@ -182,7 +182,9 @@ public sealed class Trainer : IDisposable
             {
                 cancel.ThrowIfCancellationRequested();
                 TrainStep();
-                // lead: thread re-check here
+                // With an automatic thread count: follow the machine's load (raise when the launcher's build work is done
+                // or another job ends, lower when one starts); announced through Compute.ThreadsChanged.
+                Platform.Compute.RecheckThreads();
                 if (RunDirectory is not null && (Step % Options.CheckpointEvery == 0 || Step == Options.Steps))
                     SaveCheckpoint();
             }
