@@ -22,16 +22,16 @@ internal sealed record Mistake<TIn>(string Id, string Hint, Func<TIn, Tensor> Co
 internal sealed record Problem(string Id, string What, string Hint);
 
 /// <summary>Everything the shared checker needs to know about one exercise.</summary>
-internal sealed class Exercise<TIn>
+/// <param name="Id">The id used in the notebooks' cell metadata and the solution file name, e.g. "q-sample".</param>
+/// <param name="Title">What the learner writes, for the verdict's first line, e.g. "The closed form q(x_t | x_0)".</param>
+/// <param name="LearnerName">The learner's function as named in the stub, e.g. "MyQSample".</param>
+/// <param name="LibraryName">The library member the notebook uses instead, e.g. "ForwardProcess.QSample".</param>
+internal sealed class Exercise<TIn>(string Id, string Title, string LearnerName, string LibraryName)
 {
-    /// <summary>The id used in the notebooks' cell metadata and the solution file name, e.g. "q-sample".</summary>
-    public required string Id { get; init; }
-    /// <summary>What the learner writes, for the verdict's first line, e.g. "The closed form q(x_t | x_0)".</summary>
-    public required string Title { get; init; }
-    /// <summary>The learner's function as named in the stub, e.g. "MyQSample".</summary>
-    public required string LearnerName { get; init; }
-    /// <summary>The library member the notebook uses instead, e.g. "ForwardProcess.QSample".</summary>
-    public required string LibraryName { get; init; }
+    public string Id { get; } = Id;
+    public string Title { get; } = Title;
+    public string LearnerName { get; } = LearnerName;
+    public string LibraryName { get; } = LibraryName;
     /// <summary>The library's own implementation: the right answer.</summary>
     public required Func<TIn, Tensor> Reference { get; init; }
     public required IReadOnlyList<Case<TIn>> Cases { get; init; }

@@ -51,12 +51,8 @@ public static class PosteriorMeanExercise
             Term(i, i.S.Alphas, shift), Term(i, i.S.AlphasCumprod, shift));
         const string offByOne = "The code counts t = 0…T − 1 where the paper counts 1…T, and every schedule array follows the code: " +
                                 "β_t, α_t, ᾱ_t and ᾱ_{t−1} for index t are Betas[t], Alphas[t], AlphasCumprod[t] and AlphasCumprodPrev[t].";
-        return new Exercise<Input>
+        return new Exercise<Input>(Id, "Exercise posterior-mean (μ̃_t)", "MyPosteriorMean", "ForwardProcess.QPosterior")
         {
-            Id = Id,
-            Title = "Exercise posterior-mean (μ̃_t)",
-            LearnerName = "MyPosteriorMean",
-            LibraryName = "ForwardProcess.QPosterior",
             Reference = i => ForwardProcess.QPosterior(i.S, i.X0, i.Xt, i.T).Mean,
             Cases = cases,
             // The learner builds the weights from float32 terms: at t = 0, 1 − ᾱ_0 ≈ β_0 ≈ 1e-4 keeps only three or four

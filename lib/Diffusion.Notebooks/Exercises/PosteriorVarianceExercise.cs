@@ -46,12 +46,8 @@ public static class PosteriorVarianceExercise
         // The wrong answers, computed in float64 from the same arrays.
         static Tensor Each(Input i, Func<int, double> f) => ToTensor(Enumerable.Range(0, i.Betas.Length).Select(f).ToArray());
         static double AbPrev(Input i, int t) => t == 0 ? 1 : i.AlphasCumprod[t - 1];
-        return new Exercise<Input>
+        return new Exercise<Input>(Id, "Exercise posterior-variance (β̃_t)", "MyPosteriorVariance", "NoiseSchedule.PosteriorVariance")
         {
-            Id = Id,
-            Title = "Exercise posterior-variance (β̃_t)",
-            LearnerName = "MyPosteriorVariance",
-            LibraryName = "NoiseSchedule.PosteriorVariance",
             Reference = i =>
             {
                 using var s = new NoiseSchedule(i.Betas);

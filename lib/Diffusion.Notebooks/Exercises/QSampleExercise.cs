@@ -44,12 +44,8 @@ public static class QSampleExercise
         static Tensor AbPrev(Input i) => At(i.S.AlphasCumprodPrev, i.T, i.X0.shape);
         const string offByOne = "The code counts t = 0…T − 1 where the paper counts 1…T, and the schedule arrays follow the code: " +
                                 "ᾱ_t for index t is AlphasCumprod[t] (s.Extract(s.SqrtAlphasCumprod, t, x0.shape)). No shift is needed.";
-        return new Exercise<Input>
+        return new Exercise<Input>(Id, "Exercise q-sample (the closed form q(x_t | x_0))", "MyQSample", "ForwardProcess.QSample")
         {
-            Id = Id,
-            Title = "Exercise q-sample (the closed form q(x_t | x_0))",
-            LearnerName = "MyQSample",
-            LibraryName = "ForwardProcess.QSample",
             Reference = i => ForwardProcess.QSample(i.S, i.X0, i.T, i.Noise),
             Cases = cases,
             Mistakes =

@@ -42,12 +42,8 @@ public static class QStepExercise
     {
         static Tensor B(Input i, int shift = 0) => At(i.S.Betas, i.T, i.XPrev.shape, shift);
         static Tensor AlphaBar(Input i) => At(i.S.AlphasCumprod, i.T, i.XPrev.shape);
-        return new Exercise<Input>
+        return new Exercise<Input>(Id, "Exercise q-step (one forward step)", "MyQStep", "ForwardProcess.QStep")
         {
-            Id = Id,
-            Title = "Exercise q-step (one forward step)",
-            LearnerName = "MyQStep",
-            LibraryName = "ForwardProcess.QStep",
             Reference = i => ForwardProcess.QStep(i.S, i.XPrev, i.T, i.Noise),
             Cases = cases,
             Mistakes =

@@ -68,12 +68,8 @@ public static class ReverseStepExercise
     {
         const string offByOne = "Index t is the step being undone (the paper's t + 1, because the code counts 0…T − 1): use " +
                                 "Alphas[t], Betas[t] and AlphasCumprod[t] — no shift is needed.";
-        return new Exercise<Input>
+        return new Exercise<Input>(Id, "Exercise reverse-step (one step of Algorithm 2)", "MyReverseStep", "DdpmSampler.Step")
         {
-            Id = Id,
-            Title = "Exercise reverse-step (one step of Algorithm 2)",
-            LearnerName = "MyReverseStep",
-            LibraryName = "DdpmSampler.Step",
             Reference = i =>
             {
                 using var sampler = new DdpmSampler(i.S, Prediction.Epsilon, ReverseVariance.Beta, clipDenoised: false);

@@ -50,12 +50,8 @@ public static class SinusoidalEmbeddingExercise
     {
         static int Half(Input i) => i.Dim / 2;
         static double Step(Input i) => Math.Log(10000) / (Half(i) - 1);
-        return new Exercise<Input>
+        return new Exercise<Input>(Id, "Exercise sinusoidal-embedding (the time embedding)", "MyEmbedding", "SinusoidalPositionEmbeddings")
         {
-            Id = Id,
-            Title = "Exercise sinusoidal-embedding (the time embedding)",
-            LearnerName = "MyEmbedding",
-            LibraryName = "SinusoidalPositionEmbeddings",
             Reference = i =>
             {
                 using var module = new SinusoidalPositionEmbeddings(i.Dim);

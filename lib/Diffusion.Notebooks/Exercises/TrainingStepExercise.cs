@@ -57,12 +57,8 @@ public static class TrainingStepExercise
             At(sqrtSignal, i.T, i.X0.shape) * i.X0 + At(sqrtNoise, i.T, i.X0.shape) * i.Noise;
         static Tensor RightXt(Input i) => Xt(i, i.S.SqrtAlphasCumprod, i.S.SqrtOneMinusAlphasCumprod);
         static Tensor Error(Input i) => i.Noise - i.Model(RightXt(i), i.T);
-        return new Exercise<Input>
+        return new Exercise<Input>(Id, "Exercise training-step (the loss of Algorithm 1)", "MyLoss", "DenoisingLoss.Compute")
         {
-            Id = Id,
-            Title = "Exercise training-step (the loss of Algorithm 1)",
-            LearnerName = "MyLoss",
-            LibraryName = "DenoisingLoss.Compute",
             Reference = i => DenoisingLoss.Compute(i.Model, i.S, i.X0, i.T, i.Noise),
             Cases = cases,
             Mistakes =
