@@ -47,12 +47,8 @@ public static class DdimStepExercise
     static Exercise<Input> Spec(IReadOnlyList<Case<Input>> cases)
     {
         static Tensor X0(Input i, double ab) => (i.Xt - Math.Sqrt(1 - ab) * i.Eps) / Math.Sqrt(ab);
-        return new Exercise<Input>
+        return new Exercise<Input>(Id, "Exercise ddim-step (one deterministic DDIM step)", "MyDdimStep", "DdimSampler.Step")
         {
-            Id = Id,
-            Title = "Exercise ddim-step (one deterministic DDIM step)",
-            LearnerName = "MyDdimStep",
-            LibraryName = "DdimSampler.Step",
             Reference = i =>
             {
                 using var ddim = new DdimSampler(i.S, new TimestepPlan(i.TPrev >= 0 ? [i.T, i.TPrev] : [i.T]), eta: 0, clipDenoised: false);

@@ -41,12 +41,8 @@ public static class GaussianNllExercise
         static Tensor S(Input i) => i.Std.reshape(-1, 1, 1, 1);
         static Tensor Sq(Input i) => (i.X - i.Mean).pow(2);
         double halfLog2Pi = 0.5 * Math.Log(2 * Math.PI);
-        return new Exercise<Input>
+        return new Exercise<Input>(Id, "Exercise gaussian-nll (−log N(x; μ, σ²))", "MyGaussianNll", "torch.distributions.Normal(μ, σ).log_prob")
         {
-            Id = Id,
-            Title = "Exercise gaussian-nll (−log N(x; μ, σ²))",
-            LearnerName = "MyGaussianNll",
-            LibraryName = "torch.distributions.Normal(μ, σ).log_prob",
             Reference = i => -distributions.Normal(i.Mean, S(i).expand_as(i.Mean)).log_prob(i.X),
             Cases = cases,
             Mistakes =

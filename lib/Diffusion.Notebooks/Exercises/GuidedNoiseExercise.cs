@@ -36,12 +36,9 @@ public static class GuidedNoiseExercise
         return Checker.Run(exercise, learner is null ? null : i => learner(i.Conditional, i.Unconditional, i.W), show);
     }
 
-    static Exercise<Input> Spec(IReadOnlyList<Case<Input>> cases) => new()
+    static Exercise<Input> Spec(IReadOnlyList<Case<Input>> cases) =>
+        new(Id, "Exercise guided-noise (ε̃ = (1 + w)·ε_c − w·ε_∅)", "MyGuidedNoise", "ClassifierFreeGuidance.Combine")
     {
-        Id = Id,
-        Title = "Exercise guided-noise (ε̃ = (1 + w)·ε_c − w·ε_∅)",
-        LearnerName = "MyGuidedNoise",
-        LibraryName = "ClassifierFreeGuidance.Combine",
         Reference = i => ClassifierFreeGuidance.Combine(i.Conditional, i.Unconditional, i.W),
         Cases = cases,
         Mistakes =

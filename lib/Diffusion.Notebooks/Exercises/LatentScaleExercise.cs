@@ -39,12 +39,8 @@ public static class LatentScaleExercise
     {
         static Tensor Of(double x) => tensor(x, dtype: ScalarType.Float64);
         static Tensor Z(Input i) => i.Latents.to(ScalarType.Float64);
-        return new Exercise<Input>
+        return new Exercise<Input>(Id, "Exercise latent-scale (s = 1 / std(z))", "MyScalingFactor", "LatentSpace.ScalingFactor")
         {
-            Id = Id,
-            Title = "Exercise latent-scale (s = 1 / std(z))",
-            LearnerName = "MyScalingFactor",
-            LibraryName = "LatentSpace.ScalingFactor",
             Reference = i => Of(LatentSpace.ScalingFactor(i.Latents)),
             Cases = cases,
             Atol = 1e-6,

@@ -46,12 +46,8 @@ public static class RespacedBetasExercise
         static Tensor Each(Input i, Func<int, double> f) => ToTensor(Enumerable.Range(0, i.Kept.Length).Select(f).ToArray());
         static double Ab(Input i, int k) => i.AlphasCumprod[i.Kept[k]];
         static double AbPrev(Input i, int k) => k == 0 ? 1 : i.AlphasCumprod[i.Kept[k - 1]];
-        return new Exercise<Input>
+        return new Exercise<Input>(Id, "Exercise respaced-betas (β′ from ᾱ)", "MyRespacedBetas", "Respacing.Respace")
         {
-            Id = Id,
-            Title = "Exercise respaced-betas (β′ from ᾱ)",
-            LearnerName = "MyRespacedBetas",
-            LibraryName = "Respacing.Respace",
             Reference = i =>
             {
                 using var s = new NoiseSchedule(i.Betas);
