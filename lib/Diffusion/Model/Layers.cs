@@ -121,6 +121,8 @@ public sealed class SafeConv2d : Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    public long KernelSize => weight.shape[2];
+
     public override Tensor forward(Tensor x) => Convolve(x, weight, bias, padding, groups);
 
     /// <summary>Channels are padded to multiples of this before a convolution reaches oneDNN.</summary>
