@@ -39,7 +39,7 @@ static class BenchCommand
             {
                 var (script, problem) = Peer.Find();
                 if (script is null) throw new CliException(problem!);
-                foreach (var row in BenchReport.PeerLines(script, threadCount, q, TrainCommand.DefaultModel.Unet))
+                foreach (var row in BenchReport.PeerLines(script, threadCount, q, TrainCommand.DefaultModel.Unet, p.GetValue(steps)))
                     Console.WriteLine(row);
                 return 0;
             }

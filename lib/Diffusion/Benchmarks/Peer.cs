@@ -167,9 +167,10 @@ public static class BenchReport
 {
     /// <summary>
     /// The annotated network at batch 64 and 128 and the course's default network at batch 64, each measured in
-    /// alternating rounds of the course's step and PyTorch's (<paramref name="quick"/>: one small round of each).
+    /// alternating rounds of two steps of the course and two of PyTorch, <paramref name="steps"/> timed steps each
+    /// (<paramref name="quick"/>: batch 8, one round).
     /// </summary>
-    public static IEnumerable<string> PeerLines(string script, int threads, bool quick, UnetConfig defaultModel)
+    public static IEnumerable<string> PeerLines(string script, int threads, bool quick, UnetConfig defaultModel, int steps = 10)
     {
         var cases = quick
             ? new (string, UnetConfig, string, int)[] { ("course default (--quick)", defaultModel, "default", 8) }
@@ -179,7 +180,7 @@ public static class BenchReport
         foreach (var (name, config, pythonName, batch) in cases)
         {
             yield return $"{name}, batch {batch}: course and PyTorch alternately …";
-            var r = Peer.Compare(script, name, config, pythonName, batch, threads, rounds: quick ? 1 : 5, stepsPerRound: quick ? 2 : 3);
+            var r = Peer.Compare(script, name, config, pythonName, batch, threads, rounds: quick ? 1 : Math.Max(1, steps / 2), stepsPerRound: 2);
             results.Add(r);
             yield return JsonSerializer.Serialize(new
             {
