@@ -14,16 +14,32 @@ static class BenchCommand
         var samplingMemorySteps = Opt("--sampling-memory-steps", "Sampling steps for the memory measurement", 1000).Range(100, 100000);
         var quick = Opt("--quick", "Small, fast settings (a smoke test of the command, not a measurement)", false);
         var json = OptionalOpt<string>("--json", "Also write the JSON line to this file");
+        var peer = Opt("--peer", "Only compare training steps with PyTorch (docs/pytorch/bench_peer.py, /usr/bin/python3) on the annotated network, batch 64 and 128", false);
+        var profile = Opt("--profile", "Only time each kind of layer of a training step (default and annotated U-Net, batch 64)", false);
 
         var cmd = new Command("bench", "Measure training throughput, sampling speed, matmul GFLOP/s and memory flatness on this machine.")
         {
-            steps, memorySteps, samplingMemorySteps, quick, json,
+            steps, memorySteps, samplingMemorySteps, quick, json, profile, peer,
         };
         var machine = new MachineOptions(cmd, withDevice: false);
         cmd.SetAction(p =>
         {
-            machine.Apply(p);
+            int threadCount = machine.Apply(p).Threads;
             bool q = p.GetValue(quick);
+            if (p.GetValue(peer))
+            {
+                var (script, problem) = Peer.Find();
+                if (script is null) throw new CliException(problem!);
+                foreach (var row in BenchReport.PeerLines(script, threadCount, q, TrainCommand.DefaultModel.Unet, p.GetValue(steps)))
+                    Console.WriteLine(row);
+                return 0;
+            }
+            if (p.GetValue(profile))
+            {
+                foreach (var row in ModuleProfile.Report([("course default", TrainCommand.DefaultModel.Unet), ("annotated", new UnetConfig())], 64, q ? 2 : 5))
+                    Console.WriteLine(row);
+                return 0;
+            }
             int timed = q ? 2 : p.GetValue(steps);
             int memN = q ? 110 : p.GetValue(memorySteps);
             int sampN = q ? 110 : p.GetValue(samplingMemorySteps);

@@ -64,6 +64,37 @@ public class UnetTests
         Assert.Equal(new[] { "weight", "bias" }, conv.named_parameters().Select(p => p.name));   // nn.Conv2d's names
     }
 
+    /// <summary>
+    /// LinearAttention regroups the products (it never forms v or contextᵀq); the annotated notebook's order, written
+    /// out with einsum on the same parameters, must give the same output and the same gradients.
+    /// </summary>
+    [Fact]
+    public void LinearAttentionEqualsTheNotebooksOrderOfProducts()
+    {
+        manual_seed(6);
+        using var attention = new LinearAttention(12, heads: 2, dimHead: 8);
+        using var scope = NewDisposeScope();
+        var p = attention.named_parameters().ToDictionary(n => n.name, n => (Tensor)n.parameter);
+        using (no_grad()) { p["to_out.1.weight"].normal_(1, 0.2); p["to_out.1.bias"].normal_(0, 0.2); }
+        var x = randn(3, 12, 5, 6).requires_grad_();
+        long b = 3, n = 30;
+        var qkv = nn.functional.conv2d(x, p["to_qkv.weight"]).chunk(3, dim: 1);
+        var q = qkv[0].reshape(b, 2, 8, n).softmax(-2) * (1 / Math.Sqrt(8));
+        var k = qkv[1].reshape(b, 2, 8, n).softmax(-1);
+        var v = qkv[2].reshape(b, 2, 8, n);
+        var context = einsum("bhdn,bhen->bhde", k, v);
+        var output = einsum("bhde,bhdn->bhen", context, q).reshape(b, 16, 5, 6);
+        var reference = nn.functional.group_norm(nn.functional.conv2d(output, p["to_out.0.weight"], p["to_out.0.bias"]), 1,
+            p["to_out.1.weight"], p["to_out.1.bias"]);
+        var y = attention.call(x);
+        Assert.True(y.allclose(reference, rtol: 1e-5, atol: 1e-5), $"max difference {(y - reference).abs().max().item<float>()}");
+        Tensor[] wrt = [x, p["to_qkv.weight"], p["to_out.0.weight"], p["to_out.0.bias"]];
+        var gy = autograd.grad([(y * y.detach().cos()).sum()], wrt, retain_graph: true)!.ToArray();
+        var gr = autograd.grad([(reference * reference.detach().cos()).sum()], wrt)!.ToArray();
+        for (int i = 0; i < wrt.Length; i++)
+            Assert.True(gy[i].allclose(gr[i], rtol: 1e-4, atol: 1e-5), $"gradient {i}: max difference {(gy[i] - gr[i]).abs().max().item<float>()}");
+    }
+
     /// <summary>oneDNN is a process-wide switch: tests that turn it off do so one at a time.</summary>
     public static readonly object OneDnnGate = new();
 

@@ -83,11 +83,13 @@ public static class FlopCounter
                 {
                     var r = linearAttention.register_forward_hook((_, input, output) =>
                     {
-                        // k·vᵀ and contextᵀ·q: 2 · (b·h) · d² · n each; plus the q, k, v projection, which forward
-                        // computes from to_qkv's weight without calling that module (so no hook of its own sees it)
-                        double n = input.shape[2] * input.shape[3];
-                        flops += 2 * 2.0 * input.shape[0] * linearAttention.HiddenDim * linearAttention.DimHead * n;
-                        flops += 2.0 * input.shape[0] * n * input.shape[1] * 3 * linearAttention.HiddenDim;
+                        // What forward computes (it calls neither to_qkv nor to_out's 1×1 convolution, so no other hook
+                        // sees these): [q; k] = W x (2·hidden·c per pixel), k xᵀ (hidden·c per pixel), P_h = (W_out W_v)ᵀ
+                        // (h·c·d·c), M = (k xᵀ) P (hidden·c·c per image), y = M q (c·hidden per pixel).
+                        double n = input.shape[2] * input.shape[3], b = input.shape[0], c = input.shape[1];
+                        double hidden = linearAttention.HiddenDim;
+                        flops += 2.0 * b * n * c * hidden * 4;
+                        flops += 2.0 * hidden * c * c + 2.0 * b * hidden * c * c;
                         return output;
                     });
                     removers.Add(r.remove);

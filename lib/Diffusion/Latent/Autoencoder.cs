@@ -30,6 +30,15 @@ public sealed class AeResBlock : Module<Tensor, Tensor>
         h = conv2.call(functional.silu(norm2.call(h)));
         return (skip.call(x) + h).MoveToOuterDisposeScope();
     }
+
+    /// <summary>The encoder's and the decoder's pass: conv_in, the blocks, then GroupNorm → SiLU → conv_out.</summary>
+    internal static Tensor Stack(Tensor x, SafeConv2d convIn, IEnumerable<Module<Tensor, Tensor>> blocks, GroupNorm normOut, SafeConv2d convOut)
+    {
+        using var scope = NewDisposeScope();
+        var h = convIn.call(x);
+        foreach (var b in blocks) h = b.call(h);
+        return convOut.call(functional.silu(normOut.call(h))).MoveToOuterDisposeScope();
+    }
 }
 
 /// <summary>
@@ -52,7 +61,7 @@ public sealed class Encoder : Module<Tensor, Tensor>
             // No residual block at full resolution: there it cost a third of the network's time for little gain.
             if (i > 0 || ch.Length == 1) blocks.Add(new AeResBlock(ch[i], ch[i], config.Groups));
             if (i < ch.Length - 1)
-                blocks.Add(Sequential(PixelUnshuffle(2), new PointwiseConv2d(ch[i] * 4, ch[i + 1])));
+                blocks.Add(Resampling.Downsample(ch[i], ch[i + 1]));
         }
         norm_out = Layers.GroupNorm(config.Groups, ch[^1]);
         conv_out = new SafeConv2d(ch[^1], 2 * config.LatentChannels, 3, padding: 1);   // μ and log σ²
@@ -60,13 +69,7 @@ public sealed class Encoder : Module<Tensor, Tensor>
     }
 
     /// <summary>[B, 2c, h, w]: μ in the first c channels, log σ² in the last c.</summary>
-    public override Tensor forward(Tensor x)
-    {
-        using var scope = NewDisposeScope();
-        var h = conv_in.call(x);
-        foreach (var b in blocks) h = b.call(h);
-        return conv_out.call(functional.silu(norm_out.call(h))).MoveToOuterDisposeScope();
-    }
+    public override Tensor forward(Tensor x) => AeResBlock.Stack(x, conv_in, blocks, norm_out, conv_out);
 }
 
 /// <summary>D(z): latent [B, c, 8, 8] → image [B, C, 32, 32]. Mirror of the encoder: nearest-neighbour ×2 and a 3×3 conv per level.</summary>
@@ -85,21 +88,14 @@ public sealed class Decoder : Module<Tensor, Tensor>
         {
             if (i > 0 || ch.Length == 1) blocks.Add(new AeResBlock(ch[i], ch[i], config.Groups));
             if (i > 0)
-                blocks.Add(Sequential(nn.Upsample(scale_factor: [2.0, 2.0], mode: UpsampleMode.Nearest),
-                    new SafeConv2d(ch[i], ch[i - 1], 3, padding: 1)));
+                blocks.Add(Resampling.Upsample(ch[i], ch[i - 1]));
         }
         norm_out = Layers.GroupNorm(config.Groups, ch[0]);
         conv_out = new SafeConv2d(ch[0], config.Channels, 3, padding: 1);
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor z)
-    {
-        using var scope = NewDisposeScope();
-        var h = conv_in.call(z);
-        foreach (var b in blocks) h = b.call(h);
-        return conv_out.call(functional.silu(norm_out.call(h))).MoveToOuterDisposeScope();
-    }
+    public override Tensor forward(Tensor z) => AeResBlock.Stack(z, conv_in, blocks, norm_out, conv_out);
 }
 
 /// <summary>

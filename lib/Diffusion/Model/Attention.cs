@@ -62,14 +62,7 @@ public sealed class LinearAttention : Module<Tensor, Tensor>
     /// <summary>heads · dim_head, the channel count of q, k and v.</summary>
     public long HiddenDim => heads * dimHead;
     public long DimHead => dimHead;
-    /// <summary>[q, k, v] = to_qkv(x), computed as three convolutions (see forward).</summary>
-    Tensor[] Project(Tensor x)
-    {
-        var weight = to_qkv.Weight;
-        long hidden = heads * dimHead;
-        return [PointwiseConv2d.Apply(x, weight[..(int)hidden]), PointwiseConv2d.Apply(x, weight[(int)hidden..(int)(2 * hidden)]),
-                PointwiseConv2d.Apply(x, weight[(int)(2 * hidden)..])];
-    }
+    public long Heads => heads;
 
     public LinearAttention(long dim, long heads = 4, long dimHead = 32) : base(nameof(LinearAttention))
     {
@@ -81,21 +74,32 @@ public sealed class LinearAttention : Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>
+    /// The annotated notebook's y = GroupNorm(W_out · (contextᵀ q) + b), context = k vᵀ, with the products regrouped so
+    /// that neither v nor the [hidden, H·W] attention output is ever stored: per head, context·W_outᵀ =
+    /// (k xᵀ)(W_out W_v)ᵀ, a d×c matrix, and y = Σ_heads (that matrix)ᵀ q. Same numbers (UnetTests compares with the
+    /// notebook's order), 35 % fewer multiply-adds at c = 28, and two fewer tensors of [batch, 128, H·W] per pass in
+    /// each direction: measured 1.69 s against 2.32 s forward + backward at batch 64, 28×28 (2 threads, shared machine).
+    /// </summary>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        long b = x.shape[0], h = x.shape[2], w = x.shape[3], n = h * w;
-        // q, k and v by three 1×1 convolutions with slices of to_qkv's weight: the same numbers as one convolution and
-        // a chunk, but three 25 MB outputs instead of one 77 MB one at full resolution (batch 64), which glibc serves
-        // from fresh pages every time: measured 54 → 61–67 images/s for the annotated U-Net on 2 CPU cores.
-        var qkv = Project(x);
-        var q = qkv[0].reshape(b, heads, dimHead, n).softmax(-2) * scale;
-        var k = qkv[1].reshape(b, heads, dimHead, n).softmax(-1);
-        var v = qkv[2].reshape(b, heads, dimHead, n);
-        // context = "b h d n, b h e n -> b h d e" = k·vᵀ
-        var context = matmul(k, v.transpose(-2, -1));
-        // out = "b h d e, b h d n -> b h e n" = contextᵀ·q, then "b h c (x y) -> b (h c) x y"
-        var output = matmul(context.transpose(-2, -1), q).reshape(b, heads * dimHead, h, w);
-        return to_out.call(output).MoveToOuterDisposeScope();
+        long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3], n = h * w, hidden = heads * dimHead;
+        var projection = (PointwiseConv2d)to_out[0];
+        var x2 = x.reshape(b, c, n);
+        var wqkv = to_qkv.Weight.reshape(3 * hidden, c);
+        // [q; k] = [W_q; W_k] x, one product; "b (h d) n -> b h d n"
+        var qk = matmul(wqkv[..(int)(2 * hidden)], x2);
+        var q = qk[.., ..(int)hidden].view(b, heads, dimHead, n).softmax(-2) * scale;
+        var k = qk[.., (int)hidden..].view(b, heads, dimHead, n).softmax(-1);
+        // k xᵀ: "b h d n, b c n -> b h d c"
+        var kx = matmul(k.view(b, hidden, n), x2.transpose(1, 2)).view(b, heads, dimHead, c);
+        // P_h = (W_out,h W_v,h)ᵀ: [c, c] per head, since contextᵀ = (k vᵀ)ᵀ and v = W_v x
+        var p = matmul(wqkv[(int)(2 * hidden)..].view(heads, dimHead, c).transpose(1, 2), projection.Weight.view(c, heads, dimHead).permute(1, 2, 0));
+        // M = (k xᵀ) P_h: "b h d c"; y = Σ_{h,d} M q + b: "b c (h d), b (h d) n -> b c n"
+        var m = matmul(kx, p);
+        var y = matmul(m.permute(0, 3, 1, 2).reshape(b, c, hidden), q.view(b, hidden, n));
+        if (projection.Bias is { } bias) y = y + bias.view(1, c, 1);
+        return to_out[1].call(y.view(b, c, h, w)).MoveToOuterDisposeScope();
     }
 }

@@ -61,7 +61,7 @@ public sealed class Unet : Module<Tensor, Tensor, Tensor>
                 NewBlock(dimIn, dimIn),
                 NewBlock(dimIn, dimIn),
                 AttentionOrIdentity(i, dimIn),
-                isLast ? new SafeConv2d(dimIn, dimOut, 3, padding: 1) : Downsample(dimIn, dimOut)));
+                isLast ? new SafeConv2d(dimIn, dimOut, 3, padding: 1) : Resampling.Downsample(dimIn, dimOut)));
         }
 
         int midDim = dims[^1];
@@ -77,20 +77,13 @@ public sealed class Unet : Module<Tensor, Tensor, Tensor>
                 NewBlock(dimOut + dimIn, dimOut),
                 NewBlock(dimOut + dimIn, dimOut),
                 AttentionOrIdentity(i, dimOut),
-                isLast ? new SafeConv2d(dimOut, dimIn, 3, padding: 1) : Upsample(dimOut, dimIn)));
+                isLast ? new SafeConv2d(dimOut, dimIn, 3, padding: 1) : Resampling.Upsample(dimOut, dimIn)));
         }
 
         final_res_block = NewBlock(config.ResolvedInitDim * 2, dim);
         final_conv = new PointwiseConv2d(dim, config.ResolvedOutDim);
         RegisterComponents();
     }
-
-    /// <summary>Halve the resolution without losing pixels: 2×2 pixel unshuffle ("b c (h 2) (w 2) -> b (c 4) h w"), then 1×1 conv.</summary>
-    static Sequential Downsample(long dim, long dimOut) => Sequential(PixelUnshuffle(2), new PointwiseConv2d(dim * 4, dimOut));
-
-    /// <summary>Double the resolution: nearest-neighbour upsampling, then 3×3 conv.</summary>
-    static Sequential Upsample(long dim, long dimOut) =>
-        Sequential(nn.Upsample(scale_factor: [2.0, 2.0], mode: UpsampleMode.Nearest), new SafeConv2d(dim, dimOut, 3, padding: 1));
 
     /// <summary>ε_θ(x_t, t) for an unconditional model (a conditional model gets the "no label" class).</summary>
     public override Tensor forward(Tensor x, Tensor time) => forward(x, time, null);
@@ -149,4 +142,15 @@ public sealed class Unet : Module<Tensor, Tensor, Tensor>
     /// <summary>Parameters per top-level module (init_conv, time_mlp, downs, mid_*, ups, final_*), in order.</summary>
     public IReadOnlyList<(string Name, long Parameters)> ParameterTable() =>
         named_children().Select(c => (c.name, c.module.ParameterCount())).ToList();
+}
+
+/// <summary>The U-Net's (and the autoencoder's) changes of resolution.</summary>
+public static class Resampling
+{
+    /// <summary>Halve the resolution without losing pixels: 2×2 pixel unshuffle ("b c (h 2) (w 2) -> b (c 4) h w"), then 1×1 conv.</summary>
+    public static Sequential Downsample(long dim, long dimOut) => Sequential(PixelUnshuffle(2), new PointwiseConv2d(dim * 4, dimOut));
+
+    /// <summary>Double the resolution: nearest-neighbour upsampling, then 3×3 conv.</summary>
+    public static Sequential Upsample(long dim, long dimOut) =>
+        Sequential(nn.Upsample(scale_factor: [2.0, 2.0], mode: UpsampleMode.Nearest), new SafeConv2d(dim, dimOut, 3, padding: 1));
 }
