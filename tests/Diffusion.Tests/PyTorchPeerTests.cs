@@ -49,7 +49,11 @@ public sealed class PyTorchPeerTests : IDisposable
     }
 
     /// <summary>Exports <paramref name="model"/> as .pt, runs PyTorch on (x, t, classes), returns PyTorch's output and its report.</summary>
-    static (float[] Output, string Report) PyTorchForward(Unet model, UnetConfig config, Tensor x, long[] t, long[]? classes, TempDir dir)
+    /// <summary>
+    /// Exports <paramref name="model"/> as .pt and runs docs/pytorch/compare_forward.py on (x, t, classes) with the PyTorch
+    /// module built from <paramref name="config"/>; PyTorch's output goes to out.f32 in <paramref name="dir"/>.
+    /// </summary>
+    static (int Code, string Out, string Err) RunCompareForward(Unet model, UnetConfig config, Tensor x, long[] t, long[]? classes, TempDir dir)
     {
         PyTorchWeights.Export(model, dir["model.pt"], WeightsFormat.PyTorch);
         WriteFloats(dir["x.f32"], x);
@@ -59,8 +63,12 @@ public sealed class PyTorchPeerTests : IDisposable
             ["x"] = dir["x.f32"], ["shape"] = x.shape, ["t"] = t, ["classes"] = classes, ["out"] = dir["out.f32"],
         };
         File.WriteAllText(dir["job.json"], JsonSerializer.Serialize(job));
-        var script = Path.Combine(TestSetup.RepoRoot, "docs", "pytorch", "compare_forward.py");
-        var r = RunPython(script, dir["job.json"]);
+        return RunPython(Path.Combine(TestSetup.RepoRoot, "docs", "pytorch", "compare_forward.py"), dir["job.json"]);
+    }
+
+    static (float[] Output, string Report) PyTorchForward(Unet model, UnetConfig config, Tensor x, long[] t, long[]? classes, TempDir dir)
+    {
+        var r = RunCompareForward(model, config, x, t, classes, dir);
         Assert.True(r.Code == 0, $"PyTorch failed (strict load or forward):\n{r.Out}\n{r.Err}");
         var bytes = File.ReadAllBytes(dir["out.f32"]);
         var output = new float[bytes.Length / 4];
@@ -133,16 +141,8 @@ public sealed class PyTorchPeerTests : IDisposable
         var config = new UnetConfig { Dim = 16, DimMults = [1, 2], Channels = 1, LinearAttentionLevels = [1] };
         using var dir = TestSetup.Temp();
         using var model = new Unet(config);
-        PyTorchWeights.Export(model, dir["model.pt"], WeightsFormat.PyTorch);
         using var x = zeros(1, 1, 16, 16);
-        WriteFloats(dir["x.f32"], x);
-        var job = new Dictionary<string, object?>
-        {
-            ["weights"] = dir["model.pt"], ["unet"] = JsonSerializer.SerializeToElement(config with { Dim = 8 }, Checkpoint.JsonOptions),
-            ["x"] = dir["x.f32"], ["shape"] = x.shape, ["t"] = new long[] { 1 }, ["classes"] = null, ["out"] = dir["out.f32"],
-        };
-        File.WriteAllText(dir["job.json"], JsonSerializer.Serialize(job));
-        var r = RunPython(Path.Combine(TestSetup.RepoRoot, "docs", "pytorch", "compare_forward.py"), dir["job.json"]);
+        var r = RunCompareForward(model, config with { Dim = 8 }, x, [1], null, dir);
         Assert.NotEqual(0, r.Code);
         Assert.Contains("size mismatch", r.Err);
     }
