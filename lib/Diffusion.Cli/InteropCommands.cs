@@ -81,32 +81,7 @@ static class InteropCommands
                 throw new CliException($"--weights {weightsPath} not found. Export one with: export --checkpoint <ckpt> --format pt|safetensors --out <file>.");
             if (File.Exists(outPath) || Directory.Exists(outPath))
                 throw new CliException($"--out {outPath} already exists; it is not overwritten. Choose another --out or delete the file first.");
-            CheckpointInfo? template = null;
-            DiffusionModelConfig? config;
-            string fix;
-            if (p.GetValue(like) is { } likePath)
-            {
-                template = Checkpoint.ReadInfo(CheckpointFile(likePath));
-                config = template.Model;
-                if (PyTorchWeights.FormatOf(weightsPath) == WeightsFormat.Safetensors
-                    && PyTorchWeights.ConfigFrom(SafetensorsFile.ReadHeader(File.ReadAllBytes(weightsPath), weightsPath).Metadata, weightsPath) is { } own
-                    && own.DifferencesFrom(config) is { Count: > 0 } differences)
-                    Console.WriteLine($"note: {weightsPath} was exported with other settings than --like ({string.Join("; ", differences)}); using --like's.");
-                fix = $"Pass --like a checkpoint whose U-Net matches the one the weights came from (this one: Unet({PythonArguments(config.Unet)})), " +
-                      "or build the PyTorch model with those options (docs/pytorch/course_unet.py).";
-            }
-            else
-            {
-                if (PyTorchWeights.FormatOf(weightsPath) != WeightsFormat.Safetensors)
-                    throw new CliException($"--like is needed for {weightsPath}: a .pt state_dict does not say which network it belongs to. " +
-                                           "Pass --like <checkpoint or run folder> trained with the same U-Net options.");
-                var header = SafetensorsFile.ReadHeader(File.ReadAllBytes(weightsPath), weightsPath);
-                config = PyTorchWeights.ConfigFrom(header.Metadata, weightsPath)
-                         ?? throw new CliException($"{weightsPath} carries no '{PyTorchWeights.ConfigMetadataKey}' metadata (it was not exported by this course). " +
-                                                   "Pass --like <checkpoint or run folder> trained with the same U-Net options.");
-                config.Validate();
-                fix = "The file's own configuration metadata does not match its tensors; pass --like <checkpoint> with the right U-Net options.";
-            }
+            var (config, template, fix) = ImportTarget(weightsPath, p.GetValue(like));
             var watch = Stopwatch.StartNew();
             PyTorchWeights.ImportToCheckpoint(weightsPath, config, template, outPath, fix);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -115,5 +90,37 @@ static class InteropCommands
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>
+    /// The configuration that builds the network for imported weights: --like's checkpoint (which also gives the new
+    /// checkpoint its template), or a course-exported .safetensors file's own metadata; and the fix to name when the
+    /// weights do not fit it.
+    /// </summary>
+    static (DiffusionModelConfig Config, CheckpointInfo? Template, string Fix) ImportTarget(string weightsPath, string? likePath)
+    {
+        if (likePath is not null)
+        {
+            var template = Checkpoint.ReadInfo(CheckpointFile(likePath));
+            var config = template.Model;
+            if (PyTorchWeights.FormatOf(weightsPath) == WeightsFormat.Safetensors
+                && PyTorchWeights.ConfigFrom(SafetensorsFile.ReadHeader(File.ReadAllBytes(weightsPath), weightsPath).Metadata, weightsPath) is { } own
+                && own.DifferencesFrom(config) is { Count: > 0 } differences)
+                Console.WriteLine($"note: {weightsPath} was exported with other settings than --like ({string.Join("; ", differences)}); using --like's.");
+            return (config, template, $"Pass --like a checkpoint whose U-Net matches the one the weights came from (this one: Unet({PythonArguments(config.Unet)})), " +
+                  "or build the PyTorch model with those options (docs/pytorch/course_unet.py).");
+        }
+        else
+        {
+            if (PyTorchWeights.FormatOf(weightsPath) != WeightsFormat.Safetensors)
+                throw new CliException($"--like is needed for {weightsPath}: a .pt state_dict does not say which network it belongs to. " +
+                                       "Pass --like <checkpoint or run folder> trained with the same U-Net options.");
+            var header = SafetensorsFile.ReadHeader(File.ReadAllBytes(weightsPath), weightsPath);
+            var config = PyTorchWeights.ConfigFrom(header.Metadata, weightsPath)
+                     ?? throw new CliException($"{weightsPath} carries no '{PyTorchWeights.ConfigMetadataKey}' metadata (it was not exported by this course). " +
+                                               "Pass --like <checkpoint or run folder> trained with the same U-Net options.");
+            config.Validate();
+            return (config, null, "The file's own configuration metadata does not match its tensors; pass --like <checkpoint> with the right U-Net options.");
+        }
     }
 }

@@ -2,7 +2,6 @@ using System.Globalization;
 using System.Reflection;
 using System.Runtime.Loader;
 using Diffusion.Platform;
-using TorchSharp;
 
 namespace Diffusion.Notebooks;
 

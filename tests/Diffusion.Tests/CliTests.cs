@@ -15,6 +15,14 @@ static class Cli
 
     public static Result Run(string workingDir, params string[] args) => Run(null, workingDir, args);
 
+    /// <summary>Trains the tiny configuration into <paramref name="run"/> and fails the test unless it exits with 0.</summary>
+    public static Result TrainTiny(string workingDir, string run, params string[] extra)
+    {
+        var r = Run(workingDir, ["train", "--out", run, .. Tiny, .. extra]);
+        Assert.True(r.ExitCode == 0, r.All);
+        return r;
+    }
+
     /// <summary>Runs the CLI with extra environment variables.</summary>
     public static Result Run(IReadOnlyDictionary<string, string>? environment, string workingDir, params string[] args)
     {
@@ -44,12 +52,26 @@ static class Cli
 public class CliTests
 {
     [Fact]
+    public void BenchQuickRunsEveryPartAndWritesItsJsonLine()
+    {
+        using var dir = TestSetup.Temp();
+        var json = dir["bench.json"];
+        var r = Cli.Run(dir.Path, "bench", "--quick", "--threads", "1", "--json", json);
+        Assert.True(r.ExitCode == 0, r.All);
+        var root = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(json))!;
+        Assert.True((double)root["matmul_gflops"]! > 0, r.Stdout);
+        Assert.Equal("tiny (--quick)", (string?)root["training"]![0]!["Name"]);
+        Assert.Equal(2, root["training_rss_mb"]!.AsObject().Count);
+        Assert.Contains("of matmul", r.Stdout);
+        Assert.Contains("memory: training RSS", r.Stdout);
+    }
+
+    [Fact]
     public void TrainThenSampleEndToEnd()
     {
         using var dir = TestSetup.Temp();
         var run = dir["run"];
-        var train = Cli.Run(dir.Path, ["train", "--out", run, .. Cli.Tiny, "--samples", "4"]);
-        Assert.True(train.ExitCode == 0, train.All);
+        var train = Cli.TrainTiny(dir.Path, run, "--samples", "4");
         Assert.Contains("Fashion-MNIST train: 60000 images", train.Stdout);
         Assert.DoesNotContain("NNPACK", train.Stderr);          // libtorch's "Could not initialize NNPACK" noise is off
         foreach (var f in new[] { "checkpoint.ckpt", "model.ckpt", "loss.csv", "samples.png", "denoising.gif", "run.json" })
@@ -77,8 +99,7 @@ public class CliTests
     {
         using var dir = TestSetup.Temp();
         var run = dir["run"];
-        var first = Cli.Run(dir.Path, ["train", "--out", run, .. Cli.Tiny, "--samples", "0"]);
-        Assert.True(first.ExitCode == 0, first.All);
+        var first = Cli.TrainTiny(dir.Path, run, "--samples", "0");
         var checkpoint = Path.Combine(run, "checkpoint.ckpt");
         var hash = SHA256.HashData(File.ReadAllBytes(checkpoint));
 

@@ -90,6 +90,21 @@ public class EvaluationTests
     static readonly Lazy<(ImageDataset Train, ImageDataset Test)> Data = new(() =>
         (ImageDataset.FashionMnist(TestSetup.FashionMnistDir, train: true), ImageDataset.FashionMnist(TestSetup.FashionMnistDir, train: false)));
 
+    /// <summary>The shipped classifier and its quality measures on Fashion-MNIST; disposes both.</summary>
+    sealed class ShippedQuality : IDisposable
+    {
+        readonly FashionClassifier model = FashionClassifier.Load(ShippedClassifier);
+        public SampleQuality Quality { get; }
+        public ShippedQuality() => Quality = new SampleQuality(model, Data.Value.Train, Data.Value.Test);
+        public void Deconstruct(out SampleQuality quality, out ImageDataset train, out ImageDataset test) =>
+            (quality, train, test) = (Quality, Data.Value.Train, Data.Value.Test);
+        public void Dispose()
+        {
+            Quality.Dispose();
+            model.Dispose();
+        }
+    }
+
     static string ShippedClassifier => Path.Combine(TestSetup.RepoRoot, "data", "classifier", FashionClassifier.ShippedFileName);
 
     [Fact]
@@ -105,9 +120,8 @@ public class EvaluationTests
     [Fact]
     public void NearestTrainingImageAgreesWithBruteForceAndFindsCopies()
     {
-        var (train, test) = Data.Value;
-        using var model = FashionClassifier.Load(ShippedClassifier);
-        using var quality = new SampleQuality(model, train, test);
+        using var shipped = new ShippedQuality();
+        var (quality, train, test) = shipped;
         using var scope = NewDisposeScope();
         // Three exact copies of training images, two held-out test images, one slightly perturbed copy.
         var trainImages = Transforms.ToSignedUnit(train.Images);
@@ -136,9 +150,8 @@ public class EvaluationTests
     [Fact]
     public void FcdOrdersRealBlurredAndNoiseImagesAndIsZeroForTheReferenceItself()
     {
-        var (train, test) = Data.Value;
-        using var model = FashionClassifier.Load(ShippedClassifier);
-        using var quality = new SampleQuality(model, train, test);
+        using var shipped = new ShippedQuality();
+        var (quality, train, test) = shipped;
         using var scope = NewDisposeScope();
         int n = 500;
         var reference = Transforms.ToSignedUnit(test.Images.narrow(0, 0, SampleQuality.ReferenceCount));
@@ -178,8 +191,7 @@ public class EvaluationTests
     {
         using var dir = TestSetup.Temp();
         var run = dir["run"];
-        var train = Cli.Run(dir.Path, ["train", "--out", run, .. Cli.Tiny, "--samples", "0"]);
-        Assert.True(train.ExitCode == 0, train.All);
+        var train = Cli.TrainTiny(dir.Path, run, "--samples", "0");
         var eval = Cli.Run(dir.Path, "eval", "--checkpoint", run, "--samplers", "ddim:3,ddim:2", "--count", "40", "--batch-size", "20",
             "--threads", "1", "--json", dir["eval.json"], "--grids", dir["grids"]);
         Assert.True(eval.ExitCode == 0, eval.All);
@@ -237,8 +249,7 @@ public class EvaluationTests
     {
         using var dir = TestSetup.Temp();
         var run = dir["run"];
-        var train = Cli.Run(dir.Path, ["train", "--out", run, .. Cli.Tiny, "--conditional", "--samples", "0"]);
-        Assert.True(train.ExitCode == 0, train.All);
+        var train = Cli.TrainTiny(dir.Path, run, "--conditional", "--samples", "0");
         var eval = Cli.Run(dir.Path, "eval", "--checkpoint", run, "--samplers", "ddim:2", "--guidance", "0,1", "--count", "20",
             "--batch-size", "10", "--threads", "1", "--json", dir["eval.json"]);
         Assert.True(eval.ExitCode == 0, eval.All);

@@ -3,6 +3,15 @@ namespace Diffusion.Tests;
 
 public class ForwardProcessTests
 {
+    /// <summary>n images in [−1, 1) of size×size, their noise and t uniform in [0, T), all from one seeded generator.</summary>
+    static (Tensor X0, Tensor Eps, Tensor T) SeededBatch(ulong seed, int n, int size, int T)
+    {
+        var g = new Generator(seed);
+        var x0 = rand([n, 1, size, size], generator: g) * 2 - 1;
+        var eps = randn([n, 1, size, size], generator: g);
+        return (x0, eps, randint(0, T, [n], generator: g));
+    }
+
     [Theory]
     [InlineData(ScheduleKind.Linear, 37)]
     [InlineData(ScheduleKind.Cosine, 80)]
@@ -62,10 +71,7 @@ public class ForwardProcessTests
     {
         using var s = new NoiseSchedule(ScheduleKind.Cosine, 300);
         using var scope = NewDisposeScope();
-        var g = new Generator(3);
-        var x0 = rand([16, 1, 8, 8], generator: g) * 2 - 1;
-        var eps = randn([16, 1, 8, 8], generator: g);
-        var t = randint(0, 300, [16], generator: g);
+        var (x0, eps, t) = SeededBatch(3, 16, 8, 300);
         var xt = ForwardProcess.QSample(s, x0, t, eps);
         Assert.True(allclose(ForwardProcess.PredictStartFromNoise(s, xt, t, eps), x0, rtol: 1e-3, atol: 2e-3));
         Assert.True(allclose(ForwardProcess.PredictNoiseFromStart(s, xt, t, x0), eps, rtol: 1e-3, atol: 2e-3));
@@ -106,10 +112,7 @@ public class ForwardProcessTests
     {
         using var s = new NoiseSchedule(ScheduleKind.Linear, 200);
         using var scope = NewDisposeScope();
-        var g = new Generator(5);
-        var x0 = rand([8, 1, 6, 6], generator: g) * 2 - 1;
-        var eps = randn([8, 1, 6, 6], generator: g);
-        var t = randint(0, 200, [8], generator: g);
+        var (x0, eps, t) = SeededBatch(5, 8, 6, 200);
         // A perfect "network": it knows x_0 and ε, and returns the exact target for the x_t it is given.
         Tensor Perfect(Tensor xt, Tensor tt) => prediction switch
         {

@@ -9,14 +9,20 @@ public class LatentTests
     public static string ShippedAutoencoder => Path.Combine(Checkpoints, "fashion-mnist-autoencoder.ckpt");
     public static string ShippedLatentDdpm => Path.Combine(Checkpoints, "fashion-mnist-latent-ddpm.ckpt");
 
+    /// <summary>An untrained autoencoder of the default configuration, its weights drawn after manual_seed(seed).</summary>
+    static Autoencoder SeededAutoencoder(int seed)
+    {
+        manual_seed(seed);
+        return new Autoencoder(new AutoencoderConfig());
+    }
+
     static ImageDataset Test() => ImageDataset.FashionMnist(TestSetup.FashionMnistDir, train: false);
 
     [Fact]
     public void EncoderAndDecoderShapes()
     {
         using var scope = NewDisposeScope();
-        manual_seed(0);
-        using var ae = new Autoencoder(new AutoencoderConfig());
+        using var ae = SeededAutoencoder(0);
         var x = rand(3, 1, 28, 28) * 2 - 1;
         var (mean, logVar) = ae.Posterior(x);
         Assert.Equal([3L, 4, 8, 8], mean.shape);
@@ -37,8 +43,7 @@ public class LatentTests
     {
         // KL(q ‖ p) = E_q[log q(z) − log p(z)]: estimate it from samples of q and compare with the closed form the loss uses.
         using var scope = NewDisposeScope();
-        manual_seed(1);
-        using var ae = new Autoencoder(new AutoencoderConfig());
+        using var ae = SeededAutoencoder(1);
         var x = rand(1, 1, 28, 28) * 2 - 1;
         var terms = ae.ComputeLoss(x);
         var (mean, logVar) = ae.Posterior(x);
@@ -199,8 +204,7 @@ public class LatentTests
     public void DecodeUndoesTheScaling()
     {
         using var scope = NewDisposeScope();
-        manual_seed(4);
-        using var ae = new Autoencoder(new AutoencoderConfig());
+        using var ae = SeededAutoencoder(4);
         ae.eval();
         using var noGrad = no_grad();
         var x = rand(2, 1, 28, 28) * 2 - 1;

@@ -9,13 +9,11 @@ public class LearnedVarianceCliTests
         using var dir = TestSetup.Temp();
         var fixedRun = dir["fixed"];
         var learnedRun = dir["learned"];
-        var train = Cli.Run(dir.Path, ["train", "--out", fixedRun, .. Cli.Tiny, "--samples", "0"]);
-        Assert.True(train.ExitCode == 0, train.All);
+        var train = Cli.TrainTiny(dir.Path, fixedRun, "--samples", "0");
 
         // A learned-variance model started from the fixed one, only its output head trained.
-        var tune = Cli.Run(dir.Path, ["train", "--out", learnedRun, .. Cli.Tiny, "--learn-variance", "--init-from", fixedRun,
-            "--train-only", "final_res_block,final_conv", "--samples", "2"]);
-        Assert.True(tune.ExitCode == 0, tune.All);
+        var tune = Cli.TrainTiny(dir.Path, learnedRun, "--learn-variance", "--init-from", fixedRun,
+            "--train-only", "final_res_block,final_conv", "--samples", "2");
         Assert.Contains("initialised from", tune.Stdout);
         Assert.Contains("ddpm-20", tune.Stdout);
         var info = Checkpoint.ReadInfo(Path.Combine(learnedRun, "model.ckpt"));

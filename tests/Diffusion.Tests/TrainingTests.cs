@@ -36,6 +36,14 @@ public class TrainingTests
         Steps = steps, BatchSize = 4, LearningRate = 3e-3, WarmupSteps = 5, EmaDecay = 0.9, CheckpointEvery = 1000, Seed = 3,
     };
 
+    /// <summary>A trainer of the tiny model that has run <paramref name="steps"/> quick steps, writing into <paramref name="dir"/>.</summary>
+    static Trainer TrainedTiny(int steps, ImageDataset data, string dir)
+    {
+        var trainer = new Trainer(TinyModel(), Quick(steps), data, dir);
+        trainer.Train();
+        return trainer;
+    }
+
     static float[] Weights(nn.Module m) => m.parameters().SelectMany(p => p.detach().flatten().data<float>().ToArray()).ToArray();
 
     [Fact]
@@ -94,8 +102,7 @@ public class TrainingTests
     {
         using var data = TinyData();
         using var dir = TestSetup.Temp();
-        using var trainer = new Trainer(TinyModel(), Quick(2), data, dir.Path);
-        trainer.Train();
+        using var trainer = TrainedTiny(2, data, dir.Path);
         var (model, info) = Checkpoint.LoadModel(trainer.CheckpointPath!, preferEma: false);
         using (model)
         {
@@ -115,8 +122,7 @@ public class TrainingTests
     {
         using var data = TinyData();
         using var dir = TestSetup.Temp();
-        using var trainer = new Trainer(TinyModel(), Quick(3), data, dir.Path);
-        trainer.Train();
+        using var trainer = TrainedTiny(3, data, dir.Path);
         var slim = trainer.SaveModelForSampling(dir["model.ckpt"]);
         Assert.True(new FileInfo(slim).Length < new FileInfo(trainer.CheckpointPath!).Length / 3);
         var (model, info) = Checkpoint.LoadModel(slim);

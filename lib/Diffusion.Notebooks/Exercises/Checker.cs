@@ -2,9 +2,6 @@ using System.Globalization;
 using System.Net;
 using System.Reflection;
 using System.Text;
-using Diffusion.Schedules;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Diffusion.Notebooks.Exercises;
 

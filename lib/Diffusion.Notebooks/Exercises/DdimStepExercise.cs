@@ -1,9 +1,3 @@
-using Diffusion.Sampling;
-using Diffusion.Schedules;
-using TorchSharp;
-using static TorchSharp.torch;
-using static Diffusion.Notebooks.Exercises.Inputs;
-
 namespace Diffusion.Notebooks.Exercises;
 
 /// <summary>

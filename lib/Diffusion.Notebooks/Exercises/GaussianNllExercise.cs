@@ -1,7 +1,3 @@
-using TorchSharp;
-using static TorchSharp.torch;
-using static Diffusion.Notebooks.Exercises.Inputs;
-
 namespace Diffusion.Notebooks.Exercises;
 
 /// <summary>

@@ -1,8 +1,3 @@
-using Diffusion.Sampling;
-using TorchSharp;
-using static TorchSharp.torch;
-using static Diffusion.Notebooks.Exercises.Inputs;
-
 namespace Diffusion.Notebooks.Exercises;
 
 /// <summary>

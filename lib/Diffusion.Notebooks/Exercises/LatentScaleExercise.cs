@@ -1,6 +1,4 @@
 using Diffusion.Latent;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Diffusion.Notebooks.Exercises;
 

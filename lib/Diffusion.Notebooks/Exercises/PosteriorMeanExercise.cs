@@ -1,9 +1,3 @@
-using Diffusion.Forward;
-using Diffusion.Schedules;
-using TorchSharp;
-using static TorchSharp.torch;
-using static Diffusion.Notebooks.Exercises.Inputs;
-
 namespace Diffusion.Notebooks.Exercises;
 
 /// <summary>
@@ -22,21 +16,18 @@ public static class PosteriorMeanExercise
     /// </summary>
     public static CheckResult Check(Func<NoiseSchedule, Tensor, Tensor, Tensor, Tensor> learner, bool show = true)
     {
-        using var schedules = new ScheduleCases(ScheduleKind.Cosine);
-        var (linear, cosine, short10) = (schedules.Linear, schedules.Cosine, schedules.Short);
-        Case<Input> C(string description, NoiseSchedule s, ulong seed, long[] t, params long[] imageShape) =>
-            ScheduleCases.Batch(description, s, seed, t, imageShape, (s, g, shape, tt) =>
-            {
-                var x0 = Images(g, shape);
-                // x_t drawn from q(x_t | x_0), as in training and sampling
-                return new Input(s, x0, ForwardProcess.QSample(s, x0, tt, Noise(g, shape)), tt);
-            });
+        using var cases = new ScheduleCases<Input>(ScheduleKind.Cosine, (s, g, shape, tt) =>
+        {
+            var x0 = Images(g, shape);
+            // x_t drawn from q(x_t | x_0), as in training and sampling
+            return new Input(s, x0, ForwardProcess.QSample(s, x0, tt, Noise(g, shape)), tt);
+        });
         var exercise = Spec([
-            C("linear schedule, T = 1000; 4 images of shape [1, 3, 3] at t = [1, 2, 500, 999]", linear, 21, [1, 2, 500, 999], 1, 3, 3),
-            C("linear schedule, T = 1000; t = 0 for both images (the first step: μ̃ is x_0 itself)", linear, 22, [0, 0], 1, 3, 3),
-            C("linear schedule, T = 1000; t = 999 = T − 1 for both images", linear, 23, [999, 999], 1, 3, 3),
-            C("cosine schedule, T = 500; t = [0, 1, 250, 499] (the last β is clipped to 0.999)", cosine, 24, [0, 1, 250, 499], 1, 2, 2),
-            C("cosine schedule, T = 10; 3 RGB images of shape [3, 2, 2] at t = [9, 3, 1]", short10, 25, [9, 3, 1], 3, 2, 2),
+            cases.Case("linear schedule, T = 1000; 4 images of shape [1, 3, 3] at t = [1, 2, 500, 999]", cases.Linear, 21, [1, 2, 500, 999], 1, 3, 3),
+            cases.Case("linear schedule, T = 1000; t = 0 for both images (the first step: μ̃ is x_0 itself)", cases.Linear, 22, [0, 0], 1, 3, 3),
+            cases.Case("linear schedule, T = 1000; t = 999 = T − 1 for both images", cases.Linear, 23, [999, 999], 1, 3, 3),
+            cases.Case("cosine schedule, T = 500; t = [0, 1, 250, 499] (the last β is clipped to 0.999)", cases.Cosine, 24, [0, 1, 250, 499], 1, 2, 2),
+            cases.Case("cosine schedule, T = 10; 3 RGB images of shape [3, 2, 2] at t = [9, 3, 1]", cases.Short, 25, [9, 3, 1], 3, 2, 2),
         ]);
         return Checker.Run(exercise, learner is null ? null : i => learner(i.S, i.X0, i.Xt, i.T), show);
     }

@@ -1,7 +1,3 @@
-using Diffusion.Schedules;
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace Diffusion.Notebooks.Exercises;
 
 /// <summary>

@@ -1,9 +1,3 @@
-using Diffusion.Forward;
-using Diffusion.Schedules;
-using TorchSharp;
-using static TorchSharp.torch;
-using static Diffusion.Notebooks.Exercises.Inputs;
-
 namespace Diffusion.Notebooks.Exercises;
 
 /// <summary>
@@ -22,17 +16,14 @@ public static class QSampleExercise
     /// </summary>
     public static CheckResult Check(Func<NoiseSchedule, Tensor, Tensor, Tensor, Tensor> learner, bool show = true)
     {
-        using var schedules = new ScheduleCases(ScheduleKind.Quadratic);
-        var (linear, cosine, short10) = (schedules.Linear, schedules.Cosine, schedules.Short);
-        Case<Input> C(string description, NoiseSchedule s, ulong seed, long[] t, params long[] imageShape) =>
-            ScheduleCases.Batch(description, s, seed, t, imageShape, (s, g, shape, tt) => new Input(s, Images(g, shape), tt, Noise(g, shape)));
+        using var cases = new ScheduleCases<Input>(ScheduleKind.Quadratic, (s, g, shape, tt) => new Input(s, Images(g, shape), tt, Noise(g, shape)));
         var exercise = Spec([
-            C("linear schedule, T = 1000; 3 images of shape [1, 4, 4] at t = [0, 499, 999]", linear, 11, [0, 499, 999], 1, 4, 4),
-            C("linear schedule, T = 1000; t = 0 for both images (ᾱ_0 = 1 − β_1: almost no noise)", linear, 12, [0, 0], 1, 4, 4),
-            C("linear schedule, T = 1000; t = 999 = T − 1 for both images (the last step)", linear, 13, [999, 999], 1, 4, 4),
-            C("linear schedule, T = 1000; 4 images at t = [10, 300, 300, 700]", linear, 14, [10, 300, 300, 700], 1, 3, 3),
-            C("cosine schedule, T = 500; t = [0, 250, 499] (ᾱ_T is almost 0)", cosine, 15, [0, 250, 499], 1, 3, 3),
-            C("quadratic schedule, T = 10; 4 RGB images of shape [3, 2, 2] at t = [9, 0, 5, 1]", short10, 16, [9, 0, 5, 1], 3, 2, 2),
+            cases.Case("linear schedule, T = 1000; 3 images of shape [1, 4, 4] at t = [0, 499, 999]", cases.Linear, 11, [0, 499, 999], 1, 4, 4),
+            cases.Case("linear schedule, T = 1000; t = 0 for both images (ᾱ_0 = 1 − β_1: almost no noise)", cases.Linear, 12, [0, 0], 1, 4, 4),
+            cases.Case("linear schedule, T = 1000; t = 999 = T − 1 for both images (the last step)", cases.Linear, 13, [999, 999], 1, 4, 4),
+            cases.Case("linear schedule, T = 1000; 4 images at t = [10, 300, 300, 700]", cases.Linear, 14, [10, 300, 300, 700], 1, 3, 3),
+            cases.Case("cosine schedule, T = 500; t = [0, 250, 499] (ᾱ_T is almost 0)", cases.Cosine, 15, [0, 250, 499], 1, 3, 3),
+            cases.Case("quadratic schedule, T = 10; 4 RGB images of shape [3, 2, 2] at t = [9, 0, 5, 1]", cases.Short, 16, [9, 0, 5, 1], 3, 2, 2),
         ]);
         return Checker.Run(exercise, learner is null ? null : i => learner(i.S, i.X0, i.T, i.Noise), show);
     }

@@ -1,9 +1,3 @@
-using Diffusion.Forward;
-using Diffusion.Schedules;
-using TorchSharp;
-using static TorchSharp.torch;
-using static Diffusion.Notebooks.Exercises.Inputs;
-
 namespace Diffusion.Notebooks.Exercises;
 
 /// <summary>
@@ -24,16 +18,13 @@ public static class QStepExercise
     /// </summary>
     public static CheckResult Check(Func<NoiseSchedule, Tensor, Tensor, Tensor, Tensor> learner, bool show = true)
     {
-        using var schedules = new ScheduleCases(ScheduleKind.Linear);
-        var (linear, cosine, short10) = (schedules.Linear, schedules.Cosine, schedules.Short);
-        Case<Input> C(string description, NoiseSchedule s, ulong seed, long[] t, params long[] imageShape) =>
-            ScheduleCases.Batch(description, s, seed, t, imageShape, (s, g, shape, tt) => new Input(s, Images(g, shape), tt, Noise(g, shape)));
+        using var cases = new ScheduleCases<Input>(ScheduleKind.Linear, (s, g, shape, tt) => new Input(s, Images(g, shape), tt, Noise(g, shape)));
         var exercise = Spec([
-            C("linear schedule, T = 1000; 3 images of shape [1, 4, 4] at t = [0, 499, 999]", linear, 1, [0, 499, 999], 1, 4, 4),
-            C("linear schedule, T = 1000; t = 0 for both images (the first step, β = 0.0001)", linear, 2, [0, 0], 1, 4, 4),
-            C("linear schedule, T = 1000; t = 999 = T − 1 for both images (the last step, β = 0.02)", linear, 3, [999, 999], 1, 4, 4),
-            C("cosine schedule, T = 500; t = [0, 250, 498, 499] (the last β is clipped to 0.999)", cosine, 4, [0, 250, 498, 499], 1, 3, 3),
-            C("linear schedule, T = 10; 5 RGB images of shape [3, 2, 2] at t = [9, 0, 4, 4, 1]", short10, 5, [9, 0, 4, 4, 1], 3, 2, 2),
+            cases.Case("linear schedule, T = 1000; 3 images of shape [1, 4, 4] at t = [0, 499, 999]", cases.Linear, 1, [0, 499, 999], 1, 4, 4),
+            cases.Case("linear schedule, T = 1000; t = 0 for both images (the first step, β = 0.0001)", cases.Linear, 2, [0, 0], 1, 4, 4),
+            cases.Case("linear schedule, T = 1000; t = 999 = T − 1 for both images (the last step, β = 0.02)", cases.Linear, 3, [999, 999], 1, 4, 4),
+            cases.Case("cosine schedule, T = 500; t = [0, 250, 498, 499] (the last β is clipped to 0.999)", cases.Cosine, 4, [0, 250, 498, 499], 1, 3, 3),
+            cases.Case("linear schedule, T = 10; 5 RGB images of shape [3, 2, 2] at t = [9, 0, 4, 4, 1]", cases.Short, 5, [9, 0, 4, 4, 1], 3, 2, 2),
         ]);
         return Checker.Run(exercise, learner is null ? null : i => learner(i.S, i.XPrev, i.T, i.Noise), show);
     }

@@ -1,9 +1,4 @@
-using Diffusion.Forward;
 using Diffusion.Platform;
-using Diffusion.Sampling;
-using Diffusion.Schedules;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Diffusion.Notebooks.Exercises;
 

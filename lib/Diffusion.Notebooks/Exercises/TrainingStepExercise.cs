@@ -1,8 +1,3 @@
-using Diffusion.Forward;
-using Diffusion.Schedules;
-using TorchSharp;
-using static TorchSharp.torch;
-using static Diffusion.Notebooks.Exercises.Inputs;
 using F = TorchSharp.torch.nn.functional;
 
 namespace Diffusion.Notebooks.Exercises;

@@ -1,11 +1,7 @@
 using System.Diagnostics;
 using Diffusion.Data;
-using Diffusion.Model;
 using Diffusion.Sampling;
-using Diffusion.Schedules;
 using Diffusion.Training;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Diffusion.Benchmarks;
 

@@ -1,8 +1,3 @@
-using Diffusion.Model;
-using TorchSharp;
-using TorchSharp.Modules;
-using static TorchSharp.torch;
-
 namespace Diffusion.Benchmarks;
 
 /// <summary>
@@ -23,79 +18,13 @@ public static class FlopCounter
         var removers = new List<Action>();
         foreach (var m in root.modules())
         {
-            switch (m)
+            if (m is not nn.Module<Tensor, Tensor> layer || Cost(m) is not { } cost) continue;
+            var r = layer.register_forward_hook((_, input, output) =>
             {
-                case Conv2d conv:
-                {
-                    var r = conv.register_forward_hook((_, _, output) =>
-                    {
-                        long k = conv.kernel_size.Aggregate(1L, (a, b) => a * b);
-                        flops += 2.0 * output.numel() * (conv.in_channels / conv.groups) * k;
-                        return output;
-                    });
-                    removers.Add(r.remove);
-                    break;
-                }
-                case PointwiseConv2d pointwise:
-                {
-                    var r = pointwise.register_forward_hook((_, _, output) =>
-                    {
-                        flops += 2.0 * output.numel() * pointwise.InChannels;
-                        return output;
-                    });
-                    removers.Add(r.remove);
-                    break;
-                }
-                case SafeConv2d or WeightStandardizedConv2d:
-                {
-                    var w = m.parameters().First();           // [out, in/groups, k, k]; SafeConv2d's zero padding is not counted
-                    var r = ((nn.Module<Tensor, Tensor>)m).register_forward_hook((_, _, output) =>
-                    {
-                        flops += 2.0 * output.numel() * w.shape[1] * w.shape[2] * w.shape[3];
-                        return output;
-                    });
-                    removers.Add(r.remove);
-                    break;
-                }
-                case Linear linear:
-                {
-                    var r = linear.register_forward_hook((_, _, output) =>
-                    {
-                        flops += 2.0 * output.numel() * linear.in_features;
-                        return output;
-                    });
-                    removers.Add(r.remove);
-                    break;
-                }
-                case Attention attention:
-                {
-                    var r = attention.register_forward_hook((_, input, output) =>
-                    {
-                        // q·kᵀ and attn·v: 2 · (b·h) · n² · d each, h·d = hidden channels
-                        double n = input.shape[2] * input.shape[3];
-                        flops += 2 * 2.0 * input.shape[0] * attention.HiddenDim * n * n;
-                        return output;
-                    });
-                    removers.Add(r.remove);
-                    break;
-                }
-                case LinearAttention linearAttention:
-                {
-                    var r = linearAttention.register_forward_hook((_, input, output) =>
-                    {
-                        // What forward computes (it calls neither to_qkv nor to_out's 1×1 convolution, so no other hook
-                        // sees these): [q; k] = W x (2·hidden·c per pixel), k xᵀ (hidden·c per pixel), P_h = (W_out W_v)ᵀ
-                        // (h·c·d·c), M = (k xᵀ) P (hidden·c·c per image), y = M q (c·hidden per pixel).
-                        double n = input.shape[2] * input.shape[3], b = input.shape[0], c = input.shape[1];
-                        double hidden = linearAttention.HiddenDim;
-                        flops += 2.0 * b * n * c * hidden * 4;
-                        flops += 2.0 * hidden * c * c + 2.0 * b * hidden * c * c;
-                        return output;
-                    });
-                    removers.Add(r.remove);
-                    break;
-                }
-            }
+                flops += cost(input, output);
+                return output;
+            });
+            removers.Add(r.remove);
         }
         try
         {
@@ -109,4 +38,27 @@ public static class FlopCounter
         }
         return flops;
     }
+
+    /// <summary>The forward FLOPs of one call of <paramref name="m"/> from its input and output; null for layers not counted.</summary>
+    static Func<Tensor, Tensor, double>? Cost(nn.Module m) => m switch
+    {
+        Conv2d conv => (_, output) => 2.0 * output.numel() * (conv.in_channels / conv.groups) * conv.kernel_size.Aggregate(1L, (a, b) => a * b),
+        PointwiseConv2d pointwise => (_, output) => 2.0 * output.numel() * pointwise.InChannels,
+        // [out, in/groups, k, k]; SafeConv2d's zero padding is not counted
+        SafeConv2d or WeightStandardizedConv2d when m.parameters().First() is var w =>
+            (_, output) => 2.0 * output.numel() * w.shape[1] * w.shape[2] * w.shape[3],
+        Linear linear => (_, output) => 2.0 * output.numel() * linear.in_features,
+        // q·kᵀ and attn·v: 2 · (b·h) · n² · d each, h·d = hidden channels
+        Attention attention => (input, _) =>
+            2 * 2.0 * input.shape[0] * attention.Heads.Hidden * Math.Pow(input.shape[2] * input.shape[3], 2),
+        // What forward computes (it calls neither to_qkv nor to_out's 1×1 convolution, so no other hook sees these):
+        // [q; k] = W x (2·hidden·c per pixel), k xᵀ (hidden·c per pixel), P_h = (W_out W_v)ᵀ (h·c·d·c),
+        // M = (k xᵀ) P (hidden·c·c per image), y = M q (c·hidden per pixel).
+        LinearAttention linear => (input, _) =>
+        {
+            double n = input.shape[2] * input.shape[3], b = input.shape[0], c = input.shape[1], hidden = linear.Heads.Hidden;
+            return 2.0 * b * n * c * hidden * 4 + 2.0 * hidden * c * c + 2.0 * b * hidden * c * c;
+        },
+        _ => null,
+    };
 }

@@ -1,9 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using Diffusion.Model;
-using TorchSharp;
-using TorchSharp.Modules;
-using static TorchSharp.torch;
 
 namespace Diffusion.Benchmarks;
 

@@ -1,11 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
-using Diffusion.Model;
-using Diffusion.Schedules;
-using TorchSharp;
-using TorchSharp.Modules;
-using static TorchSharp.torch;
 
 namespace Diffusion.Benchmarks;
 

@@ -1,8 +1,6 @@
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
 using SixLabors.ImageSharp.Processing;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Diffusion.Data;
 

@@ -1,5 +1,3 @@
-using static TorchSharp.torch;
-
 namespace Diffusion.Data;
 
 /// <summary>Pixel transforms between stored images (uint8 0..255) and the model's data space [−1, 1].</summary>

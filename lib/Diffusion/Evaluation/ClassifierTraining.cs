@@ -1,7 +1,5 @@
 using System.Diagnostics;
 using Diffusion.Data;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Diffusion.Evaluation;
 

@@ -1,5 +1,3 @@
-using static TorchSharp.torch;
-
 namespace Diffusion.Evaluation;
 
 /// <summary>Mean μ [F] and covariance Σ [F, F] (float64, CPU) of a set of feature vectors — a Gaussian fitted to them.</summary>

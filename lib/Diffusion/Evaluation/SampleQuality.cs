@@ -1,5 +1,4 @@
 using Diffusion.Data;
-using static TorchSharp.torch;
 
 namespace Diffusion.Evaluation;
 

@@ -1,6 +1,3 @@
-using Diffusion.Schedules;
-using TorchSharp;
-using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
 namespace Diffusion.Forward;

@@ -1,6 +1,3 @@
-using Diffusion.Schedules;
-using static TorchSharp.torch;
-
 namespace Diffusion.Forward;
 
 /// <summary>

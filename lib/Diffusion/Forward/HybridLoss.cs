@@ -1,6 +1,4 @@
 using System.Text.Json.Serialization;
-using Diffusion.Schedules;
-using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
 namespace Diffusion.Forward;

@@ -1,10 +1,7 @@
 using System.Collections;
 using System.IO.Compression;
-using Diffusion.Model;
 using Diffusion.Training;
-using TorchSharp;
 using TorchSharp.PyBridge;
-using static TorchSharp.torch;
 
 namespace Diffusion.Interop;
 

@@ -3,8 +3,6 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Diffusion.Training;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Diffusion.Interop;
 

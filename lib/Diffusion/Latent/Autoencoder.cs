@@ -1,7 +1,3 @@
-using Diffusion.Model;
-using TorchSharp;
-using TorchSharp.Modules;
-using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
 namespace Diffusion.Latent;
@@ -30,72 +26,75 @@ public sealed class AeResBlock : Module<Tensor, Tensor>
         h = conv2.call(functional.silu(norm2.call(h)));
         return (skip.call(x) + h).MoveToOuterDisposeScope();
     }
-
-    /// <summary>The encoder's and the decoder's pass: conv_in, the blocks, then GroupNorm → SiLU → conv_out.</summary>
-    internal static Tensor Stack(Tensor x, SafeConv2d convIn, IEnumerable<Module<Tensor, Tensor>> blocks, GroupNorm normOut, SafeConv2d convOut)
-    {
-        using var scope = NewDisposeScope();
-        var h = convIn.call(x);
-        foreach (var b in blocks) h = b.call(h);
-        return convOut.call(functional.silu(normOut.call(h))).MoveToOuterDisposeScope();
-    }
 }
 
 /// <summary>
-/// E(x): image [B, C, 32, 32] → the parameters (μ, log σ²) of the diagonal Gaussian q(z|x), each [B, c, 8, 8].
-/// Per level a residual block (none at full resolution), then a halving by 2×2 pixel unshuffle and a 1×1 conv (as in the course's U-Net).
+/// The encoder's and the decoder's common form: conv_in, a list of blocks, then GroupNorm → SiLU → conv_out.
+/// <see cref="Encoder"/> and <see cref="Decoder"/> build the two; only their blocks and channel counts differ.
 /// </summary>
-public sealed class Encoder : Module<Tensor, Tensor>
+public sealed class ConvStack : Module<Tensor, Tensor>
 {
     readonly SafeConv2d conv_in;
     readonly ModuleList<Module<Tensor, Tensor>> blocks = new();
     readonly GroupNorm norm_out;
     readonly SafeConv2d conv_out;
 
-    public Encoder(AutoencoderConfig config) : base(nameof(Encoder))
+    /// <summary>The layers are made in the order conv_in, blocks, norm_out, conv_out, so a seed gives the same weights.</summary>
+    ConvStack(string name, long inChannels, long firstChannels, Func<IEnumerable<Module<Tensor, Tensor>>> makeBlocks, long groups,
+        long lastChannels, long outChannels) : base(name)
     {
-        var ch = config.LevelChannels;
-        conv_in = new SafeConv2d(config.Channels, ch[0], 3, padding: 1);
-        for (int i = 0; i < ch.Length; i++)
-        {
-            // No residual block at full resolution: there it cost a third of the network's time for little gain.
-            if (i > 0 || ch.Length == 1) blocks.Add(new AeResBlock(ch[i], ch[i], config.Groups));
-            if (i < ch.Length - 1)
-                blocks.Add(Resampling.Downsample(ch[i], ch[i + 1]));
-        }
-        norm_out = Layers.GroupNorm(config.Groups, ch[^1]);
-        conv_out = new SafeConv2d(ch[^1], 2 * config.LatentChannels, 3, padding: 1);   // μ and log σ²
+        conv_in = new SafeConv2d(inChannels, firstChannels, 3, padding: 1);
+        foreach (var b in makeBlocks()) blocks.Add(b);
+        norm_out = Layers.GroupNorm(groups, lastChannels);
+        conv_out = new SafeConv2d(lastChannels, outChannels, 3, padding: 1);
         RegisterComponents();
     }
 
-    /// <summary>[B, 2c, h, w]: μ in the first c channels, log σ² in the last c.</summary>
-    public override Tensor forward(Tensor x) => AeResBlock.Stack(x, conv_in, blocks, norm_out, conv_out);
-}
-
-/// <summary>D(z): latent [B, c, 8, 8] → image [B, C, 32, 32]. Mirror of the encoder: nearest-neighbour ×2 and a 3×3 conv per level.</summary>
-public sealed class Decoder : Module<Tensor, Tensor>
-{
-    readonly SafeConv2d conv_in;
-    readonly ModuleList<Module<Tensor, Tensor>> blocks = new();
-    readonly GroupNorm norm_out;
-    readonly SafeConv2d conv_out;
-
-    public Decoder(AutoencoderConfig config) : base(nameof(Decoder))
+    /// <summary>
+    /// E(x): image [B, C, 32, 32] → [B, 2c, 8, 8], the parameters of the diagonal Gaussian q(z|x): μ in the first c
+    /// channels, log σ² in the last c. Per level a residual block (none at full resolution), then a halving by 2×2
+    /// pixel unshuffle and a 1×1 conv (as in the course's U-Net).
+    /// </summary>
+    public static ConvStack Encoder(AutoencoderConfig config)
     {
         var ch = config.LevelChannels;
-        conv_in = new SafeConv2d(config.LatentChannels, ch[^1], 3, padding: 1);
-        for (int i = ch.Length - 1; i >= 0; i--)
+        IEnumerable<Module<Tensor, Tensor>> Blocks()
         {
-            if (i > 0 || ch.Length == 1) blocks.Add(new AeResBlock(ch[i], ch[i], config.Groups));
-            if (i > 0)
-                blocks.Add(Resampling.Upsample(ch[i], ch[i - 1]));
+            for (int i = 0; i < ch.Length; i++)
+            {
+                // No residual block at full resolution: there it cost a third of the network's time for little gain.
+                if (i > 0 || ch.Length == 1) yield return new AeResBlock(ch[i], ch[i], config.Groups);
+                if (i < ch.Length - 1) yield return Resampling.Downsample(ch[i], ch[i + 1]);
+            }
         }
-        norm_out = Layers.GroupNorm(config.Groups, ch[0]);
-        conv_out = new SafeConv2d(ch[0], config.Channels, 3, padding: 1);
-        RegisterComponents();
+        return new(nameof(Encoder), config.Channels, ch[0], Blocks, config.Groups, ch[^1], 2 * config.LatentChannels);
     }
 
-    public override Tensor forward(Tensor z) => AeResBlock.Stack(z, conv_in, blocks, norm_out, conv_out);
+    /// <summary>
+    /// D(z): latent [B, c, 8, 8] → image [B, C, 32, 32]. Mirror of the encoder: a residual block and nearest-neighbour
+    /// ×2 with a 3×3 conv per level.
+    /// </summary>
+    public static ConvStack Decoder(AutoencoderConfig config)
+    {
+        var ch = config.LevelChannels;
+        IEnumerable<Module<Tensor, Tensor>> Blocks()
+        {
+            for (int i = ch.Length - 1; i >= 0; i--)
+            {
+                if (i > 0 || ch.Length == 1) yield return new AeResBlock(ch[i], ch[i], config.Groups);
+                if (i > 0) yield return Resampling.Upsample(ch[i], ch[i - 1]);
+            }
+        }
+        return new(nameof(Decoder), config.LatentChannels, ch[^1], Blocks, config.Groups, ch[0], config.Channels);
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var h = conv_in.call(x);
+        foreach (var b in blocks) h = b.call(h);
+        return conv_out.call(functional.silu(norm_out.call(h))).MoveToOuterDisposeScope();
+    }
 }
 
 /// <summary>
@@ -107,20 +106,20 @@ public sealed class Decoder : Module<Tensor, Tensor>
 public sealed class Autoencoder : Module<Tensor, Tensor>
 {
     public AutoencoderConfig Config { get; }
-    readonly Encoder encoder;
-    readonly Decoder decoder;
+    readonly ConvStack encoder;
+    readonly ConvStack decoder;
 
     public Autoencoder(AutoencoderConfig config) : base(nameof(Autoencoder))
     {
         config.Validate();
         Config = config;
-        encoder = new Encoder(config);
-        decoder = new Decoder(config);
+        encoder = ConvStack.Encoder(config);
+        decoder = ConvStack.Decoder(config);
         RegisterComponents();
     }
 
-    public Encoder EncoderNet => encoder;
-    public Decoder DecoderNet => decoder;
+    public ConvStack EncoderNet => encoder;
+    public ConvStack DecoderNet => decoder;
 
     int Margin => (Config.PaddedSize - Config.ImageSize) / 2;
 

@@ -2,9 +2,6 @@ using System.Diagnostics;
 using Diffusion.Data;
 using Diffusion.Platform;
 using Diffusion.Training;
-using TorchSharp;
-using TorchSharp.Modules;
-using static TorchSharp.torch;
 
 namespace Diffusion.Latent;
 

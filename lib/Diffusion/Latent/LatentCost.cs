@@ -1,8 +1,6 @@
 using System.Diagnostics;
 using Diffusion.Benchmarks;
 using Diffusion.Data;
-using Diffusion.Model;
-using static TorchSharp.torch;
 
 namespace Diffusion.Latent;
 

@@ -1,9 +1,19 @@
-using TorchSharp;
-using TorchSharp.Modules;
-using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
 namespace Diffusion.Model;
+
+/// <summary>The heads of an attention layer: <paramref name="Count"/> heads of <paramref name="Dim"/> channels each.</summary>
+public readonly record struct AttentionHeads(long Count, long Dim)
+{
+    /// <summary>Count · Dim, the channel count of q, k and v.</summary>
+    public long Hidden => Count * Dim;
+
+    /// <summary>1/√d, the factor on q.</summary>
+    public double Scale => 1 / Math.Sqrt(Dim);
+
+    /// <summary>The 1×1 convolution that maps <paramref name="dim"/> channels to q, k and v (no bias).</summary>
+    internal PointwiseConv2d QkvProjection(long dim) => new(dim, 3 * Hidden, hasBias: false);
+}
 
 /// <summary>
 /// Multi-head self-attention over the pixels of a feature map (Vaswani et al. 2017):
@@ -13,29 +23,24 @@ public sealed class Attention : Module<Tensor, Tensor>
 {
     readonly PointwiseConv2d to_qkv;
     readonly PointwiseConv2d to_out;
-    readonly long heads, dimHead;
-    readonly double scale;
 
-    /// <summary>heads · dim_head, the channel count of q, k and v.</summary>
-    public long HiddenDim => heads * dimHead;
+    public AttentionHeads Heads { get; }
 
     public Attention(long dim, long heads = 4, long dimHead = 32) : base(nameof(Attention))
     {
-        this.heads = heads;
-        this.dimHead = dimHead;
-        scale = 1 / Math.Sqrt(dimHead);
-        to_qkv = new PointwiseConv2d(dim, heads * dimHead * 3, hasBias: false);
-        to_out = new PointwiseConv2d(heads * dimHead, dim);
+        Heads = new(heads, dimHead);
+        to_qkv = Heads.QkvProjection(dim);
+        to_out = new PointwiseConv2d(Heads.Hidden, dim);
         RegisterComponents();
     }
 
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        long b = x.shape[0], h = x.shape[2], w = x.shape[3], n = h * w;
+        long b = x.shape[0], h = x.shape[2], w = x.shape[3], n = h * w, heads = Heads.Count, dimHead = Heads.Dim;
         var qkv = to_qkv.call(x).chunk(3, dim: 1);
         // "b (h c) x y -> b h c (x y)"
-        var q = qkv[0].reshape(b, heads, dimHead, n) * scale;
+        var q = qkv[0].reshape(b, heads, dimHead, n) * Heads.Scale;
         var k = qkv[1].reshape(b, heads, dimHead, n);
         var v = qkv[2].reshape(b, heads, dimHead, n);
         // sim_ij = q_i · k_j  ("b h d i, b h d j -> b h i j")
@@ -56,21 +61,14 @@ public sealed class LinearAttention : Module<Tensor, Tensor>
 {
     readonly PointwiseConv2d to_qkv;
     readonly Sequential to_out;
-    readonly long heads, dimHead;
-    readonly double scale;
 
-    /// <summary>heads · dim_head, the channel count of q, k and v.</summary>
-    public long HiddenDim => heads * dimHead;
-    public long DimHead => dimHead;
-    public long Heads => heads;
+    public AttentionHeads Heads { get; }
 
     public LinearAttention(long dim, long heads = 4, long dimHead = 32) : base(nameof(LinearAttention))
     {
-        this.heads = heads;
-        this.dimHead = dimHead;
-        scale = 1 / Math.Sqrt(dimHead);
-        to_qkv = new PointwiseConv2d(dim, heads * dimHead * 3, hasBias: false);
-        to_out = Sequential(new PointwiseConv2d(heads * dimHead, dim), Layers.GroupNorm(1, dim));
+        Heads = new(heads, dimHead);
+        to_qkv = Heads.QkvProjection(dim);
+        to_out = Sequential(new PointwiseConv2d(Heads.Hidden, dim), Layers.GroupNorm(1, dim));
         RegisterComponents();
     }
 
@@ -84,13 +82,13 @@ public sealed class LinearAttention : Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3], n = h * w, hidden = heads * dimHead;
+        long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3], n = h * w, heads = Heads.Count, dimHead = Heads.Dim, hidden = Heads.Hidden;
         var projection = (PointwiseConv2d)to_out[0];
         var x2 = x.reshape(b, c, n);
         var wqkv = to_qkv.Weight.reshape(3 * hidden, c);
         // [q; k] = [W_q; W_k] x, one product; "b (h d) n -> b h d n"
         var qk = matmul(wqkv[..(int)(2 * hidden)], x2);
-        var q = qk[.., ..(int)hidden].view(b, heads, dimHead, n).softmax(-2) * scale;
+        var q = qk[.., ..(int)hidden].view(b, heads, dimHead, n).softmax(-2) * Heads.Scale;
         var k = qk[.., (int)hidden..].view(b, heads, dimHead, n).softmax(-1);
         // k xᵀ: "b h d n, b c n -> b h d c"
         var kx = matmul(k.view(b, hidden, n), x2.transpose(1, 2)).view(b, heads, dimHead, c);

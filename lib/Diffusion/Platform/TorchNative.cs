@@ -1,7 +1,6 @@
 using System.Reflection;
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
-using TorchSharp;
 
 namespace Diffusion.Platform;
 

@@ -1,5 +1,3 @@
-using static TorchSharp.torch;
-
 namespace Diffusion.Sampling;
 
 /// <summary>Progress over many batches: images finished of total, and the step within the current batch.</summary>

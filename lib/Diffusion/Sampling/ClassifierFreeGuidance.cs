@@ -1,5 +1,3 @@
-using static TorchSharp.torch;
-
 namespace Diffusion.Sampling;
 
 /// <summary>A class-conditional network as guidance sees it: model(x_t, t, y) → its prediction (ε, x_0 or v).</summary>

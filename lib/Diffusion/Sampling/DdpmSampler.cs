@@ -1,7 +1,5 @@
 using System.Text.Json.Serialization;
 using Diffusion.Forward;
-using Diffusion.Schedules;
-using static TorchSharp.torch;
 
 namespace Diffusion.Sampling;
 

@@ -1,6 +1,4 @@
 using Diffusion.Forward;
-using Diffusion.Schedules;
-using static TorchSharp.torch;
 
 namespace Diffusion.Sampling;
 

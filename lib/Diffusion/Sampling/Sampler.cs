@@ -1,6 +1,3 @@
-using Diffusion.Schedules;
-using static TorchSharp.torch;
-
 namespace Diffusion.Sampling;
 
 /// <summary>The network as a sampler sees it: model(x_t, t) → its prediction (ε, x_0 or v).</summary>

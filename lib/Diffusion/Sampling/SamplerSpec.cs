@@ -1,6 +1,5 @@
 using System.Globalization;
 using Diffusion.Forward;
-using Diffusion.Schedules;
 using Diffusion.Training;
 
 namespace Diffusion.Sampling;

@@ -3,8 +3,6 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Diffusion.Data;
-using Diffusion.Model;
-using TorchSharp;
 
 namespace Diffusion.Training;
 

@@ -1,7 +1,5 @@
 using System.Text.Json.Serialization;
 using Diffusion.Forward;
-using Diffusion.Model;
-using Diffusion.Schedules;
 
 namespace Diffusion.Training;
 

@@ -2,13 +2,8 @@ using System.Diagnostics;
 using System.Globalization;
 using Diffusion.Data;
 using Diffusion.Forward;
-using Diffusion.Model;
 using Diffusion.Platform;
 using Diffusion.Sampling;
-using Diffusion.Schedules;
-using TorchSharp;
-using TorchSharp.Modules;
-using static TorchSharp.torch;
 
 namespace Diffusion.Training;
 

@@ -1,10 +1,6 @@
 using Diffusion.Data;
 using Diffusion.Forward;
-using Diffusion.Model;
 using Diffusion.Platform;
-using Diffusion.Schedules;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Diffusion.Training;
 

@@ -1,6 +1,3 @@
-using Diffusion.Model;
-using static TorchSharp.torch;
-
 namespace Diffusion.Training;
 
 /// <summary>Copies trained weights into another U-Net (fine-tuning a fixed-variance model into a learned-variance one).</summary>
