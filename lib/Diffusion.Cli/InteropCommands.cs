@@ -110,17 +110,14 @@ static class InteropCommands
             return (config, template, $"Pass --like a checkpoint whose U-Net matches the one the weights came from (this one: Unet({PythonArguments(config.Unet)})), " +
                   "or build the PyTorch model with those options (docs/pytorch/course_unet.py).");
         }
-        else
-        {
-            if (PyTorchWeights.FormatOf(weightsPath) != WeightsFormat.Safetensors)
-                throw new CliException($"--like is needed for {weightsPath}: a .pt state_dict does not say which network it belongs to. " +
-                                       "Pass --like <checkpoint or run folder> trained with the same U-Net options.");
-            var header = SafetensorsFile.ReadHeader(File.ReadAllBytes(weightsPath), weightsPath);
-            var config = PyTorchWeights.ConfigFrom(header.Metadata, weightsPath)
-                     ?? throw new CliException($"{weightsPath} carries no '{PyTorchWeights.ConfigMetadataKey}' metadata (it was not exported by this course). " +
-                                               "Pass --like <checkpoint or run folder> trained with the same U-Net options.");
-            config.Validate();
-            return (config, null, "The file's own configuration metadata does not match its tensors; pass --like <checkpoint> with the right U-Net options.");
-        }
+        if (PyTorchWeights.FormatOf(weightsPath) != WeightsFormat.Safetensors)
+            throw new CliException($"--like is needed for {weightsPath}: a .pt state_dict does not say which network it belongs to. " +
+                                   "Pass --like <checkpoint or run folder> trained with the same U-Net options.");
+        var header = SafetensorsFile.ReadHeader(File.ReadAllBytes(weightsPath), weightsPath);
+        var fromFile = PyTorchWeights.ConfigFrom(header.Metadata, weightsPath)
+                  ?? throw new CliException($"{weightsPath} carries no '{PyTorchWeights.ConfigMetadataKey}' metadata (it was not exported by this course). " +
+                                           "Pass --like <checkpoint or run folder> trained with the same U-Net options.");
+        fromFile.Validate();
+        return (fromFile, null, "The file's own configuration metadata does not match its tensors; pass --like <checkpoint> with the right U-Net options.");
     }
 }
