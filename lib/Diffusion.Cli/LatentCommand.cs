@@ -21,13 +21,14 @@ static class LatentCommand
         var steps = Opt("--steps", "Latent diffusion training steps", 1200).Range(1, 1e9);
         var batch = Opt("--batch-size", "Images (latents) per step", 64).Range(2, 65536);
         var encodeCount = Opt("--encode", "Training images to encode for the diffusion stage", 20000).Range(64, 60000);
+        var sampleSteps = Opt("--sample-steps", "DDIM steps for the 80 final samples", 100).Range(1, 100000);
         var seed = Opt("--seed", "Random seed", 0);
         var output = Opt("--out", "Run folder", Path.Combine("runs", "latent"));
         var autoencoder = OptionalOpt<string>("--autoencoder", "Skip stage 1: use this trained autoencoder file (e.g. data/checkpoints/fashion-mnist-autoencoder.ckpt)");
         var cmd = new Command("latent",
             "Latent diffusion: train a small KL autoencoder, then the course's DDPM on its scaled latents; sample and decode.")
         {
-            aeSteps, steps, batch, encodeCount, seed, output, autoencoder,
+            aeSteps, steps, batch, encodeCount, sampleSteps, seed, output, autoencoder,
         };
         var machine = new MachineOptions(cmd);
         cmd.SetAction(p =>
@@ -58,25 +59,29 @@ static class LatentCommand
                 trainer.Train();
             });
             trainer.SaveModelForSampling(Path.Combine(outDir, DiffusionFileName));
-            double sampleSeconds = WriteImages(stage1.Model, stage1.Info.ScalingFactor, trainer, test, outDir, s);
-            WriteSummary(outDir, stage1, latentData.Count, trainer, sampleSeconds);
+            int ddimSteps = Math.Min(p.GetValue(sampleSteps), config.Timesteps);
+            if (ddimSteps < p.GetValue(sampleSteps))
+                Console.WriteLine($"--sample-steps {p.GetValue(sampleSteps)} is more than T = {config.Timesteps}: sampling with DDIM-{ddimSteps}");
+            double sampleSeconds = WriteImages(stage1.Model, stage1.Info.ScalingFactor, trainer, test, outDir, s, ddimSteps);
+            WriteSummary(outDir, stage1, latentData.Count, trainer, sampleSeconds, ddimSteps);
             return 0;
         });
         return cmd;
     }
 
     /// <summary>
-    /// Samples one row per class (guidance w = 2, i.e. s = 3, DDIM-100, x̂_0 clipped to the latents' range), decodes them
-    /// into samples.png, and writes reconstructions.png; returns the seconds spent sampling 80 images.
+    /// Samples one row per class (guidance w = 2, i.e. s = 3, DDIM with <paramref name="ddimSteps"/> steps, x̂_0 clipped to
+    /// the latents' range), decodes them into samples.png, and writes reconstructions.png; returns the seconds spent
+    /// sampling 80 images.
     /// </summary>
-    static double WriteImages(Autoencoder ae, double scale, Trainer trainer, ImageDataset test, string outDir, int seed)
+    static double WriteImages(Autoencoder ae, double scale, Trainer trainer, ImageDataset test, string outDir, int seed, int ddimSteps)
     {
         var sw = Stopwatch.StartNew();
         var config = trainer.Config;
         using var schedule = config.CreateSchedule();
-        using var sampler = new DdimSampler(schedule, 100, prediction: config.Prediction, clipDenoised: false);
+        using var sampler = new DdimSampler(schedule, ddimSteps, prediction: config.Prediction, clipDenoised: false);
         using var g = new Generator((ulong)seed);
-        using var classes = arange(10, dtype: ScalarType.Int64).repeat_interleave(8);
+        using var classes = ClassifierFreeGuidance.OneRowPerClass(10, 8);
         trainer.EmaModel!.eval();
         using var images = LatentSpace.SampleImages(ae, scale, LatentSpace.ClipStart(LatentSpace.Guided(trainer.EmaModel!, classes, 2.0), schedule), sampler, config, 80, g);
         ImageGrid.SaveGridPng(images, Path.Combine(outDir, "samples.png"), columns: 8, scale: 2);
@@ -90,7 +95,7 @@ static class LatentCommand
         return seconds;
     }
 
-    static void WriteSummary(string outDir, AutoencoderStage stage1, long encoded, Trainer trainer, double sampleSeconds)
+    static void WriteSummary(string outDir, AutoencoderStage stage1, long encoded, Trainer trainer, double sampleSeconds, int ddimSteps)
     {
         double diffusionLoss = trainer.LossHistory.TakeLast(50).Average(l => l.Loss);
         var summary = new
@@ -101,7 +106,7 @@ static class LatentCommand
         };
         AtomicFile.WriteAllText(Path.Combine(outDir, "run.json"), JsonSerializer.Serialize(summary, Checkpoint.JsonOptions));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"latent diffusion: loss (last 50) {diffusionLoss:F4}; 80 samples (DDIM-100, w = 2) + decoding {sampleSeconds:F0} s; wrote {outDir}"));
+            $"latent diffusion: loss (last 50) {diffusionLoss:F4}; 80 samples (DDIM-{ddimSteps}, w = 2) + decoding {sampleSeconds:F0} s; wrote {outDir}"));
     }
 
     /// <summary>Stage 1's results: the autoencoder (owned, with its trainer if trained here), its description and the encoded images.</summary>

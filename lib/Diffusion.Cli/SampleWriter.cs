@@ -45,10 +45,11 @@ static class SampleWriter
                 Console.WriteLine($"--class all: {count} images, {count / k} per class (one grid row per class: {string.Join(", ", config.ClassNames)})");
             }
             // One class for all, or one grid row per class.
-            classes = r.Class is { } only
+            var labels = r.Class is { } only
                 ? full([count], only, dtype: ScalarType.Int64)
                 : ClassifierFreeGuidance.OneRowPerClass(k, count / k);
-            classes = classes.to(device);
+            classes = labels.to(device);
+            if (!ReferenceEquals(classes, labels)) labels.Dispose();
         }
         else if (r.Class is not null)
             throw new CliException("--class was given but this model is unconditional (trained without --conditional); drop --class, or use a conditional checkpoint");

@@ -42,6 +42,7 @@ static class TrainCommand
         var schedule = Choice("--schedule", "β schedule", m.Schedule, Schedules);
         var prediction = Choice("--prediction", "What the network predicts", m.Prediction, Predictions);
         var loss = Choice("--loss", "Loss between prediction and target", o.Loss, Losses);
+        var minSnr = Opt("--min-snr", "Min-SNR-γ loss weighting (Hang et al. 2023; 5 is the paper's γ, 0 = off)", o.MinSnrGamma).Range(0, 1e6);
         var steps = Opt("--steps", "Optimiser steps in the whole run", o.Steps).Range(1, 1e9);
         var epochs = new Option<double?>("--epochs") { Description = "Train for this many passes over the data instead of --steps" };
         epochs.Range(1e-6, 1e6);
@@ -67,7 +68,7 @@ static class TrainCommand
         var cmd = new Command("train", "Train a DDPM (Algorithm 1) and write checkpoint, loss log, samples and a denoising GIF into --out.")
         {
             data, labels, imageSize, channels, dim, dimMults, block, groups, attention, conditional, timesteps, schedule,
-            prediction, loss, steps, epochs, batch, lr, warmup, lrSchedule, emaDecay, gradClip, noFlip, classDropout, seed,
+            prediction, loss, minSnr, steps, epochs, batch, lr, warmup, lrSchedule, emaDecay, gradClip, noFlip, classDropout, seed,
             output, resume, checkpointEvery, samples, sampler, sampleSteps, learnVariance, initFrom, trainOnly,
         };
 
@@ -120,7 +121,7 @@ static class TrainCommand
         {
             Steps = TotalSteps(p, ds), BatchSize = p.GetValue(batch), LearningRate = p.GetValue(lr), WarmupSteps = p.GetValue(warmup),
             LearningRateSchedule = p.GetValue(lrSchedule), EmaDecay = p.GetValue(emaDecay), GradientClipNorm = p.GetValue(gradClip),
-            Loss = p.GetValue(loss), RandomFlip = !p.GetValue(noFlip), ClassDropout = p.GetValue(classDropout),
+            Loss = p.GetValue(loss), MinSnrGamma = p.GetValue(minSnr), RandomFlip = !p.GetValue(noFlip), ClassDropout = p.GetValue(classDropout),
             Seed = p.GetValue(seed), CheckpointEvery = p.GetValue(checkpointEvery),
             TrainOnly = p.GetValue(trainOnly)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
         };

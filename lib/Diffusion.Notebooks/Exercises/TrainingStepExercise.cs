@@ -120,7 +120,7 @@ public static class TrainingStepExercise
 
     static Tensor[] Grad(Tensor loss, Tensor[] weights)
     {
-        foreach (var w in weights) w.grad?.zero_();
+        foreach (var w in weights) w.grad?.fill_(0);
         loss.backward();
         return weights.Select(w => w.grad is null ? zeros_like(w) : w.grad.clone()).ToArray();
     }

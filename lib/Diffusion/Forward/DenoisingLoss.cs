@@ -45,18 +45,60 @@ public static class DenoisingLoss
         _ => throw new ArgumentOutOfRangeException(nameof(loss), loss, null),
     };
 
+    /// <summary>The distance per image ([B]): the mean over every dimension but the first.</summary>
+    public static Tensor DistancePerImage(Tensor predicted, Tensor target, LossType loss)
+    {
+        var elementwise = loss switch
+        {
+            LossType.L1 => F.l1_loss(predicted, target, reduction: nn.Reduction.None),
+            LossType.L2 => F.mse_loss(predicted, target, reduction: nn.Reduction.None),
+            LossType.Huber => F.smooth_l1_loss(predicted, target, reduction: nn.Reduction.None),
+            _ => throw new ArgumentOutOfRangeException(nameof(loss), loss, null),
+        };
+        return elementwise.flatten(1).mean([1]);
+    }
+
     /// <summary>
-    /// Algorithm 1's inside for given t and ε: x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε, then ‖target − model(x_t, t)‖.
+    /// Min-SNR-γ loss weights per time step (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting
+    /// Strategy", eq. 7 and its §3.4 forms): with SNR(t) = ᾱ_t/(1−ᾱ_t), an x_0-loss weighted by min(SNR, γ), written for
+    /// the target the network predicts — ε: min(SNR, γ)/SNR, v: min(SNR, γ)/(SNR + 1), x_0: min(SNR, γ). Easy steps
+    /// (small t, huge SNR) stop dominating the gradient; at SNR ≤ γ the ε weight is exactly 1.
+    /// </summary>
+    public static double[] MinSnrWeights(NoiseSchedule s, Prediction prediction, double gamma)
+    {
+        if (!(gamma > 0) || !double.IsFinite(gamma))
+            throw new ArgumentOutOfRangeException(nameof(gamma), gamma, "min-SNR γ must be a positive number (the paper uses 5)");
+        return s.SignalToNoise.Select(snr => prediction switch
+        {
+            Prediction.Epsilon => snr <= gamma ? 1.0 : gamma / snr,
+            Prediction.Velocity => Math.Min(snr, gamma) / (snr + 1),
+            Prediction.Start => Math.Min(snr, gamma),
+            _ => throw new ArgumentOutOfRangeException(nameof(prediction), prediction, null),
+        }).ToArray();
+    }
+
+    /// <summary>
+    /// Algorithm 1's inside for given t and ε: x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε, then ‖target − model(x_t, t)‖ —
+    /// with <paramref name="minSnrGamma"/> &gt; 0 each image's distance weighted by <see cref="MinSnrWeights"/> at its t.
     /// </summary>
     /// <param name="model">The network, called as model(x_t, t).</param>
     public static Tensor Compute(Func<Tensor, Tensor, Tensor> model, NoiseSchedule s, Tensor x0, Tensor t, Tensor noise,
-        Prediction prediction = Prediction.Epsilon, LossType loss = LossType.L2)
+        Prediction prediction = Prediction.Epsilon, LossType loss = LossType.L2, double minSnrGamma = 0)
     {
         using var scope = NewDisposeScope();
         var xt = ForwardProcess.QSample(s, x0, t, noise);
         var output = model(xt, t);
         var target = Target(s, x0, t, noise, prediction);
-        return Distance(output, target, loss).MoveToOuterDisposeScope();
+        return Weighted(output, target, s, t, prediction, loss, minSnrGamma).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The mean distance, or with γ &gt; 0 the mean of the min-SNR-weighted per-image distances.</summary>
+    public static Tensor Weighted(Tensor predicted, Tensor target, NoiseSchedule s, Tensor t, Prediction prediction,
+        LossType loss, double minSnrGamma)
+    {
+        if (minSnrGamma == 0) return Distance(predicted, target, loss);
+        using var weights = tensor(MinSnrWeights(s, prediction, minSnrGamma).Select(w => (float)w).ToArray(), device: predicted.device);
+        return (DistancePerImage(predicted, target, loss) * weights.gather(0, t.to(ScalarType.Int64))).mean();
     }
 
     /// <summary>

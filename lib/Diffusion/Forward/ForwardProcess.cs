@@ -85,12 +85,14 @@ public static class ForwardProcess
         Tensor x0, eps;
         switch (prediction)
         {
+            // alias(): a new handle owned by this scope. Returning `output` itself would move the caller's tensor one
+            // scope outwards (MoveToOuterDisposeScope acts on the scope that owns it), one leaked tensor per step.
             case Prediction.Epsilon:
-                eps = output;
+                eps = output.alias();
                 x0 = PredictStartFromNoise(s, xt, t, eps);
                 break;
             case Prediction.Start:
-                x0 = output;
+                x0 = output.alias();
                 eps = PredictNoiseFromStart(s, xt, t, x0);
                 break;
             case Prediction.Velocity:

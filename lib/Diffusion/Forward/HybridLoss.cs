@@ -52,13 +52,15 @@ public static class HybridLoss
     /// The hybrid loss for given t and ε. <paramref name="model"/> returns [B, 2C, H, W].
     /// </summary>
     public static HybridLossTerms Compute(Func<Tensor, Tensor, Tensor> model, NoiseSchedule s, Tensor x0, Tensor t, Tensor noise,
-        Prediction prediction = Prediction.Epsilon, LossType loss = LossType.L2, double lambda = DefaultLambda)
+        Prediction prediction = Prediction.Epsilon, LossType loss = LossType.L2, double lambda = DefaultLambda,
+        double minSnrGamma = 0)
     {
         using var scope = NewDisposeScope();
         var xt = ForwardProcess.QSample(s, x0, t, noise);
         var (predicted, v) = Split(model(xt, t), x0.shape[1]);
-        // L_simple = ‖ε − ε_θ(x_t, t)‖²                                                          (DDPM eq. 14)
-        var simple = DenoisingLoss.Distance(predicted, DenoisingLoss.Target(s, x0, t, noise, prediction), loss);
+        // L_simple = ‖ε − ε_θ(x_t, t)‖²                       (DDPM eq. 14; min-SNR-weighted per image when γ > 0)
+        var simple = DenoisingLoss.Weighted(predicted, DenoisingLoss.Target(s, x0, t, noise, prediction), s, t, prediction,
+            loss, minSnrGamma);
 
         // L_vlb sees μ_θ through a stop-gradient: it trains Σ_θ only                           (Improved DDPM §3.1)
         var (x0Hat, _) = ForwardProcess.StartAndNoise(s, xt, t, predicted.detach(), prediction, clipStart: false);

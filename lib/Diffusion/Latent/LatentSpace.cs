@@ -43,8 +43,8 @@ public static class LatentSpace
     /// </summary>
     public static double ScalingFactor(Tensor latents)
     {
-        using var z = latents.to(ScalarType.Float64);
-        return 1.0 / z.std().item<double>();
+        using var scope = NewDisposeScope();
+        return 1.0 / latents.to(ScalarType.Float64).std().item<double>();
     }
 
     /// <summary>The scaled latents s·μ(x) as a dataset the course's <see cref="Trainer"/> trains on (as x_0, unchanged).</summary>

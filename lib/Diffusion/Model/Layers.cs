@@ -18,7 +18,7 @@ public static class Layers
         using (no_grad())
         {
             norm.weight!.fill_(1);
-            norm.bias!.zero_();
+            norm.bias!.fill_(0);            // not zero_(): in TorchSharp 0.107 it returns a new, undisposed wrapper
         }
         return norm;
     }

@@ -68,7 +68,8 @@ public static class ClassifierFreeGuidance
         if (classes.dim() != 1) throw new ArgumentException($"classes must be a 1-D tensor of labels, got [{string.Join(", ", classes.shape)}]");
         if (classes.numel() > 0)
         {
-            long min = classes.min().item<long>(), max = classes.max().item<long>();
+            long min, max;
+            using (NewDisposeScope()) (min, max) = (classes.min().item<long>(), classes.max().item<long>());
             if (min < 0 || max > nullClass)
                 throw new ArgumentOutOfRangeException(nameof(classes), $"labels must be 0..{nullClass - 1} (or {nullClass} = no label), got {min}..{max}");
         }
@@ -88,7 +89,8 @@ public static class ClassifierFreeGuidance
     public static Tensor OneRowPerClass(int numClasses, int perClass)
     {
         if (numClasses < 1 || perClass < 1) throw new ArgumentOutOfRangeException(nameof(perClass), "need at least one class and one image per class");
-        return arange(numClasses, dtype: ScalarType.Int64).repeat_interleave(perClass);
+        using var classes = arange(numClasses, dtype: ScalarType.Int64);
+        return classes.repeat_interleave(perClass);
     }
 
     /// <summary>Ho &amp; Salimans' w from diffusers' guidance_scale s: w = s − 1.</summary>

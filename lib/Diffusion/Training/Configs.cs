@@ -74,6 +74,11 @@ public sealed record TrainingOptions
     public double EmaDecay { get; init; } = 0.995;
     [JsonConverter(typeof(JsonStringEnumConverter<LossType>))]
     public LossType Loss { get; init; } = LossType.L2;
+    /// <summary>
+    /// γ of the min-SNR loss weighting (Hang et al. 2023: each image's loss × min(SNR(t), γ)/SNR(t) for ε-prediction);
+    /// 0 = unweighted L_simple.
+    /// </summary>
+    public double MinSnrGamma { get; init; }
     public bool RandomFlip { get; init; } = true;
     /// <summary>Probability of replacing a label by "no label" (classifier-free guidance training; conditional models only).</summary>
     public double ClassDropout { get; init; } = 0.1;
@@ -103,6 +108,7 @@ public sealed record TrainingOptions
         Require(GradientClipNorm >= 0, $"gradient clip norm must be ≥ 0 (0 = off), got {GradientClipNorm}");
         Require(EmaDecay is >= 0 and < 1, $"EMA decay must be in [0, 1) (0 = off; typical 0.995–0.9999), got {EmaDecay}");
         Require(ClassDropout is >= 0 and <= 1, $"class dropout must be in [0, 1], got {ClassDropout}");
+        Require(MinSnrGamma >= 0 && double.IsFinite(MinSnrGamma), $"min-SNR γ must be ≥ 0 (0 = off; the paper uses 5), got {MinSnrGamma}");
         Require(VlbWeight >= 0 && double.IsFinite(VlbWeight), $"the L_vlb weight λ must be ≥ 0, got {VlbWeight}");
         Require(CheckpointEvery >= 1, $"checkpoint interval must be ≥ 1 step, got {CheckpointEvery}");
     }

@@ -36,8 +36,8 @@ public static class TrainingStep
         // Learned variance: L_hybrid = L_simple + λ L_vlb (Improved DDPM §3.1); otherwise DDPM's L_simple.
         return config.Variance == VarianceType.Learned
             ? HybridLoss.Compute((xt, tt) => model.forward(xt, tt, classes), schedule, x0, t, noise,
-                config.Prediction, options.Loss, options.VlbWeight).Total
+                config.Prediction, options.Loss, options.VlbWeight, options.MinSnrGamma).Total
             : DenoisingLoss.Compute((xt, tt) => model.forward(xt, tt, classes), schedule, x0, t, noise,
-                config.Prediction, options.Loss);
+                config.Prediction, options.Loss, options.MinSnrGamma);
     }
 }

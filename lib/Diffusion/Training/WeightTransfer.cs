@@ -32,7 +32,7 @@ public static class WeightTransfer
             if (!widenedOutput)
                 throw new ArgumentException(
                     $"{name}: shape [{string.Join(", ", src.shape)}] cannot go into [{string.Join(", ", dst.shape)}]; only the final convolution may double its output channels");
-            dst.zero_();
+            dst.fill_(0);
             dst[..(int)src.shape[0]].copy_(src);
         }
     }
