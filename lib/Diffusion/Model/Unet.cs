@@ -1,4 +1,5 @@
 using static TorchSharp.torch.nn;
+using TorchSharp.Utils;
 
 namespace Diffusion.Model;
 
@@ -19,8 +20,8 @@ public sealed class Unet : Module<Tensor, Tensor, Tensor>
     readonly PointwiseConv2d init_conv;
     readonly Sequential time_mlp;
     readonly Embedding? class_emb;
-    readonly ModuleList<ModuleList<Module>> downs = new();
-    readonly ModuleList<ModuleList<Module>> ups = new();
+    readonly ModuleList<UnetLevel> downs = new();
+    readonly ModuleList<UnetLevel> ups = new();
     readonly TimeBlock mid_block1, mid_block2;
     readonly Residual mid_attn;
     readonly TimeBlock final_res_block;
@@ -54,7 +55,7 @@ public sealed class Unet : Module<Tensor, Tensor, Tensor>
         {
             var (dimIn, dimOut) = inOut[i];
             bool isLast = i == inOut.Length - 1;
-            downs.Add(new ModuleList<Module>(
+            downs.Add(new UnetLevel(
                 NewBlock(dimIn, dimIn),
                 NewBlock(dimIn, dimIn),
                 AttentionOrIdentity(i, dimIn),
@@ -70,7 +71,7 @@ public sealed class Unet : Module<Tensor, Tensor, Tensor>
         {
             var (dimIn, dimOut) = inOut[i];
             bool isLast = i == 0;
-            ups.Add(new ModuleList<Module>(
+            ups.Add(new UnetLevel(
                 NewBlock(dimOut + dimIn, dimOut),
                 NewBlock(dimOut + dimIn, dimOut),
                 AttentionOrIdentity(i, dimOut),
@@ -112,12 +113,12 @@ public sealed class Unet : Module<Tensor, Tensor, Tensor>
         var h = new Stack<Tensor>();
         foreach (var level in downs)
         {
-            x = ((TimeBlock)level[0]).call(x, t);
+            x = level.Block1.call(x, t);
             h.Push(x);
-            x = ((TimeBlock)level[1]).call(x, t);
-            x = ((Module<Tensor, Tensor>)level[2]).call(x);
+            x = level.Block2.call(x, t);
+            x = level.Attention.call(x);
             h.Push(x);
-            x = ((Module<Tensor, Tensor>)level[3]).call(x);
+            x = level.Resample.call(x);
         }
 
         x = mid_block1.call(x, t);
@@ -126,10 +127,10 @@ public sealed class Unet : Module<Tensor, Tensor, Tensor>
 
         foreach (var level in ups)
         {
-            x = ((TimeBlock)level[0]).call(cat([x, h.Pop()], dim: 1), t);
-            x = ((TimeBlock)level[1]).call(cat([x, h.Pop()], dim: 1), t);
-            x = ((Module<Tensor, Tensor>)level[2]).call(x);
-            x = ((Module<Tensor, Tensor>)level[3]).call(x);
+            x = level.Block1.call(cat([x, h.Pop()], dim: 1), t);
+            x = level.Block2.call(cat([x, h.Pop()], dim: 1), t);
+            x = level.Attention.call(x);
+            x = level.Resample.call(x);
         }
 
         x = final_res_block.call(cat([x, r], dim: 1), t);
@@ -139,6 +140,33 @@ public sealed class Unet : Module<Tensor, Tensor, Tensor>
     /// <summary>Parameters per top-level module (init_conv, time_mlp, downs, mid_*, ups, final_*), in order.</summary>
     public IReadOnlyList<(string Name, long Parameters)> ParameterTable() =>
         named_children().Select(c => (c.name, c.module.ParameterCount())).ToList();
+}
+
+/// <summary>
+/// One resolution level of the U-Net: two residual blocks, linear attention (or identity) and the change of resolution
+/// (or, at the last level, a 3×3 convolution). Registered as "0" to "3", like the annotated notebook's
+/// <c>nn.ModuleList([block1, block2, attn, downsample])</c>, so parameter names stay <c>downs.i.0.…</c> to <c>downs.i.3.…</c>.
+/// </summary>
+public sealed class UnetLevel : Module
+{
+    [ComponentName(Name = "0")] readonly TimeBlock block1;
+    [ComponentName(Name = "1")] readonly TimeBlock block2;
+    [ComponentName(Name = "2")] readonly Module<Tensor, Tensor> attention;
+    [ComponentName(Name = "3")] readonly Module<Tensor, Tensor> resample;
+
+    public UnetLevel(TimeBlock block1, TimeBlock block2, Module<Tensor, Tensor> attention, Module<Tensor, Tensor> resample)
+        : base(nameof(UnetLevel))
+    {
+        (this.block1, this.block2, this.attention, this.resample) = (block1, block2, attention, resample);
+        RegisterComponents();
+    }
+
+    public TimeBlock Block1 => block1;
+    public TimeBlock Block2 => block2;
+    /// <summary>Residual(PreNorm(LinearAttention)), or Identity at levels without attention.</summary>
+    public Module<Tensor, Tensor> Attention => attention;
+    /// <summary>Downsample or Upsample (a 3×3 convolution at the innermost/outermost level).</summary>
+    public Module<Tensor, Tensor> Resample => resample;
 }
 
 /// <summary>The U-Net's (and the autoencoder's) changes of resolution.</summary>
