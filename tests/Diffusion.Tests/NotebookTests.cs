@@ -18,7 +18,7 @@ public class NotebookTests
         ["02-closed-form.ipynb"] = (3, 5, 0),
         ["03-epsilon-loss.ipynb"] = (1, 7, 0),
         ["04-unet.ipynb"] = (1, 6, 0),
-        ["05-training.ipynb"] = (4, 4, 0),
+        ["05-training.ipynb"] = (4, 5, 0),
         ["06-sampling.ipynb"] = (6, 3, 1),
         ["07-where-next.ipynb"] = (0, 2, 0),
         ["08-guidance.ipynb"] = (2, 2, 0),
