@@ -46,6 +46,12 @@ static class TrainCommand
         var steps = Opt("--steps", "Optimiser steps in the whole run", o.Steps).Range(1, 1e9);
         var epochs = new Option<double?>("--epochs") { Description = "Train for this many passes over the data instead of --steps" };
         epochs.Range(1e-6, 1e6);
+        var minutes = new Option<double?>("--minutes")
+        {
+            Description = "Train for about M minutes instead of --steps: the step time is measured during the warm-up and the step " +
+                          "count fixed from it (printed and stored in run.json; --steps N repeats the run exactly). Sampling comes after",
+        };
+        minutes.Range(0.01, 1e6);
         var batch = Opt("--batch-size", "Images per step", o.BatchSize).Range(1, 65536);
         var lr = Opt("--lr", "Peak learning rate (AdamW)", o.LearningRate).Range(1e-8, 1);
         var warmup = Opt("--warmup", "Learning-rate warm-up steps", o.WarmupSteps).Range(0, 1e9);
@@ -68,7 +74,7 @@ static class TrainCommand
         var cmd = new Command("train", "Train a DDPM (Algorithm 1) and write checkpoint, loss log, samples and a denoising GIF into --out.")
         {
             data, labels, imageSize, channels, dim, dimMults, block, groups, attention, conditional, timesteps, schedule,
-            prediction, loss, minSnr, steps, epochs, batch, lr, warmup, lrSchedule, emaDecay, gradClip, noFlip, classDropout, seed,
+            prediction, loss, minSnr, steps, epochs, minutes, batch, lr, warmup, lrSchedule, emaDecay, gradClip, noFlip, classDropout, seed,
             output, resume, checkpointEvery, samples, sampler, sampleSteps, learnVariance, initFrom, trainOnly,
         };
 
@@ -163,10 +169,14 @@ static class TrainCommand
             Console.WriteLine($"TorchSharp: {TorchNative.Report?.Summary}");
             using var ds = DataLocator.Load(p.GetValue(data)!, p.GetValue(labels), p.GetValue(imageSize) ?? previous?.Model.ImageSize, p.GetValue(channels));
             Console.WriteLine($"data: {ds.Description}: {ds.Count} images {ds.Width}×{ds.Height}×{ds.Channels}");
+            if (p.GetValue(minutes) is not null && (p.Given(steps) || p.Given(epochs) || previous is not null))
+                throw new CliException("--minutes sets the number of steps itself: give it without --steps, --epochs and --resume " +
+                                       "(a resumed run keeps its step count; add steps with --resume --steps N).");
             using var trainer = StartOrResume(p, ds, previous, checkpointPath, outDir, dev);
             Console.WriteLine($"model: U-Net {trainer.Model.ParameterCount():N0} parameters, dim {trainer.Config.Unet.Dim}, " +
                               $"mults [{string.Join(",", trainer.Config.Unet.DimMults)}], {trainer.Config.Schedule} schedule, T={trainer.Config.Timesteps}, " +
-                              $"batch {trainer.Options.BatchSize}, {trainer.Options.Steps} steps, device {dev.type}");
+                              $"batch {trainer.Options.BatchSize}, {(p.GetValue(minutes) is { } m ? $"steps to fit {m:0.##} min" : $"{trainer.Options.Steps} steps")}, device {dev.type}");
+            if (p.GetValue(minutes) is { } budget) FitToMinutes(trainer, budget);
             RunTraining(trainer);
             var modelPath = trainer.SaveModelForSampling(Path.Combine(outDir, ModelFileName));
             Console.WriteLine($"wrote {modelPath} (weights for sampling only, {new FileInfo(modelPath).Length / 1e6:F1} MB)");
@@ -205,6 +215,39 @@ static class TrainCommand
             }
         }
         Console.WriteLine($"initialised from {initPath} (step {sourceInfo.Step}, {sourceInfo.Model.Variance} variance)");
+    }
+
+    /// <summary>
+    /// --minutes: trains the first steps of the warm-up (at most 30), times the later two thirds of them, and fixes the
+    /// run's total so that the whole training takes about <paramref name="minutes"/>. The learning rate of the warm-up
+    /// does not depend on the total, so the run is the same as one started with <c>--steps</c> of that total.
+    /// </summary>
+    static void FitToMinutes(Trainer trainer, double minutes)
+    {
+        int probe = Math.Min(30, Math.Min(trainer.Options.WarmupSteps, trainer.Options.CheckpointEvery - 1));
+        if (probe < 6)
+            throw new CliException($"--minutes measures the step time during the learning-rate warm-up, which needs at least 6 steps " +
+                                   $"(--warmup {trainer.Options.WarmupSteps}, --checkpoint-every {trainer.Options.CheckpointEvery}); raise them or use --steps.");
+        int skip = probe / 3;
+        var sw = new Stopwatch();
+        double spent = 0;
+        ConsoleProgress.Run("measuring the step time", probe, report =>
+        {
+            trainer.Progress += pr =>
+            {
+                if (pr.Step == skip) sw.Restart();
+                spent = pr.Elapsed.TotalSeconds;
+                report(pr.Step, string.Create(CultureInfo.InvariantCulture, $"loss {pr.Loss:F4}"));
+            };
+            trainer.Train(until: probe);
+        });
+        double perStep = sw.Elapsed.TotalSeconds / (probe - skip);
+        int total = Math.Max(probe, (int)Math.Floor(probe + (minutes * 60 - spent) / perStep));
+        trainer.FixTotalSteps(total);
+        if (trainer.Step == total && trainer.RunDirectory is not null) trainer.SaveCheckpoint();   // the budget ended with the probe
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"--minutes {minutes:0.##}: {perStep:F2} s per step (steps {skip + 1}–{probe}, {Compute.Threads} thread{(Compute.Threads == 1 ? "" : "s")}) → {total} steps in all " +
+            $"(≈ {total * perStep / 60:F1} min); `--steps {total}` repeats this run exactly"));
     }
 
     static void RunTraining(Trainer trainer)

@@ -52,6 +52,32 @@ static class Cli
 public class CliTests
 {
     [Fact]
+    public void MinutesFixesAStepCountThatStepsRepeatsExactly()
+    {
+        using var dir = TestSetup.Temp();
+        string[] net = ["--batch-size", "4", "--dim", "8", "--dim-mults", "1,2", "--attention-levels", "none", "--timesteps", "20",
+                        "--samples", "4", "--sampler", "ddim", "--sample-steps", "2", "--threads", "1"];
+        var timed = Cli.Run(dir.Path, ["train", "--out", dir["timed"], "--minutes", "0.15", .. net]);
+        Assert.True(timed.ExitCode == 0, timed.All);
+        var line = timed.Stdout.Split('\n').Single(l => l.StartsWith("--minutes 0.15: ", StringComparison.Ordinal));
+        int total = int.Parse(System.Text.RegularExpressions.Regex.Match(line, @"`--steps (\d+)`").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(total >= 30, line);                                  // never fewer than the measured warm-up steps
+        Assert.Contains($"trained to step {total}:", timed.Stdout);
+        Assert.Equal(total, Checkpoint.ReadInfo(Path.Combine(dir["timed"], Trainer.CheckpointFileName)).Training.Steps);
+
+        var fixedRun = Cli.Run(dir.Path, ["train", "--out", dir["fixed"], "--steps", total.ToString(System.Globalization.CultureInfo.InvariantCulture), .. net]);
+        Assert.True(fixedRun.ExitCode == 0, fixedRun.All);
+        string Losses(string run) => string.Join("\n", File.ReadLines(Path.Combine(run, Trainer.LossLogFileName)).Select(l => string.Join(',', l.Split(',')[..3])));
+        Assert.Equal(Losses(dir["timed"]), Losses(dir["fixed"]));        // step, loss and learning rate of every step
+        Assert.Equal(File.ReadAllBytes(Path.Combine(dir["timed"], "samples.png")), File.ReadAllBytes(Path.Combine(dir["fixed"], "samples.png")));
+
+        var both = Cli.Run(dir.Path, ["train", "--out", dir["both"], "--minutes", "1", "--steps", "10", .. net]);
+        Assert.NotEqual(0, both.ExitCode);
+        Assert.Contains("--minutes sets the number of steps itself", both.All);
+        Assert.False(File.Exists(Path.Combine(dir["both"], Trainer.CheckpointFileName)));
+    }
+
+    [Fact]
     public void BenchQuickRunsEveryPartAndWritesItsJsonLine()
     {
         using var dir = TestSetup.Temp();

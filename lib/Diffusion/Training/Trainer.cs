@@ -23,7 +23,7 @@ public sealed class TrainingDivergedException(string message) : Exception(messag
 public sealed class Trainer : IDisposable
 {
     public DiffusionModelConfig Config { get; }
-    public TrainingOptions Options { get; }
+    public TrainingOptions Options { get; private set; }
     public Unet Model { get; }
     /// <summary>The moving average of <see cref="Model"/>'s weights (null when EmaDecay = 0).</summary>
     public Unet? EmaModel { get; }
@@ -167,13 +167,16 @@ public sealed class Trainer : IDisposable
         }
     }
 
-    /// <summary>Trains until <see cref="TrainingOptions.Steps"/>, writing checkpoints on the way if there is a run folder.</summary>
-    public void Train(CancellationToken cancel = default)
+    /// <summary>
+    /// Trains until <see cref="TrainingOptions.Steps"/> (or until step <paramref name="until"/>, if earlier), writing
+    /// checkpoints on the way if there is a run folder.
+    /// </summary>
+    public void Train(CancellationToken cancel = default, int? until = null)
     {
         if (RunDirectory is not null) lossLog ??= new LossLog(RunDirectory, Step);
         try
         {
-            while (Step < Options.Steps)
+            while (Step < Math.Min(Options.Steps, until ?? int.MaxValue))
             {
                 cancel.ThrowIfCancellationRequested();
                 TrainStep();
@@ -188,6 +191,22 @@ public sealed class Trainer : IDisposable
         {
             lossLog?.Flush();
         }
+    }
+
+    /// <summary>
+    /// Sets the run's total number of steps while nothing has depended on it yet: during the learning-rate warm-up (its
+    /// rates do not depend on the total; the cosine decay after it does) and before the first checkpoint. The run is then
+    /// step for step the run started with that total (<c>train --minutes</c> uses this).
+    /// </summary>
+    public void FixTotalSteps(int steps)
+    {
+        if (Step > Options.WarmupSteps || Step >= Options.CheckpointEvery)
+            throw new InvalidOperationException(
+                $"the total can be fixed only during the warm-up (step ≤ {Options.WarmupSteps}) and before the first checkpoint " +
+                $"(step < {Options.CheckpointEvery}); the run is at step {Step}");
+        if (steps < Math.Max(1, Step))
+            throw new ArgumentOutOfRangeException(nameof(steps), steps, $"the run is already at step {Step}");
+        Options = Options with { Steps = steps };
     }
 
     readonly Queue<(long Ticks, int Images)> window = new();
