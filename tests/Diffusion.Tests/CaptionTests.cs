@@ -112,3 +112,43 @@ public class CaptionTests
         Assert.Contains(Enumerable.Range(0, 50).Select(i => Captions.Caption(new CaptionFacts(4, [null, null, null], null), i)), c => c == "a photo of a coat" || c == "a photo of a jacket");
     }
 }
+
+public class WordTokenizerTests
+{
+    [Fact]
+    public void EveryCaptionEncodesWithoutUnknownWordsAndDecodesBack()
+    {
+        var tok = WordTokenizer.ForCaptions();
+        var rng = new Random(4);
+        for (int i = 0; i < 2000; i++)
+        {
+            int k = rng.Next(10);
+            var words = Captions.Attributes.Select(a => new[] { a.Low, a.High, null }[rng.Next(3)]).ToArray();
+            string? dir = GarmentAttributes.ShoeClasses.Contains(k) ? new[] { "facing left", "facing right", null }[rng.Next(3)] : null;
+            var caption = Captions.Caption(new CaptionFacts(k, words, dir), i);
+            var t = tok.Encode(caption, 16);
+            Assert.Empty(t.UnknownWords);
+            Assert.Empty(t.TruncatedWords);
+            Assert.Equal("<start> " + string.Join(' ', WordTokenizer.Split(caption)) + " <end>", tok.Decode(t.Ids));
+        }
+        Assert.True(tok.Count < 50, $"{tok.Count} ids");
+    }
+
+    [Fact]
+    public void UnknownAndTooManyWordsAreReported()
+    {
+        var tok = new WordTokenizer(["dark", "boot", "a"]);
+        var t = tok.Encode("A DARK, shiny boot!", 8);
+        // Sorted vocabulary: a = 4, boot = 5, dark = 6.
+        Assert.Equal([WordTokenizer.Start, 4, 6, WordTokenizer.Unknown, 5, WordTokenizer.End, WordTokenizer.Pad, WordTokenizer.Pad], t.Ids);
+        Assert.Equal(["shiny"], t.UnknownWords);
+        Assert.Equal(3, t.KnownWords);
+        Assert.Equal([true, true, true, true, true, true, false, false], t.Mask);
+        var cut = tok.Encode("a dark boot a dark boot", 5);
+        Assert.Equal(5, cut.Length);
+        Assert.Equal(["a", "dark", "boot"], cut.TruncatedWords);
+        Assert.Equal("<start> a dark boot <end>", tok.Decode(cut.Ids));
+        Assert.Equal(0, tok.Encode("", 4).KnownWords);
+        Assert.Equal([WordTokenizer.Start, WordTokenizer.End, 0, 0], tok.Encode("", 4).Ids);
+    }
+}
