@@ -1,0 +1,172 @@
+using static TorchSharp.torch.nn;
+
+namespace Diffusion.Text;
+
+/// <summary>LayerNorm with γ = 1 and β = 0 set explicitly (as <see cref="Layers.GroupNorm"/> does for GroupNorm).</summary>
+static class Norms
+{
+    public static LayerNorm LayerNorm(long dim)
+    {
+        var norm = nn.LayerNorm(dim);
+        using (no_grad())
+        {
+            norm.weight!.fill_(1);
+            norm.bias!.fill_(0);
+        }
+        return norm;
+    }
+}
+
+/// <summary>
+/// Multi-head attention of the queries x [B, N, C] over a context [B, M, D] (Vaswani et al. 2017):
+/// per head, softmax(q kᵀ/√d + mask) v with q = W_q x, k = W_k c, v = W_v c, then W_out over the heads. With the context
+/// = x it is self-attention; with the text encoder's tokens as context it is Stable Diffusion's cross-attention, where
+/// every pixel (a query) picks the words (keys) it listens to. <c>mask</c> [B, M] is true for real tokens; padding gets
+/// weight exactly 0.
+/// </summary>
+public sealed class CrossAttention : Module<Tensor, Tensor, Tensor?, Tensor>
+{
+    readonly Linear to_q, to_k, to_v, to_out;
+
+    public AttentionHeads Heads { get; }
+
+    public CrossAttention(long queryDim, long contextDim, long heads = 4, long dimHead = 16) : base(nameof(CrossAttention))
+    {
+        Heads = new AttentionHeads(heads, dimHead);
+        to_q = Linear(queryDim, Heads.Hidden, hasBias: false);
+        to_k = Linear(contextDim, Heads.Hidden, hasBias: false);
+        to_v = Linear(contextDim, Heads.Hidden, hasBias: false);
+        to_out = Linear(Heads.Hidden, queryDim);
+        RegisterComponents();
+    }
+
+    /// <summary>The attention weights [B, heads, N, M]: row i is how query i spreads over the context (sums to 1).</summary>
+    public Tensor Weights(Tensor x, Tensor context, Tensor? mask)
+    {
+        using var scope = NewDisposeScope();
+        var q = Split(to_q.call(x));
+        var k = Split(to_k.call(context));
+        // sim_ij = q_i · k_j / √d                                                             "b h n d, b h m d -> b h n m"
+        var sim = matmul(q, k.transpose(-2, -1)) * Heads.Scale;
+        if (mask is not null)
+        {
+            if (mask.dim() != 2 || mask.shape[0] != context.shape[0] || mask.shape[1] != context.shape[1])
+                throw new ArgumentException($"the mask must be [batch, tokens] = [{context.shape[0]}, {context.shape[1]}], got [{string.Join(", ", mask.shape)}]");
+            sim = sim.masked_fill(mask.logical_not().view(mask.shape[0], 1, 1, mask.shape[1]), float.NegativeInfinity);
+        }
+        return sim.softmax(-1).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>W_out · concat_heads(softmax(q kᵀ/√d + mask) v): [B, N, C].</summary>
+    public override Tensor forward(Tensor x, Tensor context, Tensor? mask)
+    {
+        using var scope = NewDisposeScope();
+        var attn = Weights(x, context, mask);
+        var v = Split(to_v.call(context));
+        // out_i = Σ_j attn_ij v_j, heads side by side                                        "b h n m, b h m d -> b n (h d)"
+        var output = matmul(attn, v).permute(0, 2, 1, 3).reshape(x.shape[0], x.shape[1], Heads.Hidden);
+        return to_out.call(output).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>[B, N, heads·d] → [B, heads, N, d].</summary>
+    Tensor Split(Tensor t) => t.view(t.shape[0], t.shape[1], Heads.Count, Heads.Dim).permute(0, 2, 1, 3);
+}
+
+/// <summary>A pre-norm Transformer block: x + SelfAttention(LN(x)), then x + MLP(LN(x)) with a GELU MLP of 4× width.</summary>
+public sealed class TransformerBlock : Module<Tensor, Tensor?, Tensor>
+{
+    readonly LayerNorm ln_1, ln_2;
+    readonly CrossAttention attn;
+    readonly Sequential mlp;
+
+    public TransformerBlock(long dim, long heads) : base(nameof(TransformerBlock))
+    {
+        if (dim % heads != 0) throw new ArgumentException($"the width {dim} must be divisible by the {heads} heads");
+        ln_1 = Norms.LayerNorm(dim);
+        attn = new CrossAttention(dim, dim, heads, dim / heads);
+        ln_2 = Norms.LayerNorm(dim);
+        mlp = Sequential(Linear(dim, 4 * dim), GELU(), Linear(4 * dim, dim));
+        RegisterComponents();
+    }
+
+    public CrossAttention Attention => attn;
+
+    public override Tensor forward(Tensor x, Tensor? mask)
+    {
+        using var scope = NewDisposeScope();
+        var h = ln_1.call(x);
+        x = x + attn.call(h, h, mask);
+        x = x + mlp.call(ln_2.call(x));
+        return x.MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>The shape of the text encoder (CLIP's text tower, in miniature).</summary>
+public sealed record TextEncoderConfig
+{
+    /// <summary>Token ids 0..VocabularySize−1 (the tokenizer's <see cref="WordTokenizer.Count"/>).</summary>
+    public int VocabularySize { get; init; } = WordTokenizer.ForCaptions().Count;
+    /// <summary>Tokens per prompt, start and end included (longer prompts are cut).</summary>
+    public int ContextLength { get; init; } = 16;
+    public int Dim { get; init; } = 64;
+    public int Heads { get; init; } = 4;
+    public int Layers { get; init; } = 2;
+    /// <summary>Width of the joint text–image space of the contrastive loss.</summary>
+    public int EmbedDim { get; init; } = 64;
+
+    public void Validate()
+    {
+        if (VocabularySize < WordTokenizer.FirstWord + 1) throw new ArgumentException($"the vocabulary needs the 4 special ids and a word, got {VocabularySize}");
+        if (ContextLength < 2) throw new ArgumentException($"the context needs room for start and end, got {ContextLength}");
+        if (Dim < 1 || Heads < 1 || Dim % Heads != 0) throw new ArgumentException($"Dim ({Dim}) must be a positive multiple of Heads ({Heads})");
+        if (Layers < 1 || EmbedDim < 1) throw new ArgumentException("Layers and EmbedDim must be ≥ 1");
+    }
+}
+
+/// <summary>
+/// The text encoder: token + position embeddings, <see cref="TextEncoderConfig.Layers"/> pre-norm Transformer blocks
+/// attending only to real tokens (padding masked), a final LayerNorm. <see cref="forward"/> gives one vector per token —
+/// what the U-Net's cross-attention reads; <see cref="Embed"/> pools the end token into the joint space, as CLIP does.
+/// </summary>
+public sealed class TextEncoder : Module<Tensor, Tensor, Tensor>
+{
+    readonly Embedding token_embedding;
+    readonly Parameter positional_embedding;
+    readonly ModuleList<TransformerBlock> blocks = new();
+    readonly LayerNorm ln_final;
+    readonly Linear text_projection;
+
+    public TextEncoderConfig Config { get; }
+
+    public TextEncoder(TextEncoderConfig config) : base(nameof(TextEncoder))
+    {
+        config.Validate();
+        Config = config;
+        token_embedding = Embedding(config.VocabularySize, config.Dim);
+        positional_embedding = new Parameter(empty(config.ContextLength, config.Dim));
+        using (no_grad()) positional_embedding.normal_(0, 0.01);
+        for (int i = 0; i < config.Layers; i++) blocks.Add(new TransformerBlock(config.Dim, config.Heads));
+        ln_final = Norms.LayerNorm(config.Dim);
+        text_projection = Linear(config.Dim, config.EmbedDim, hasBias: false);
+        RegisterComponents();
+    }
+
+    /// <summary>Token features [B, L, Dim] for ids [B, L] (int64) and the mask [B, L] (true = token).</summary>
+    public override Tensor forward(Tensor ids, Tensor mask)
+    {
+        if (ids.dim() != 2 || ids.shape[1] != Config.ContextLength)
+            throw new ArgumentException($"token ids must be [batch, {Config.ContextLength}], got [{string.Join(", ", ids.shape)}]");
+        using var scope = NewDisposeScope();
+        var x = token_embedding.call(ids) + positional_embedding;
+        foreach (var block in blocks) x = block.call(x, mask);
+        return ln_final.call(x).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The prompt's vector in the joint space: the end token's features (position Length − 1), projected.</summary>
+    public Tensor Embed(Tensor tokens, Tensor lengths)
+    {
+        using var scope = NewDisposeScope();
+        var index = (lengths.to(ScalarType.Int64) - 1).view(-1, 1, 1).expand(-1, 1, tokens.shape[2]);
+        return text_projection.call(tokens.gather(1, index).squeeze(1)).MoveToOuterDisposeScope();
+    }
+}
