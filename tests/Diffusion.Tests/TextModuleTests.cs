@@ -96,15 +96,90 @@ public class TextModuleTests
         garbage[0, 9] = tensor(9L);
         var tokens2 = enc.call(garbage, mask);
         Assert.True(tokens2[0, ..prompt.Length].allclose(tokens[0, ..prompt.Length], atol: 1e-6));
-        // Embed takes the end token: position Length − 1.
-        var e = enc.Embed(tokens, tensor(new long[] { prompt.Length }));
+        // Embed is the projected mean over the real tokens (start, words, end), padding left out.
+        var e = enc.Embed(tokens, mask);
         Assert.Equal([1L, 8], e.shape);
         var w = enc.named_parameters().Single(n => n.name == "text_projection.weight").parameter;
-        Assert.True(e[0].allclose(matmul(w, tokens[0, prompt.Length - 1]), atol: 1e-6));
+        Assert.True(e[0].allclose(matmul(w, tokens[0, ..prompt.Length].mean([0])), atol: 1e-6));
+        Assert.True(enc.Embed(tokens2, mask).allclose(e, atol: 1e-6));
         // Different words, different embedding.
         var other = tok.Encode("a light sandal", 10);
-        var e2 = enc.Embed(enc.call(tensor(other.Ids.Select(i => (long)i).ToArray()).view(1, 10), tensor(other.Mask).view(1, 10)), tensor(new long[] { other.Length }));
+        var otherMask = tensor(other.Mask).view(1, 10);
+        var e2 = enc.Embed(enc.call(tensor(other.Ids.Select(i => (long)i).ToArray()).view(1, 10), otherMask), otherMask);
         Assert.False(e2.allclose(e, atol: 1e-4));
         enc.Dispose();
+    }
+}
+
+public class MiniClipTests
+{
+    static (Tensor Ids, Tensor Mask) Encode(WordTokenizer tok, IEnumerable<string> prompts, int length)
+    {
+        var t = prompts.Select(p => tok.Encode(p, length)).ToArray();
+        return (tensor(t.SelectMany(x => x.Ids.Select(i => (long)i)).ToArray()).view(t.Length, length),
+                tensor(t.SelectMany(x => x.Mask).ToArray()).view(t.Length, length));
+    }
+
+    [Fact]
+    public void ContrastiveLossIsTheMeanOfBothCrossEntropiesByHand()
+    {
+        using var scope = NewDisposeScope();
+        var tok = WordTokenizer.ForCaptions();
+        manual_seed(3);
+        using var clip = new MiniClip(new TextEncoderConfig { VocabularySize = tok.Count, ContextLength = 8, Dim = 16, Heads = 2, Layers = 1, EmbedDim = 8 });
+        var images = rand(4, 1, 28, 28) * 2 - 1;
+        var (ids, mask) = Encode(tok, ["a dark coat", "a light sandal facing left", "plain trousers", "a bag"], 8);
+        double loss = clip.call(images, ids, mask).item<float>();
+
+        var img = clip.EmbedImages(images).to(ScalarType.Float64);
+        var txt = clip.EmbedText(ids, mask).to(ScalarType.Float64);
+        Assert.True(img.norm(1).allclose(ones(4, dtype: ScalarType.Float64), atol: 1e-6));
+        double s = clip.Scale().item<float>();
+        Assert.Equal(1 / 0.07, s, 3);
+        var logits = new double[4, 4];
+        for (int i = 0; i < 4; i++) for (int j = 0; j < 4; j++) logits[i, j] = s * (img[i] * txt[j]).sum().item<double>();
+        double rows = 0, cols = 0;
+        for (int i = 0; i < 4; i++)
+        {
+            rows += -logits[i, i] + Math.Log(Enumerable.Range(0, 4).Sum(j => Math.Exp(logits[i, j])));
+            cols += -logits[i, i] + Math.Log(Enumerable.Range(0, 4).Sum(j => Math.Exp(logits[j, i])));
+        }
+        Assert.Equal((rows + cols) / 8, loss, 4);
+    }
+
+    [Fact]
+    public void AFewStepsTeachItWhichCaptionBelongsToWhichPicture()
+    {
+        using var scope = NewDisposeScope();
+        var tok = WordTokenizer.ForCaptions();
+        manual_seed(4);
+        using var data = ImageDataset.FashionMnist(Path.Combine(TestSetup.RepoRoot, "data", "fashion-mnist"));
+        var index = arange(64, dtype: ScalarType.Int64);
+        var images = data.ModelInputs(index);
+        var labels = data.Labels![..64].data<long>().ToArray();
+        var (ids, mask) = Encode(tok, labels.Select(l => $"a photo of a {Captions.ClassNouns[l][0]}"), 10);
+        using var clip = new MiniClip(new TextEncoderConfig { VocabularySize = tok.Count, ContextLength = 10, Dim = 32, Heads = 2, Layers = 1, EmbedDim = 32 });
+        using var opt = optim.AdamW(clip.parameters(), lr: 5e-3);
+        double Accuracy()
+        {
+            using var _ = no_grad();
+            var (cIds, cMask) = Encode(tok, Captions.ClassNouns.Select(n => $"a photo of a {n[0]}"), 10);
+            var predicted = matmul(clip.EmbedImages(images), clip.EmbedText(cIds, cMask).t()).argmax(1).data<long>().ToArray();
+            return predicted.Zip(labels).Count(p => p.First == p.Second) / 64.0;
+        }
+        double first = 0, last = 0;
+        for (int step = 0; step < 60; step++)
+        {
+            using var s = NewDisposeScope();
+            opt.zero_grad();
+            var loss = clip.call(images, ids, mask);
+            loss.backward();
+            opt.step();
+            if (step == 0) first = loss.item<float>();
+            last = loss.item<float>();
+        }
+        // Measured: 4.22 → 3.76 and 33 % (the loss sits on a plateau near ln 64 = 4.16 for ~40 steps, then falls).
+        Assert.True(last < first - 0.25, $"contrastive loss {first:F3} → {last:F3}");
+        Assert.True(Accuracy() >= 0.2, $"zero-shot accuracy on the training pictures {Accuracy():P0} (chance 10 %)");
     }
 }

@@ -126,7 +126,7 @@ public sealed record TextEncoderConfig
 /// <summary>
 /// The text encoder: token + position embeddings, <see cref="TextEncoderConfig.Layers"/> pre-norm Transformer blocks
 /// attending only to real tokens (padding masked), a final LayerNorm. <see cref="forward"/> gives one vector per token —
-/// what the U-Net's cross-attention reads; <see cref="Embed"/> pools the end token into the joint space, as CLIP does.
+/// what the U-Net's cross-attention reads; <see cref="Embed"/> pools them into the joint space of the contrastive loss.
 /// </summary>
 public sealed class TextEncoder : Module<Tensor, Tensor, Tensor>
 {
@@ -162,11 +162,16 @@ public sealed class TextEncoder : Module<Tensor, Tensor, Tensor>
         return ln_final.call(x).MoveToOuterDisposeScope();
     }
 
-    /// <summary>The prompt's vector in the joint space: the end token's features (position Length − 1), projected.</summary>
-    public Tensor Embed(Tensor tokens, Tensor lengths)
+    /// <summary>
+    /// The prompt's vector in the joint space: the mean of the real tokens' features (mask true), projected. CLIP takes
+    /// the end token instead; in a one- or two-layer encoder the mean gives every word a direct path to the embedding,
+    /// and the contrastive loss starts falling at once instead of after a long plateau.
+    /// </summary>
+    public Tensor Embed(Tensor tokens, Tensor mask)
     {
         using var scope = NewDisposeScope();
-        var index = (lengths.to(ScalarType.Int64) - 1).view(-1, 1, 1).expand(-1, 1, tokens.shape[2]);
-        return text_projection.call(tokens.gather(1, index).squeeze(1)).MoveToOuterDisposeScope();
+        var m = mask.to(tokens.dtype).unsqueeze(-1);
+        var mean = (tokens * m).sum(1) / m.sum(1).clamp_min(1);
+        return text_projection.call(mean).MoveToOuterDisposeScope();
     }
 }
