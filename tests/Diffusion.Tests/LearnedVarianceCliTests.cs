@@ -15,6 +15,13 @@ public class LearnedVarianceCliTests
         var tune = Cli.TrainTiny(dir.Path, learnedRun, "--learn-variance", "--init-from", fixedRun,
             "--train-only", "final_res_block,final_conv", "--samples", "2");
         Assert.Contains("initialised from", tune.Stdout);
+        // Fine-tuning keeps what the network predicts: an ε-model under today's v default is refused, with the fix.
+        var epsRun = dir["eps"];
+        Cli.TrainTiny(dir.Path, epsRun, "--prediction", "eps", "--samples", "0");
+        var mismatch = Cli.Run(dir.Path, ["train", "--out", dir["mismatch"], .. Cli.Tiny, "--learn-variance", "--init-from", epsRun, "--samples", "0"]);
+        Assert.NotEqual(0, mismatch.ExitCode);
+        Assert.Contains("that network predicts eps, this run v; fine-tuning keeps what a network predicts: add --prediction eps", mismatch.All);
+        Assert.False(File.Exists(Path.Combine(dir["mismatch"], Trainer.CheckpointFileName)));
         Assert.Contains("ddpm-20", tune.Stdout);
         var info = Checkpoint.ReadInfo(Path.Combine(learnedRun, "model.ckpt"));
         Assert.Equal(VarianceType.Learned, info.Model.Variance);
