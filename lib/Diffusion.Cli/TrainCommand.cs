@@ -245,13 +245,15 @@ static class TrainCommand
         double spent = 0;
         ConsoleProgress.Run("measuring the step time", probe, report =>
         {
-            trainer.Progress += pr =>
+            void OnStep(TrainingProgress pr)
             {
                 if (pr.Step == skip) sw.Restart();
                 spent = pr.Elapsed.TotalSeconds;
                 report(pr.Step, string.Create(CultureInfo.InvariantCulture, $"loss {pr.Loss:F4}"));
-            };
-            trainer.Train(until: probe);
+            }
+            trainer.Progress += OnStep;
+            try { trainer.Train(until: probe); }
+            finally { trainer.Progress -= OnStep; }                      // the run's own progress takes over
         });
         double perStep = sw.Elapsed.TotalSeconds / (probe - skip);
         int total = Math.Max(probe, (int)Math.Floor(probe + (minutes * 60 - spent) / perStep));
