@@ -56,7 +56,8 @@ public sealed record DiffusionModelConfig
     }
 }
 
-/// <summary>How to train (Algorithm 1 and the optimiser around it). Defaults are the CLI's default run.</summary>
+/// <summary>How to train (Algorithm 1 and the optimiser around it). Defaults are the CLI's default run, except that the CLI
+/// also weights the loss by min-SNR-5 (<see cref="MinSnrGamma"/>; here 0, plain L_simple, as in the notebooks).</summary>
 public sealed record TrainingOptions
 {
     /// <summary>Optimiser steps in the whole run.</summary>
