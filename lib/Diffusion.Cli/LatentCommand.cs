@@ -59,27 +59,25 @@ static class LatentCommand
                 trainer.Train();
             });
             trainer.SaveModelForSampling(Path.Combine(outDir, DiffusionFileName));
-            int ddimSteps = Math.Min(p.GetValue(sampleSteps), config.Timesteps);
-            if (ddimSteps < p.GetValue(sampleSteps))
-                Console.WriteLine($"--sample-steps {p.GetValue(sampleSteps)} is more than T = {config.Timesteps}: sampling with DDIM-{ddimSteps}");
-            double sampleSeconds = WriteImages(stage1.Model, stage1.Info.ScalingFactor, trainer, test, outDir, s, ddimSteps);
-            WriteSummary(outDir, stage1, latentData.Count, trainer, sampleSeconds, ddimSteps);
+            // x̂_0 is clipped to the latents' range by LatentSpace.ClipStart, not to [−1, 1] by the sampler.
+            var ddim = new SamplerSpec("ddim", p.GetValue(sampleSteps), Clip: false).Validate(config, Console.WriteLine);
+            double sampleSeconds = WriteImages(stage1.Model, stage1.Info.ScalingFactor, trainer, test, outDir, s, ddim);
+            WriteSummary(outDir, stage1, latentData.Count, trainer, sampleSeconds, ddim.Steps!.Value);
             return 0;
         });
         return cmd;
     }
 
     /// <summary>
-    /// Samples one row per class (guidance w = 2, i.e. s = 3, DDIM with <paramref name="ddimSteps"/> steps, x̂_0 clipped to
-    /// the latents' range), decodes them into samples.png, and writes reconstructions.png; returns the seconds spent
-    /// sampling 80 images.
+    /// Samples one row per class (guidance w = 2, i.e. s = 3, with <paramref name="spec"/>, x̂_0 clipped to the latents'
+    /// range), decodes them into samples.png, and writes reconstructions.png; returns the seconds spent sampling 80 images.
     /// </summary>
-    static double WriteImages(Autoencoder ae, double scale, Trainer trainer, ImageDataset test, string outDir, int seed, int ddimSteps)
+    static double WriteImages(Autoencoder ae, double scale, Trainer trainer, ImageDataset test, string outDir, int seed, SamplerSpec spec)
     {
         var sw = Stopwatch.StartNew();
         var config = trainer.Config;
         using var schedule = config.CreateSchedule();
-        using var sampler = new DdimSampler(schedule, ddimSteps, prediction: config.Prediction, clipDenoised: false);
+        using var sampler = spec.Create(schedule, config.Prediction);
         using var g = new Generator((ulong)seed);
         using var classes = ClassifierFreeGuidance.OneRowPerClass(10, 8);
         trainer.EmaModel!.eval();

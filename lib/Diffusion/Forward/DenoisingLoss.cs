@@ -37,26 +37,22 @@ public static class DenoisingLoss
     };
 
     /// <summary>Mean distance between a prediction and its target.</summary>
-    public static Tensor Distance(Tensor predicted, Tensor target, LossType loss) => loss switch
-    {
-        LossType.L1 => F.l1_loss(predicted, target),
-        LossType.L2 => F.mse_loss(predicted, target),
-        LossType.Huber => F.smooth_l1_loss(predicted, target),
-        _ => throw new ArgumentOutOfRangeException(nameof(loss), loss, null),
-    };
+    public static Tensor Distance(Tensor predicted, Tensor target, LossType loss) => Distance(predicted, target, loss, nn.Reduction.Mean);
 
     /// <summary>The distance per image ([B]): the mean over every dimension but the first.</summary>
     public static Tensor DistancePerImage(Tensor predicted, Tensor target, LossType loss)
     {
-        var elementwise = loss switch
-        {
-            LossType.L1 => F.l1_loss(predicted, target, reduction: nn.Reduction.None),
-            LossType.L2 => F.mse_loss(predicted, target, reduction: nn.Reduction.None),
-            LossType.Huber => F.smooth_l1_loss(predicted, target, reduction: nn.Reduction.None),
-            _ => throw new ArgumentOutOfRangeException(nameof(loss), loss, null),
-        };
+        using var elementwise = Distance(predicted, target, loss, nn.Reduction.None);
         return elementwise.flatten(1).mean([1]);
     }
+
+    static Tensor Distance(Tensor predicted, Tensor target, LossType loss, nn.Reduction reduction) => loss switch
+    {
+        LossType.L1 => F.l1_loss(predicted, target, reduction),
+        LossType.L2 => F.mse_loss(predicted, target, reduction),
+        LossType.Huber => F.smooth_l1_loss(predicted, target, reduction),
+        _ => throw new ArgumentOutOfRangeException(nameof(loss), loss, null),
+    };
 
     /// <summary>
     /// Min-SNR-γ loss weights per time step (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting

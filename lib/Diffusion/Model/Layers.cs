@@ -23,6 +23,18 @@ public static class Layers
         return norm;
     }
 
+    /// <summary>LayerNorm with γ = 1 and β = 0 set explicitly, as <see cref="GroupNorm"/> does (the text encoder's norm).</summary>
+    public static LayerNorm LayerNorm(long dim)
+    {
+        var norm = nn.LayerNorm(dim);
+        using (no_grad())
+        {
+            norm.weight!.fill_(1);
+            norm.bias!.fill_(0);
+        }
+        return norm;
+    }
+
     /// <summary>Number of trainable parameters of a module.</summary>
     public static long ParameterCount(this Module module) => module.parameters().Sum(p => p.numel());
 }

@@ -2,21 +2,6 @@ using static TorchSharp.torch.nn;
 
 namespace Diffusion.Text;
 
-/// <summary>LayerNorm with γ = 1 and β = 0 set explicitly (as <see cref="Layers.GroupNorm"/> does for GroupNorm).</summary>
-static class Norms
-{
-    public static LayerNorm LayerNorm(long dim)
-    {
-        var norm = nn.LayerNorm(dim);
-        using (no_grad())
-        {
-            norm.weight!.fill_(1);
-            norm.bias!.fill_(0);
-        }
-        return norm;
-    }
-}
-
 /// <summary>
 /// Multi-head attention of the queries x [B, N, C] over a context [B, M, D] (Vaswani et al. 2017):
 /// per head, softmax(q kᵀ/√d + mask) v with q = W_q x, k = W_k c, v = W_v c, then W_out over the heads. With the context
@@ -82,9 +67,9 @@ public sealed class TransformerBlock : Module<Tensor, Tensor?, Tensor>
     public TransformerBlock(long dim, long heads) : base(nameof(TransformerBlock))
     {
         if (dim % heads != 0) throw new ArgumentException($"the width {dim} must be divisible by the {heads} heads");
-        ln_1 = Norms.LayerNorm(dim);
+        ln_1 = Layers.LayerNorm(dim);
         attn = new CrossAttention(dim, dim, heads, dim / heads);
-        ln_2 = Norms.LayerNorm(dim);
+        ln_2 = Layers.LayerNorm(dim);
         mlp = Sequential(Linear(dim, 4 * dim), GELU(), Linear(4 * dim, dim));
         RegisterComponents();
     }
@@ -146,7 +131,7 @@ public sealed class TextEncoder : Module<Tensor, Tensor, Tensor>
         positional_embedding = new Parameter(empty(config.ContextLength, config.Dim));
         using (no_grad()) positional_embedding.normal_(0, 0.01);
         for (int i = 0; i < config.Layers; i++) blocks.Add(new TransformerBlock(config.Dim, config.Heads));
-        ln_final = Norms.LayerNorm(config.Dim);
+        ln_final = Layers.LayerNorm(config.Dim);
         text_projection = Linear(config.Dim, config.EmbedDim, hasBias: false);
         RegisterComponents();
     }
