@@ -477,4 +477,44 @@ internal static class Inputs
 
     /// <summary>A value of a tensor at an index, formatted.</summary>
     public static string Value(Tensor x, params long[] index) => Checker.Fmt(x[index].to(ScalarType.Float64).item<double>());
+
+    /// <summary>A float64 tensor of an array the learner returned (null stays null: the checker reports it).</summary>
+    public static Tensor Float64(double[]? values) => values is null ? null! : tensor(values, dtype: ScalarType.Float64);
+
+    /// <summary>ᾱ_t = Π_{s ≤ t} (1 − β_s), computed in float64 the plain way (the array the learner is given).</summary>
+    public static double[] CumulativeProduct(double[] betas)
+    {
+        var alphasCumprod = new double[betas.Length];
+        double p = 1;
+        for (int i = 0; i < betas.Length; i++) alphasCumprod[i] = p *= 1 - betas[i];
+        return alphasCumprod;
+    }
+
+    /// <summary>The library's answer from a schedule built on <paramref name="betas"/>, as a float64 tensor.</summary>
+    public static Tensor FromSchedule(double[] betas, Func<NoiseSchedule, double[]> answer)
+    {
+        using var s = new NoiseSchedule(betas);
+        return Float64(answer(s));
+    }
+
+    /// <summary>
+    /// The "same-t" mistake: one t (the first image's) used for the whole batch, where every image has its own.
+    /// <paramref name="terms"/> names what to pick ("ᾱ_t"), <paramref name="extract"/> the call that picks it per image.
+    /// </summary>
+    public static Mistake<TIn> SameT<TIn>(string terms, string extract, bool plural, Func<TIn, Tensor> compute) =>
+        new("same-t", $"Every image of the batch has its own t: pick {terms} per image. {extract} does that and reshapes " +
+            (plural ? "them to [B, 1, 1, 1] so that they broadcast" : "it to [B, 1, 1, 1] so that it broadcasts") + " over the pixels.",
+            compute);
+
+    /// <summary>The shape hint of an exercise whose schedule terms are picked per image with Extract.</summary>
+    public static string PerImageShapeHint(string result, string variable, string term = "a term") =>
+        $"The result must have the shape of {result}. s.Extract(name, t, {variable}.shape) gives {term} as [B, 1, 1, 1], which " +
+        "broadcasts over channels and pixels.";
+
+    /// <summary>"image 2 (t = 499, ᾱ_t = …), position [0, 1, 1], where x_0 = … and ε = …" for a per-image-t exercise.</summary>
+    public static string DescribeImage(Tensor t, long[] index, Func<long, string> terms, string where)
+    {
+        long ti = t[index[0]].item<long>();
+        return $"image {index[0]} (t = {ti}, {terms(ti)}), position {Checker.ShapeText(index[1..])}, where {where}";
+    }
 }

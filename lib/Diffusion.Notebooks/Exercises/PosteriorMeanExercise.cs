@@ -70,21 +70,14 @@ public static class PosteriorMeanExercise
                     i => Mean(i, Term(i, i.S.PosteriorVariance), Term(i, i.S.AlphasCumprodPrev), Term(i, i.S.Alphas), Term(i, i.S.AlphasCumprod))),
                 new("off-by-one-prev", "You took every term from index t − 1. " + offByOne, i => Right(i, -1)),
                 new("off-by-one-next", "You took every term from index t + 1. " + offByOne, i => Right(i, 1)),
-                new("same-t", "Every image of the batch has its own t: pick the terms per image. s.Extract(name, t, xt.shape) " +
-                    "does that and reshapes them to [B, 1, 1, 1] so that they broadcast over the pixels.",
-                    i => AtFirst(i.S.PosteriorMeanCoef1, i.T, i.Xt.shape) * i.X0 + AtFirst(i.S.PosteriorMeanCoef2, i.T, i.Xt.shape) * i.Xt),
+                SameT<Input>("the terms", "s.Extract(name, t, xt.shape)", plural: true, i => AtFirst(i.S.PosteriorMeanCoef1, i.T, i.Xt.shape) * i.X0 + AtFirst(i.S.PosteriorMeanCoef2, i.T, i.Xt.shape) * i.Xt),
             ],
             GenericHint = "μ̃_t = β_t·√ᾱ_{t−1}/(1 − ᾱ_t)·x_0 + (1 − ᾱ_{t−1})·√α_t/(1 − ᾱ_t)·x_t, with each term picked per image " +
                           "at index t: s.Extract(s.Betas, t, xt.shape), s.Alphas, s.AlphasCumprod and s.AlphasCumprodPrev.",
-            ShapeHint = "The result must have the shape of x_t. s.Extract(name, t, xt.shape) gives a term as [B, 1, 1, 1], which " +
-                        "broadcasts over channels and pixels.",
-            DescribeIndex = (i, ix) =>
-            {
-                long t = i.T[ix[0]].item<long>();
-                return $"image {ix[0]} (t = {t}: β_t = {Checker.Fmt(i.S.Betas[t])}, ᾱ_t = {Checker.Fmt(i.S.AlphasCumprod[t])}, " +
-                       $"ᾱ_(t−1) = {Checker.Fmt(i.S.AlphasCumprodPrev[t])}), position {Checker.ShapeText(ix[1..])}, " +
-                       $"where x_0 = {Value(i.X0, ix)} and x_t = {Value(i.Xt, ix)}";
-            },
+            ShapeHint = PerImageShapeHint("x_t", "xt"),
+            DescribeIndex = (i, ix) => DescribeImage(i.T, ix,
+                t => $"β_t = {Checker.Fmt(i.S.Betas[t])}, ᾱ_t = {Checker.Fmt(i.S.AlphasCumprod[t])}, ᾱ_(t−1) = {Checker.Fmt(i.S.AlphasCumprodPrev[t])}",
+                $"x_0 = {Value(i.X0, ix)} and x_t = {Value(i.Xt, ix)}"),
         };
     }
 }

@@ -20,10 +20,7 @@ public static class PosteriorVarianceExercise
         Case<Input> C(string description, Func<double[]> betas) => new(description, () =>
         {
             var b = betas();
-            var ab = new double[b.Length];
-            double p = 1;
-            for (int i = 0; i < b.Length; i++) ab[i] = p *= 1 - b[i];
-            return new Input(b, ab);
+            return new Input(b, CumulativeProduct(b));
         });
         var exercise = Spec([
             C("a made-up schedule with easy numbers: β = [0.1, 0.2, 0.3, 0.4] (T = 4)", () => [0.1, 0.2, 0.3, 0.4]),
@@ -32,23 +29,17 @@ public static class PosteriorVarianceExercise
             C("the quadratic schedule, T = 50", () => BetaSchedules.Create(ScheduleKind.Quadratic, 50)),
             C("the sigmoid schedule, T = 10", () => BetaSchedules.Create(ScheduleKind.Sigmoid, 10)),
         ]);
-        return Checker.Run(exercise, learner is null ? null : i => ToTensor(learner((double[])i.Betas.Clone(), (double[])i.AlphasCumprod.Clone())), show);
+        return Checker.Run(exercise, learner is null ? null : i => Float64(learner((double[])i.Betas.Clone(), (double[])i.AlphasCumprod.Clone())), show);
     }
-
-    static Tensor ToTensor(double[]? values) => values is null ? null! : tensor(values, dtype: ScalarType.Float64);
 
     static Exercise<Input> Spec(IReadOnlyList<Case<Input>> cases)
     {
         // The wrong answers, computed in float64 from the same arrays.
-        static Tensor Each(Input i, Func<int, double> f) => ToTensor(Enumerable.Range(0, i.Betas.Length).Select(f).ToArray());
+        static Tensor Each(Input i, Func<int, double> f) => Float64(Enumerable.Range(0, i.Betas.Length).Select(f).ToArray());
         static double AbPrev(Input i, int t) => t == 0 ? 1 : i.AlphasCumprod[t - 1];
         return new Exercise<Input>(Id, "Exercise posterior-variance (β̃_t)", "MyPosteriorVariance", "NoiseSchedule.PosteriorVariance")
         {
-            Reference = i =>
-            {
-                using var s = new NoiseSchedule(i.Betas);
-                return ToTensor(s.PosteriorVariance);
-            },
+            Reference = i => FromSchedule(i.Betas, s => s.PosteriorVariance),
             Cases = cases,
             Atol = 1e-12,
             Rtol = 1e-6,
@@ -57,7 +48,7 @@ public static class PosteriorVarianceExercise
                 new("beta", "You got β_t itself — the forward step's variance, not the posterior's. β̃_t = β_t·(1 − ᾱ_{t−1})/(1 − ᾱ_t) " +
                     "is smaller: knowing x_0 leaves less to guess. (If you did write that formula: the numerator needs ᾱ_{t−1}, the " +
                     "value one step earlier; with ᾱ_t in both places it cancels to β_t.)",
-                    i => ToTensor((double[])i.Betas.Clone())),
+                    i => Float64((double[])i.Betas.Clone())),
                 new("first-step", "At t = 0 (the paper's t = 1) nothing has been noised yet: ᾱ_{−1} = 1, so β̃_0 = β_0·(1 − 1)/(1 − ᾱ_0) = 0. " +
                     "Your first entry is β_0 (it looks like you used ᾱ_0 as ᾱ_{−1}).",
                     i => Each(i, t => t == 0 ? i.Betas[0] : i.Betas[t] * (1 - AbPrev(i, t)) / (1 - i.AlphasCumprod[t]))),

@@ -62,20 +62,13 @@ public static class QSampleExercise
                 new("wrong-sign", "Add the noise, don't subtract it. (−√(1 − ᾱ_t)·ε has the same distribution, but the check " +
                     "hands you the ε to use, and training needs exactly this x_t: the network learns to find that ε.)",
                     i => Ab(i).sqrt() * i.X0 - (1 - Ab(i)).sqrt() * i.Noise),
-                new("same-t", "Every image of the batch has its own t: pick ᾱ_t per image. s.Extract(name, t, x0.shape) does " +
-                    "that and reshapes it to [B, 1, 1, 1] so that it broadcasts over the pixels.",
-                    i => AtFirst(i.S.SqrtAlphasCumprod, i.T, i.X0.shape) * i.X0 + AtFirst(i.S.SqrtOneMinusAlphasCumprod, i.T, i.X0.shape) * i.Noise),
+                SameT<Input>("ᾱ_t", "s.Extract(name, t, x0.shape)", plural: false, i => AtFirst(i.S.SqrtAlphasCumprod, i.T, i.X0.shape) * i.X0 + AtFirst(i.S.SqrtOneMinusAlphasCumprod, i.T, i.X0.shape) * i.Noise),
             ],
             GenericHint = "Compare with the boxed formula term by term: x_t = √ᾱ_t·x_0 + √(1 − ᾱ_t)·ε, with ᾱ_t picked per image " +
                           "at index t: s.Extract(s.SqrtAlphasCumprod, t, x0.shape) and s.Extract(s.SqrtOneMinusAlphasCumprod, t, x0.shape).",
-            ShapeHint = "The result must have the shape of x_0. s.Extract(name, t, x0.shape) gives a term as [B, 1, 1, 1], which " +
-                        "broadcasts over channels and pixels.",
-            DescribeIndex = (i, ix) =>
-            {
-                long t = i.T[ix[0]].item<long>();
-                return $"image {ix[0]} (t = {t}, ᾱ_t = {Checker.Fmt(i.S.AlphasCumprod[t])}), position {Checker.ShapeText(ix[1..])}, " +
-                       $"where x_0 = {Value(i.X0, ix)} and ε = {Value(i.Noise, ix)}";
-            },
+            ShapeHint = PerImageShapeHint("x_0", "x0"),
+            DescribeIndex = (i, ix) => DescribeImage(i.T, ix, t => $"ᾱ_t = {Checker.Fmt(i.S.AlphasCumprod[t])}",
+                $"x_0 = {Value(i.X0, ix)} and ε = {Value(i.Noise, ix)}"),
         };
     }
 }

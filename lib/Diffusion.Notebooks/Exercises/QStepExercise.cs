@@ -63,17 +63,13 @@ public static class QStepExercise
                 new("off-by-one-next", "You took β from index t + 1. Index t is the step to take: Betas[t]. (The code counts " +
                     "t = 0…T − 1 where the paper counts 1…T, but the arrays are indexed the same way: no shift is needed.)",
                     i => (1 - B(i, 1)).sqrt() * i.XPrev + B(i, 1).sqrt() * i.Noise),
-                new("same-t", "Every image of the batch has its own t: pick β_t per image. s.Extract(s.Betas, t, xPrev.shape) " +
-                    "does that and reshapes it to [B, 1, 1, 1] so that it broadcasts over the pixels.",
-                    i => (1 - AtFirst(i.S.Betas, i.T, i.XPrev.shape)).sqrt() * i.XPrev + AtFirst(i.S.Betas, i.T, i.XPrev.shape).sqrt() * i.Noise),
+                SameT<Input>("β_t", "s.Extract(s.Betas, t, xPrev.shape)", plural: false, i => (1 - AtFirst(i.S.Betas, i.T, i.XPrev.shape)).sqrt() * i.XPrev + AtFirst(i.S.Betas, i.T, i.XPrev.shape).sqrt() * i.Noise),
             ],
             GenericHint = "Compare with the formula term by term: x_t = √(1 − β_t)·x_{t−1} + √β_t·ε, where β_t is s.Betas at " +
                           "index t, for each image its own (s.Extract(s.Betas, t, xPrev.shape) gives a [B, 1, 1, 1] tensor).",
-            ShapeHint = "The result must have the shape of x_{t−1}. s.Extract(s.Betas, t, xPrev.shape) gives β_t as [B, 1, 1, 1], " +
-                        "which broadcasts over channels and pixels.",
-            DescribeIndex = (i, ix) =>
-                $"image {ix[0]} (t = {i.T[ix[0]].item<long>()}, β_t = {Checker.Fmt(i.S.Betas[i.T[ix[0]].item<long>()])}), " +
-                $"position {Checker.ShapeText(ix[1..])}, where x_(t−1) = {Value(i.XPrev, ix)} and ε = {Value(i.Noise, ix)}",
+            ShapeHint = PerImageShapeHint("x_{t−1}", "xPrev", "β_t (s.Extract(s.Betas, t, xPrev.shape))"),
+            DescribeIndex = (i, ix) => DescribeImage(i.T, ix, t => $"β_t = {Checker.Fmt(i.S.Betas[t])}",
+                $"x_(t−1) = {Value(i.XPrev, ix)} and ε = {Value(i.Noise, ix)}"),
         };
     }
 }

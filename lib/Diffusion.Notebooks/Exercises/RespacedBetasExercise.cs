@@ -19,10 +19,7 @@ public static class RespacedBetasExercise
         Case<Input> C(string description, Func<double[]> betas, Func<int, int[]> kept) => new(description, () =>
         {
             var b = betas();
-            var ab = new double[b.Length];
-            double p = 1;
-            for (int i = 0; i < b.Length; i++) ab[i] = p *= 1 - b[i];
-            return new Input(b, ab, kept(b.Length));
+            return new Input(b, CumulativeProduct(b), kept(b.Length));
         });
         var exercise = Spec([
             C("a made-up schedule β = [0.1, 0.2, 0.3, 0.4, 0.5] (T = 5), keeping τ = [0, 2, 4]", () => [0.1, 0.2, 0.3, 0.4, 0.5], _ => [0, 2, 4]),
@@ -32,24 +29,21 @@ public static class RespacedBetasExercise
             C("the cosine schedule, T = 500, all 500 steps (respacing changes nothing)", () => BetaSchedules.Create(ScheduleKind.Cosine, 500), T => Respacing.EvenlySpaced(T, T)),
         ]);
         return Checker.Run(exercise, learner is null ? null
-            : i => ToTensor(learner((double[])i.AlphasCumprod.Clone(), (int[])i.Kept.Clone())), show);
+            : i => Float64(learner((double[])i.AlphasCumprod.Clone(), (int[])i.Kept.Clone())), show);
     }
-
-    static Tensor ToTensor(double[]? values) => values is null ? null! : tensor(values, dtype: ScalarType.Float64);
 
     static Exercise<Input> Spec(IReadOnlyList<Case<Input>> cases)
     {
-        static Tensor Each(Input i, Func<int, double> f) => ToTensor(Enumerable.Range(0, i.Kept.Length).Select(f).ToArray());
+        static Tensor Each(Input i, Func<int, double> f) => Float64(Enumerable.Range(0, i.Kept.Length).Select(f).ToArray());
         static double Ab(Input i, int k) => i.AlphasCumprod[i.Kept[k]];
         static double AbPrev(Input i, int k) => k == 0 ? 1 : i.AlphasCumprod[i.Kept[k - 1]];
         return new Exercise<Input>(Id, "Exercise respaced-betas (β′ from ᾱ)", "MyRespacedBetas", "Respacing.Respace")
         {
-            Reference = i =>
+            Reference = i => FromSchedule(i.Betas, s =>
             {
-                using var s = new NoiseSchedule(i.Betas);
-                using var r = Respacing.Respace(s, i.Kept);
-                return ToTensor(r.Betas);
-            },
+                using var respaced = Respacing.Respace(s, i.Kept);
+                return respaced.Betas;
+            }),
             Cases = cases,
             Atol = 1e-12,
             Rtol = 1e-9,
