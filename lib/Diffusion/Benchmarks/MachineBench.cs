@@ -85,7 +85,7 @@ public static class MachineBench
         var configs = q
             ? new (string Name, UnetConfig Config, int Batch)[] { ("tiny (--quick)", tiny, 16) }
             : [
-                ("course default (dim 28, attention levels 1,2)", s.DefaultUnet, 64),
+                ("course U-Net (dim 28, attention levels 1,2)", s.DefaultUnet, 64),
                 ("annotated (dim 28, linear attention everywhere)", new UnetConfig(), 64),
                 ("annotated", new UnetConfig(), 128),
             ];

@@ -168,9 +168,9 @@ public static class BenchReport
     public static IEnumerable<string> PeerLines(string script, int threads, bool quick, UnetConfig defaultModel, int steps = 10)
     {
         var cases = quick
-            ? new (string, UnetConfig, string, int)[] { ("course default (--quick)", defaultModel, "default", 8) }
+            ? new (string, UnetConfig, string, int)[] { ("course U-Net (--quick)", defaultModel, "default", 8) }
             : [("annotated", new UnetConfig(), "annotated", 64), ("annotated", new UnetConfig(), "annotated", 128),
-               ("course default", defaultModel, "default", 64)];
+               ("course U-Net", defaultModel, "default", 64)];
         var results = new List<PeerComparison>();
         foreach (var (name, config, pythonName, batch) in cases)
         {
