@@ -507,8 +507,8 @@ internal static class Inputs
             compute);
 
     /// <summary>The shape hint of an exercise whose schedule terms are picked per image with Extract.</summary>
-    public static string PerImageShapeHint(string result, string variable, string term = "a term") =>
-        $"The result must have the shape of {result}. s.Extract(name, t, {variable}.shape) gives {term} as [B, 1, 1, 1], which " +
+    public static string PerImageShapeHint(string result, string extract, string term = "a term") =>
+        $"The result must have the shape of {result}. {extract} gives {term} as [B, 1, 1, 1], which " +
         "broadcasts over channels and pixels.";
 
     /// <summary>"image 2 (t = 499, ᾱ_t = …), position [0, 1, 1], where x_0 = … and ε = …" for a per-image-t exercise.</summary>

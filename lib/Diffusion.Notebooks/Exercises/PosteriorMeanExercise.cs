@@ -74,7 +74,7 @@ public static class PosteriorMeanExercise
             ],
             GenericHint = "μ̃_t = β_t·√ᾱ_{t−1}/(1 − ᾱ_t)·x_0 + (1 − ᾱ_{t−1})·√α_t/(1 − ᾱ_t)·x_t, with each term picked per image " +
                           "at index t: s.Extract(s.Betas, t, xt.shape), s.Alphas, s.AlphasCumprod and s.AlphasCumprodPrev.",
-            ShapeHint = PerImageShapeHint("x_t", "xt"),
+            ShapeHint = PerImageShapeHint("x_t", "s.Extract(name, t, xt.shape)"),
             DescribeIndex = (i, ix) => DescribeImage(i.T, ix,
                 t => $"β_t = {Checker.Fmt(i.S.Betas[t])}, ᾱ_t = {Checker.Fmt(i.S.AlphasCumprod[t])}, ᾱ_(t−1) = {Checker.Fmt(i.S.AlphasCumprodPrev[t])}",
                 $"x_0 = {Value(i.X0, ix)} and x_t = {Value(i.Xt, ix)}"),

@@ -66,7 +66,7 @@ public static class QSampleExercise
             ],
             GenericHint = "Compare with the boxed formula term by term: x_t = √ᾱ_t·x_0 + √(1 − ᾱ_t)·ε, with ᾱ_t picked per image " +
                           "at index t: s.Extract(s.SqrtAlphasCumprod, t, x0.shape) and s.Extract(s.SqrtOneMinusAlphasCumprod, t, x0.shape).",
-            ShapeHint = PerImageShapeHint("x_0", "x0"),
+            ShapeHint = PerImageShapeHint("x_0", "s.Extract(name, t, x0.shape)"),
             DescribeIndex = (i, ix) => DescribeImage(i.T, ix, t => $"ᾱ_t = {Checker.Fmt(i.S.AlphasCumprod[t])}",
                 $"x_0 = {Value(i.X0, ix)} and ε = {Value(i.Noise, ix)}"),
         };

@@ -67,7 +67,7 @@ public static class QStepExercise
             ],
             GenericHint = "Compare with the formula term by term: x_t = √(1 − β_t)·x_{t−1} + √β_t·ε, where β_t is s.Betas at " +
                           "index t, for each image its own (s.Extract(s.Betas, t, xPrev.shape) gives a [B, 1, 1, 1] tensor).",
-            ShapeHint = PerImageShapeHint("x_{t−1}", "xPrev", "β_t (s.Extract(s.Betas, t, xPrev.shape))"),
+            ShapeHint = PerImageShapeHint("x_{t−1}", "s.Extract(s.Betas, t, xPrev.shape)", "β_t"),
             DescribeIndex = (i, ix) => DescribeImage(i.T, ix, t => $"β_t = {Checker.Fmt(i.S.Betas[t])}",
                 $"x_(t−1) = {Value(i.XPrev, ix)} and ε = {Value(i.Noise, ix)}"),
         };

@@ -8,7 +8,7 @@ namespace Diffusion.Benchmarks;
 /// <summary>What <see cref="MachineBench.Run"/> measures and how long: timed training steps per configuration, and the
 /// step counts of the two memory measurements. <see cref="Quick"/> swaps in a tiny network everywhere: it checks that the
 /// benchmark runs, it measures nothing.</summary>
-public sealed record MachineBenchSettings(UnetConfig DefaultUnet, int TimedSteps = 10, int MemorySteps = 1000,
+public sealed record MachineBenchSettings(UnetConfig CourseUnet, int TimedSteps = 10, int MemorySteps = 1000,
     int SamplingMemorySteps = 1000, bool Quick = false);
 
 /// <summary>The numbers of one <see cref="MachineBench.Run"/>, as JSON (one line) and as the summary table.</summary>
@@ -80,12 +80,12 @@ public static class MachineBench
         double matmul = Bench.MatmulGflops();
 
         var tiny = new UnetConfig { Dim = 8, DimMults = [1, 2], LinearAttentionLevels = [1] };
-        var memoryModel = q ? tiny : s.DefaultUnet;
+        var memoryModel = q ? tiny : s.CourseUnet;
         int memoryBatch = q ? 8 : 64;
         var configs = q
             ? new (string Name, UnetConfig Config, int Batch)[] { ("tiny (--quick)", tiny, 16) }
             : [
-                ("course U-Net (dim 28, attention levels 1,2)", s.DefaultUnet, 64),
+                ("course U-Net (dim 28, attention levels 1,2)", s.CourseUnet, 64),
                 ("annotated (dim 28, linear attention everywhere)", new UnetConfig(), 64),
                 ("annotated", new UnetConfig(), 128),
             ];
