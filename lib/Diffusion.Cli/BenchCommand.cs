@@ -9,12 +9,12 @@ static class BenchCommand
     public static Command Create()
     {
         var steps = Opt("--steps", "Timed training steps per configuration (after 3 warm-up steps)", 10).Range(1, 10000);
-        var memorySteps = Opt("--memory-steps", "Training steps for the memory measurement (memory read at 100 and here)", 1000).Range(100, 100000);
-        var samplingMemorySteps = Opt("--sampling-memory-steps", "Sampling steps for the memory measurement", 1000).Range(100, 100000);
+        var memorySteps = Opt("--memory-steps", "Training steps for the memory measurement (memory read at 100 and here)", 1000).Range(200, 100000);
+        var samplingMemorySteps = Opt("--sampling-memory-steps", "Sampling steps for the memory measurement (read at 100 and here)", 1000).Range(200, 100000);
         var quick = Opt("--quick", "Small, fast settings (a smoke test of the command, not a measurement)", false);
         var json = OptionalOpt<string>("--json", "Also write the JSON line to this file");
         var peer = Opt("--peer", "Only compare training steps with PyTorch (docs/pytorch/bench_peer.py, /usr/bin/python3) on the annotated network, batch 64 and 128", false);
-        var profile = Opt("--profile", "Only time each kind of layer of a training step (default and annotated U-Net, batch 64)", false);
+        var profile = Opt("--profile", "Only time each kind of layer of a training step (course U-Net, train's default and annotated U-Net, batch 64)", false);
 
         var cmd = new Command("bench", "Measure training throughput, sampling speed, matmul GFLOP/s and memory flatness on this machine.")
         {
@@ -29,18 +29,18 @@ static class BenchCommand
             {
                 var (script, problem) = Peer.Find();
                 if (script is null) throw new CliException(problem!);
-                foreach (var row in BenchReport.PeerLines(script, threadCount, q, TrainCommand.CourseUnet, p.GetValue(steps)))
+                foreach (var row in BenchReport.PeerLines(script, threadCount, q, TrainCommand.CourseUnet, TrainCommand.DefaultModel.Unet, p.GetValue(steps)))
                     Console.WriteLine(row);
                 return 0;
             }
             if (p.GetValue(profile))
             {
-                foreach (var row in ModuleProfile.Report([("course U-Net", TrainCommand.CourseUnet), ("annotated", new UnetConfig())], 64, q ? 2 : 5))
+                foreach (var row in ModuleProfile.Report([("course U-Net", TrainCommand.CourseUnet), ("train's default (dim 16)", TrainCommand.DefaultModel.Unet), ("annotated", new UnetConfig())], 64, q ? 2 : 5))
                     Console.WriteLine(row);
                 return 0;
             }
             using var data = ImageDataset.FashionMnist(DataLocator.FashionMnistFolder());
-            var settings = new MachineBenchSettings(TrainCommand.CourseUnet, p.GetValue(steps), p.GetValue(memorySteps),
+            var settings = new MachineBenchSettings(TrainCommand.CourseUnet, TrainCommand.DefaultModel.Unet, p.GetValue(steps), p.GetValue(memorySteps),
                 p.GetValue(samplingMemorySteps), q);
             var results = MachineBench.Run(settings, data, Console.WriteLine);
             var line = results.Json();

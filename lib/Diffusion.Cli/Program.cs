@@ -17,4 +17,10 @@ int exitCode = CliErrors.Run(() => root.Parse(args).Invoke(new InvocationConfigu
 // For the leak tests: tensors this thread created and did not dispose (a finalizer's late release does not count).
 if (Environment.GetEnvironmentVariable("DIFFUSION_REPORT_LIVE_TENSORS") == "1")
     Console.Error.WriteLine($"live tensors: {TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount}");
+// For the allocator test: page faults of the whole run (NativeAllocator keeps freed tensor memory instead of faulting it in again).
+if (Environment.GetEnvironmentVariable("DIFFUSION_REPORT_PAGE_FAULTS") == "1" && File.Exists("/proc/self/stat"))
+{
+    var stat = File.ReadAllText("/proc/self/stat");
+    Console.Error.WriteLine($"minor page faults: {stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[7]}");   // state ppid pgrp session tty tpgid flags minflt
+}
 return exitCode;

@@ -16,6 +16,32 @@ public class PlatformTests
         Assert.Equal(new[] { 1.5409961f, -0.2934289f, -2.1787894f, 0.5684313f, -1.0845224f }, values, new FloatTolerance(1e-6f));
     }
 
+    /// <summary>
+    /// NativeAllocator keeps freed tensor memory for the next step instead of handing it back to the kernel: four
+    /// training steps of the annotated U-Net at batch 64 (51 MB [q; k] tensors, above glibc's largest mmap threshold)
+    /// take far fewer page faults than with glibc's defaults (DIFFUSION_MALLOC=default). Counted by the CLI itself
+    /// (DIFFUSION_REPORT_PAGE_FAULTS=1: minflt of /proc/self/stat at exit). Measured on a Zen 5 EPYC: ≈ 446 000 faults
+    /// (almost all of them start-up: data, libraries, model) against ≈ 855 000, and ≈ 100 000 more per step by default.
+    /// </summary>
+    [Fact]
+    public void TrainingReusesFreedTensorMemoryInsteadOfFaultingItInAgain()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        using var dir = TestSetup.Temp();
+        long Faults(string? malloc)
+        {
+            var env = new Dictionary<string, string> { ["DIFFUSION_REPORT_PAGE_FAULTS"] = "1" };
+            if (malloc is not null) env[NativeAllocator.Variable] = malloc;
+            var r = Cli.Run(env, dir.Path, "train", "--out", dir[$"run-{malloc ?? "tuned"}"], "--dim", "28", "--attention-levels", "all",
+                "--batch-size", "64", "--steps", "4", "--warmup", "1", "--samples", "0", "--threads", "1");
+            Assert.True(r.ExitCode == 0, r.All);
+            var line = r.Stderr.Split('\n').Single(l => l.StartsWith("minor page faults: ", StringComparison.Ordinal));
+            return long.Parse(line["minor page faults: ".Length..].Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        }
+        long glibcDefault = Faults("default"), tuned = Faults(null);
+        Assert.True(tuned < 0.75 * glibcDefault, $"page faults with NativeAllocator {tuned}, with glibc's defaults {glibcDefault}");
+    }
+
     [Fact]
     public void PatchesExactlyWhenTheSystemLibstdcxxLacksTheMarkerVersion()
     {

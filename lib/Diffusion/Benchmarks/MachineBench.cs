@@ -5,10 +5,11 @@ using System.Text.Json;
 
 namespace Diffusion.Benchmarks;
 
-/// <summary>What <see cref="MachineBench.Run"/> measures and how long: timed training steps per configuration, and the
+/// <summary>What <see cref="MachineBench.Run"/> measures and how long: the course's U-Net (dim 28, the shipped checkpoints'),
+/// <c>train</c>'s default network (<paramref name="TrainDefault"/>), timed training steps per configuration, and the
 /// step counts of the two memory measurements. <see cref="Quick"/> swaps in a tiny network everywhere: it checks that the
 /// benchmark runs, it measures nothing.</summary>
-public sealed record MachineBenchSettings(UnetConfig CourseUnet, int TimedSteps = 10, int MemorySteps = 1000,
+public sealed record MachineBenchSettings(UnetConfig CourseUnet, UnetConfig TrainDefault, int TimedSteps = 10, int MemorySteps = 1000,
     int SamplingMemorySteps = 1000, bool Quick = false);
 
 /// <summary>The numbers of one <see cref="MachineBench.Run"/>, as JSON (one line) and as the summary table.</summary>
@@ -86,6 +87,7 @@ public static class MachineBench
             ? new (string Name, UnetConfig Config, int Batch)[] { ("tiny (--quick)", tiny, 16) }
             : [
                 ("course U-Net (dim 28, attention levels 1,2)", s.CourseUnet, 64),
+                ($"train's default (dim {s.TrainDefault.Dim}, attention levels 1,2)", s.TrainDefault, 64),
                 ("annotated (dim 28, linear attention everywhere)", new UnetConfig(), 64),
                 ("annotated", new UnetConfig(), 128),
             ];
