@@ -35,8 +35,8 @@ static class TrainTextToImageCommand
             var dev = machine.Apply(p).Device;
             var folder = DataLocator.FashionMnistFolder();
             var aePath = p.GetValue(autoencoder) ?? Path.Combine(Path.GetDirectoryName(folder)!, "checkpoints", "fashion-mnist-autoencoder.ckpt");
-            var clipFile = MiniClipFile.Load(p.GetValue(clip)!, dev);
             var (ae, aeInfo) = AutoencoderFile.Load(aePath, dev);
+            using var _ = ae;
             using var train = ImageDataset.FashionMnist(folder, train: true);
             var options = new TrainingOptions
             {
@@ -44,8 +44,15 @@ static class TrainTextToImageCommand
                 WarmupSteps = Math.Min(100, p.GetValue(steps) / 10), Seed = p.GetValue(seed),
             };
             var config = new TextUnetConfig { Unet = new TextUnetConfig().Unet with { Dim = p.GetValue(dim) } };
-            using (ae)
-            using (var trainer = new TextToImageTrainer(config, options, train, p.GetValue(encode), clipFile, (ae, aeInfo), dev))
+            var clipFile = MiniClipFile.Load(p.GetValue(clip)!, dev);
+            TextToImageTrainer created;
+            try { created = new TextToImageTrainer(config, options, train, p.GetValue(encode), clipFile, (ae, aeInfo), dev); }
+            catch
+            {
+                clipFile.Model.Dispose();                     // the trainer takes the mini-CLIP over only once it exists
+                throw;
+            }
+            using (var trainer = created)
             {
                 Console.WriteLine($"mini-CLIP {p.GetValue(clip)}: {clipFile.Info.Steps} steps, zero-shot {clipFile.Info.ZeroShotAccuracy?.ToString("P1", CultureInfo.InvariantCulture) ?? "not measured"}; " +
                                   $"autoencoder {aePath}; {trainer.Pictures} pictures encoded{(options.RandomFlip ? " (and mirrored)" : "")}; " +
