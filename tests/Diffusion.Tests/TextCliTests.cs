@@ -20,6 +20,7 @@ public class TextCliTests
         {
             Unet = TextUnetTests.Tiny(), Timesteps = 20, LatentSize = aeConfig.LatentSize, TextEncoder = encoderConfig,
             Vocabulary = tok.Words.ToArray(), Autoencoder = aeConfig, ScalingFactor = 1,
+            Thresholds = new CaptionThresholds { Terciles = Enumerable.Repeat(new[] { new[] { 0.4, 0.6 }, new[] { 0.3, 0.5 }, new[] { 0.01, 0.02 } }, 10).ToArray() },
         };
         using var unet = new TextUnet(info.Unet);
         using var encoder = new TextEncoder(encoderConfig);
@@ -92,6 +93,28 @@ public class TextCliTests
         var bag = Cli.Run(dir.Path, ["generate", "--prompt", "a bag", "--checkpoint", dir["tiny.ckpt"], "--out", dir["bag.png"], "--seed", "3", .. Quick]);
         Assert.True(bag.ExitCode == 0, bag.All);
         Assert.Equal(File.ReadAllBytes(dir["bag.png"]), File.ReadAllBytes(dir["shiny.png"]));
+    }
+
+    [Fact]
+    public void EvalTextToImageScoresEveryPromptAtEveryGuidanceWeight()
+    {
+        using var dir = TestSetup.Temp();
+        WriteTinyModel(dir["tiny.ckpt"]);
+        var r = Cli.Run(dir.Path, "eval-text2img", "--checkpoint", dir["tiny.ckpt"], "--prompts", "3", "--count", "2", "--guidance", "0,2",
+            "--sampler", "ddim", "--steps", "2", "--threads", "1", "--json", dir["eval.json"]);
+        Assert.True(r.ExitCode == 0, r.All);
+        Assert.Contains("w = 0 (ddim:2", r.Stdout);
+        Assert.Contains("w = 2 (ddim:2", r.Stdout);
+        var root = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(dir["eval.json"]))!;
+        var results = root["results"]!.AsArray();
+        Assert.Equal(2, results.Count);
+        var prompts = results[1]!["prompts"]!.AsArray();
+        Assert.Equal(["a photo of a t-shirt", "a photo of a dark t-shirt", "a photo of a light t-shirt"], prompts.Select(x => (string)x!["Prompt"]!));
+        Assert.Equal(2, (int)prompts[0]!["Count"]!);
+
+        var bad = Cli.Run(dir.Path, "eval-text2img", "--checkpoint", dir["tiny.ckpt"], "--prompts", "none", "--threads", "1");
+        Assert.Equal(2, bad.ExitCode);
+        Assert.Contains("--prompts none", bad.Stderr);
     }
 
     [Fact]

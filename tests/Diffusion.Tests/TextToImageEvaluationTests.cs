@@ -77,3 +77,24 @@ public class TextToImageEvaluationTests
         }
     }
 }
+
+public class TextToImageSummaryTests
+{
+    [Fact]
+    public void SummaryAveragesEachAttributeOverThePromptsThatNameIt()
+    {
+        PromptScore Score(int k, double cls, params AttributeScore[] a) => new() { Prompt = $"p{k}", Class = k, Count = 4, ClassAgreement = cls, Attributes = a, ClipScore = 0.1 * k };
+        var summary = TextToImageEvaluation.Summarize([
+            Score(1, 1.0, new AttributeScore("brightness", "dark", 0.5, 1 / 3.0, 4)),
+            Score(2, 0.5, new AttributeScore("brightness", "light", 1.0, 1 / 3.0, 4), new AttributeScore("width", "slim", 0.25, 1 / 3.0, 4)),
+            Score(9, 0.0, new AttributeScore("direction", "facing left", double.NaN, 0.5, 0)),
+        ]);
+        Assert.Equal(3, summary.Prompts);
+        Assert.Equal(0.5, summary.ClassAgreement, 12);
+        Assert.Equal(["brightness", "width"], summary.Attributes.Select(a => a.Attribute));     // a NaN share is left out
+        Assert.Equal(0.75, summary.Attributes[0].Agreement, 12);
+        Assert.Equal(8, summary.Attributes[0].Judged);
+        Assert.Equal(0.25, summary.Attributes[1].Agreement, 12);
+        Assert.Equal((0.1 + 0.2 + 0.9) / 3, summary.ClipScore!.Value, 12);
+    }
+}

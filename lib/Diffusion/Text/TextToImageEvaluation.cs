@@ -8,6 +8,9 @@ namespace Diffusion.Text;
 /// <param name="Judged">Pictures the share is over (for a direction: those that face a side at all).</param>
 public sealed record AttributeScore(string Attribute, string Word, double Agreement, double Chance, int Judged);
 
+/// <summary>The averages of <see cref="TextToImageEvaluation.Summarize"/>: over <paramref name="Prompts"/> prompts, the attributes' words left empty.</summary>
+public sealed record EvaluationSummary(int Prompts, double ClassAgreement, AttributeScore[] Attributes, double? ClipScore);
+
 /// <summary>What the pictures drawn for one prompt show, measured as a paper would.</summary>
 public sealed record PromptScore
 {
@@ -96,6 +99,19 @@ public static class TextToImageEvaluation
         {
             Prompt = Prompt(prompt), Class = prompt.Class, Count = n, ClassAgreement = classAgreement, Attributes = attributes.ToArray(), ClipScore = clipScore,
         };
+    }
+
+    /// <summary>
+    /// The averages over many prompts' scores: class agreement over all prompts, each attribute's agreement over the
+    /// prompts that name a word of it (NaN shares, from prompts whose pictures never face a side, left out), the CLIP score.
+    /// </summary>
+    public static EvaluationSummary Summarize(IReadOnlyList<PromptScore> scores)
+    {
+        if (scores.Count == 0) throw new ArgumentException("no scores to summarise");
+        var attributes = scores.SelectMany(s => s.Attributes).Where(a => !double.IsNaN(a.Agreement)).GroupBy(a => a.Attribute)
+            .Select(g => new AttributeScore(g.Key, "", g.Average(a => a.Agreement), g.First().Chance, g.Sum(a => a.Judged))).ToArray();
+        var clip = scores.Where(s => s.ClipScore is not null).Select(s => s.ClipScore!.Value).ToArray();
+        return new EvaluationSummary(scores.Count, scores.Average(s => s.ClassAgreement), attributes, clip.Length == 0 ? null : clip.Average());
     }
 
     /// <summary>
