@@ -20,16 +20,19 @@ static class TrainTextToImageCommand
         var encode = Opt("--encode", "Training pictures to encode (each also mirrored)", 20000).Range(2, 60000);
         var dim = Opt("--dim", "Base width of the U-Net", 28).Range(2, 1024);
         var dropout = Opt("--caption-dropout", "Probability of training on the empty prompt instead of the caption (for guidance)", 0.1).Range(0, 1);
+        var holdOut = Opt("--hold-out", "Comma-separated (word, class) combinations no caption will say, for eval-text2img's held-out prompts " +
+            "(\"none\" for none)", HeldOut.Default);
         var seed = Opt("--seed", "Random seed", 0);
         var cmd = new Command("train-text2img",
             "Train the text-conditioned latent U-Net (cross-attention to a mini-CLIP's text encoder) of the miniature Stable Diffusion.")
         {
-            clip, autoencoder, output, steps, batch, lr, encode, dim, dropout, seed,
+            clip, autoencoder, output, steps, batch, lr, encode, dim, dropout, holdOut, seed,
         };
         var machine = new MachineOptions(cmd);
         cmd.SetAction(p =>
         {
             var path = p.GetValue(output)!;
+            var heldOut = HeldOut.ParseList(p.GetValue(holdOut)!);
             if (File.Exists(path))
                 throw new CliException($"{path} already exists: pass another --out, or delete it first (it is never overwritten).");
             var dev = machine.Apply(p).Device;
@@ -46,7 +49,7 @@ static class TrainTextToImageCommand
             var config = new TextUnetConfig { Unet = new TextUnetConfig().Unet with { Dim = p.GetValue(dim) } };
             var clipFile = MiniClipFile.Load(p.GetValue(clip)!, dev);
             TextToImageTrainer created;
-            try { created = new TextToImageTrainer(config, options, train, p.GetValue(encode), clipFile, (ae, aeInfo), dev); }
+            try { created = new TextToImageTrainer(config, options, train, p.GetValue(encode), clipFile, (ae, aeInfo), dev, heldOut); }
             catch
             {
                 clipFile.Model.Dispose();                     // the trainer takes the mini-CLIP over only once it exists
@@ -56,7 +59,8 @@ static class TrainTextToImageCommand
             {
                 Console.WriteLine($"mini-CLIP {p.GetValue(clip)}: {clipFile.Info.Steps} steps, zero-shot {clipFile.Info.ZeroShotAccuracy?.ToString("P1", CultureInfo.InvariantCulture) ?? "not measured"}; " +
                                   $"autoencoder {aePath}; {trainer.Pictures} pictures encoded{(options.RandomFlip ? " (and mirrored)" : "")}; " +
-                                  $"U-Net {Diffusion.Model.Layers.ParameterCount(trainer.Model):N0} parameters");
+                                  $"U-Net {Diffusion.Model.Layers.ParameterCount(trainer.Model):N0} parameters; " +
+                                  $"held out: {(heldOut.Length == 0 ? "none" : string.Join(", ", heldOut))}");
                 ConsoleProgress.Run("text-to-image training", options.Steps, report =>
                 {
                     trainer.Progress += q => report(q.Step, string.Create(CultureInfo.InvariantCulture, $"loss {q.Loss:F4} {q.LatentsPerSecond:F0} latents/s"));

@@ -135,6 +135,11 @@ public class TextCliTests
         Assert.Equal(2, again.ExitCode);
         Assert.Contains("already exists", again.Stderr);
 
+        var badHoldOut = Cli.Run(dir.Path, "train-text2img", "--clip", dir["clip.bin"], "--out", dir["x.ckpt"], "--hold-out", "dark coat,shiny coat", "--threads", "1");
+        Assert.Equal(2, badHoldOut.ExitCode);
+        Assert.Contains("'shiny coat' must be a class and one word", badHoldOut.Stderr);
+        Assert.False(File.Exists(dir["x.ckpt"]));
+
         var t2i = Cli.Run(dir.Path, "train-text2img", "--clip", dir["clip.bin"], "--out", dir["t2i.ckpt"], "--steps", "2", "--batch-size", "4",
             "--encode", "8", "--dim", "8", "--threads", "1");
         Assert.True(t2i.ExitCode == 0, t2i.All);
@@ -144,6 +149,7 @@ public class TextCliTests
             Assert.Equal(0.1, model.Info.CaptionDropout);
             Assert.Equal(info.Vocabulary, model.Tokenizer.Words);
             Assert.Equal(16, model.Encoder.Config.Dim);
+            Assert.Equal(HeldOut.ParseList(HeldOut.Default), model.Info.HeldOut);
         }
 
         var g = Cli.Run(dir.Path, ["generate", "--checkpoint", dir["t2i.ckpt"], "--prompt", "a dark ankle boot facing left", "--out", dir["boots.png"], .. Quick]);

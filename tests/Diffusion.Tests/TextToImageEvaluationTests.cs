@@ -98,3 +98,52 @@ public class TextToImageSummaryTests
         Assert.Equal((0.1 + 0.2 + 0.9) / 3, summary.ClipScore!.Value, 12);
     }
 }
+
+public class HeldOutTests
+{
+    [Fact]
+    public void PhrasesParseToClassAndWordAndBadOnesSayWhy()
+    {
+        Assert.Equal(new HeldOutPair(4, "dark"), HeldOut.Parse("dark coat"));
+        Assert.Equal(new HeldOutPair(4, "dark"), HeldOut.Parse("a photo of a dark jacket"));
+        Assert.Equal(new HeldOutPair(9, "facing right"), HeldOut.Parse("ankle boot facing right"));
+        Assert.Equal(new HeldOutPair(9, "facing right"), HeldOut.Parse("boot facing right"));
+        Assert.Equal(new HeldOutPair(0, "wide"), HeldOut.Parse("Wide T-shirt"));
+        var defaults = HeldOut.ParseList(HeldOut.Default);
+        Assert.Equal(4, defaults.Length);
+        Assert.All(defaults, p => Assert.Equal(p, HeldOut.Parse(p.ToString())));
+        Assert.Empty(HeldOut.ParseList("none"));
+        Assert.Contains("names no class", Assert.Throws<ArgumentException>(() => HeldOut.Parse("dark")).Message);
+        Assert.Contains("only shoes", Assert.Throws<ArgumentException>(() => HeldOut.Parse("coat facing left")).Message);
+        Assert.Contains("a class and one word", Assert.Throws<ArgumentException>(() => HeldOut.Parse("shiny coat")).Message);
+        Assert.Contains("a class and one word", Assert.Throws<ArgumentException>(() => HeldOut.Parse("dark light coat")).Message);
+    }
+
+    [Fact]
+    public void NoCaptionSaysAHeldOutCombinationAndTheRestAreUntouched()
+    {
+        using var data = MiniClipTrainingTests.Subset(2000);
+        var captions = new CaptionSource(data);
+        var heldOut = HeldOut.ParseList("dark coat,ankle boot facing right");
+        int coatsSayingDark = 0, othersSayingDark = 0, bootsFacingRight = 0, changed = 0;
+        for (int i = 0; i < 2000; i++)
+            foreach (bool mirrored in new[] { false, true })
+            {
+                string plain = captions.Caption(i, mirrored, seed: 1), held = captions.Caption(i, mirrored, seed: 1, heldOut);
+                var words = WordTokenizer.Split(held);
+                int k = captions.Labels[i];
+                Assert.False(k == 4 && words.Contains("dark"), held);
+                Assert.False(k == 9 && held.Contains("facing right"), held);
+                if (k == 4 && WordTokenizer.Split(plain).Contains("dark")) coatsSayingDark++;
+                if (k != 4 && words.Contains("dark")) othersSayingDark++;
+                if (k == 9 && plain.Contains("facing right")) bootsFacingRight++;
+                if (plain != held) changed++;
+                else Assert.False(HeldOut.Involves(captions.Facts(i, mirrored), heldOut));
+            }
+        Assert.True(coatsSayingDark > 20 && bootsFacingRight > 20, $"{coatsSayingDark} dark coats, {bootsFacingRight} boots facing right without holding out");
+        Assert.True(othersSayingDark > 200, $"{othersSayingDark}: other classes still say dark");
+        Assert.True(changed >= coatsSayingDark + bootsFacingRight, $"{changed} captions changed");
+        Assert.True(HeldOut.Involves(new CaptionFacts(4, ["dark", null, null], null), heldOut));
+        Assert.False(HeldOut.Involves(new CaptionFacts(3, ["dark", null, null], null), heldOut));
+    }
+}

@@ -35,8 +35,12 @@ public sealed class CaptionSource
         return Captions.Facts(mirrored ? m.Mirrored : m, Labels[index], Thresholds);
     }
 
-    /// <summary>The caption of picture <paramref name="index"/>, mirrored or not; <paramref name="seed"/> picks template and synonyms.</summary>
-    public string Caption(int index, bool mirrored = false, int seed = 0) => Captions.Caption(Facts(index, mirrored), index, seed);
+    /// <summary>
+    /// The caption of picture <paramref name="index"/>, mirrored or not; <paramref name="seed"/> picks template and synonyms;
+    /// the words of <paramref name="heldOut"/> combinations are left out (<see cref="HeldOut.Remove"/>).
+    /// </summary>
+    public string Caption(int index, bool mirrored = false, int seed = 0, IReadOnlyCollection<HeldOutPair>? heldOut = null) =>
+        Captions.Caption(heldOut is null ? Facts(index, mirrored) : HeldOut.Remove(Facts(index, mirrored), heldOut), index, seed);
 
     /// <summary>
     /// <see cref="GarmentAttributes.Measure"/> of every picture of a grayscale uint8 dataset (intensities pixel/255).

@@ -31,6 +31,8 @@ public sealed record TextToImageInfo
     public required AutoencoderConfig Autoencoder { get; init; }
     /// <summary>s of the autoencoder: the U-Net denoises s·μ(x).</summary>
     public double ScalingFactor { get; init; } = 1;
+    /// <summary>(class, word) combinations no training caption said (see the class HeldOut): evaluation reports their prompts apart.</summary>
+    public HeldOutPair[] HeldOut { get; init; } = [];
     /// <summary>Probability with which a caption was replaced by the empty prompt in training (for guidance).</summary>
     public double CaptionDropout { get; init; }
     public int Steps { get; init; }

@@ -23,6 +23,8 @@ public sealed record PromptScore
     public required AttributeScore[] Attributes { get; init; }
     /// <summary>The CLIP-score analogue: mean cosine similarity of the mini-CLIP's picture and prompt embeddings (null: no mini-CLIP given).</summary>
     public double? ClipScore { get; init; }
+    /// <summary>True if the prompt says a combination the model never read in training (<see cref="HeldOut"/>).</summary>
+    public bool IsHeldOut { get; init; }
 }
 
 /// <summary>
@@ -57,7 +59,7 @@ public static class TextToImageEvaluation
     /// the agreement of each prompted word with the pictures' measured words, and (with a mini-CLIP) the mean cosine similarity.
     /// </summary>
     public static PromptScore Score(CaptionFacts prompt, Tensor images, FashionClassifier classifier, CaptionThresholds thresholds,
-        MiniClip? clip = null, WordTokenizer? tokenizer = null)
+        MiniClip? clip = null, WordTokenizer? tokenizer = null, IReadOnlyCollection<HeldOutPair>? heldOut = null)
     {
         if ((clip is null) != (tokenizer is null)) throw new ArgumentException("give the mini-CLIP together with its tokenizer");
         int n = (int)images.shape[0];
@@ -98,6 +100,7 @@ public static class TextToImageEvaluation
         return new PromptScore
         {
             Prompt = Prompt(prompt), Class = prompt.Class, Count = n, ClassAgreement = classAgreement, Attributes = attributes.ToArray(), ClipScore = clipScore,
+            IsHeldOut = heldOut is not null && HeldOut.Involves(prompt, heldOut),
         };
     }
 

@@ -50,9 +50,10 @@ public sealed class TextToImageTrainer : IDisposable
     /// <param name="clip">A trained mini-CLIP (taken over: the trainer disposes it) with its file's description.</param>
     /// <param name="autoencoder">The trained autoencoder (borrowed) and its scaling factor.</param>
     /// <param name="encode">How many of <paramref name="data"/>'s pictures to encode and train on.</param>
+    /// <param name="heldOut">Combinations no caption may say (their words are left out of the captions that would).</param>
     public TextToImageTrainer(TextUnetConfig config, TrainingOptions options, ImageDataset data, int encode,
         (MiniClip Model, WordTokenizer Tokenizer, MiniClipInfo Info) clip, (Autoencoder Model, AutoencoderInfo Info) autoencoder,
-        Device? device = null)
+        Device? device = null, IReadOnlyCollection<HeldOutPair>? heldOut = null)
     {
         TorchNative.EnsureLoaded();
         options.Validate();
@@ -72,6 +73,7 @@ public sealed class TextToImageTrainer : IDisposable
             Unet = config, LatentSize = autoencoder.Info.Config.LatentSize, TextEncoder = clip.Info.Config,
             Vocabulary = clip.Info.Vocabulary, Thresholds = clip.Info.Thresholds, Autoencoder = autoencoder.Info.Config,
             ScalingFactor = ScalingFactor, CaptionDropout = options.ClassDropout, BatchSize = options.BatchSize, Data = data.Description,
+            HeldOut = heldOut?.ToArray() ?? [],
         };
         Template.Validate();
         Options = options;
@@ -115,13 +117,16 @@ public sealed class TextToImageTrainer : IDisposable
     /// <summary>Pictures encoded (each also mirrored when flips are on).</summary>
     public int Pictures => pictures;
 
-    /// <summary>The captions of latent rows <paramref name="rows"/> (row ≥ N: the mirror image of picture row − N), each "" with probability p.</summary>
+    /// <summary>
+    /// The captions of latent rows <paramref name="rows"/> (row ≥ N: the mirror image of picture row − N), each "" with
+    /// probability p, never saying a held-out combination.
+    /// </summary>
     public string[] CaptionsOf(long[] rows, int seed)
     {
         using var scope = NewDisposeScope();
         // drop_b ~ Bernoulli(p_uncond): caption dropout, from the run's generator
         var drop = (rand([rows.Length], generator: generator) < Options.ClassDropout).data<bool>().ToArray();
-        return rows.Select((r, b) => drop[b] ? "" : Captions.Caption((int)(r % pictures), mirrored: r >= pictures, seed)).ToArray();
+        return rows.Select((r, b) => drop[b] ? "" : Captions.Caption((int)(r % pictures), mirrored: r >= pictures, seed, Template.HeldOut)).ToArray();
     }
 
     /// <summary>One step of Algorithm 1 with the captions as the condition; returns the loss.</summary>
