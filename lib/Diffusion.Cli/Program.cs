@@ -13,6 +13,10 @@ root.Subcommands.Add(EvalCommand.Create());
 root.Subcommands.Add(InteropCommands.Export());
 root.Subcommands.Add(InteropCommands.Import());
 root.Subcommands.Add(LatentCommand.Create());
+root.Subcommands.Add(TrainClipCommand.Create());
+root.Subcommands.Add(TrainTextToImageCommand.Create());
+root.Subcommands.Add(GenerateCommand.Create());
+root.Subcommands.Add(EvalTextToImageCommand.Create());
 int exitCode = CliErrors.Run(() => root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
 // For the leak tests: tensors this thread created and did not dispose (a finalizer's late release does not count).
 if (Environment.GetEnvironmentVariable("DIFFUSION_REPORT_LIVE_TENSORS") == "1")

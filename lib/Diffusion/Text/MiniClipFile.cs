@@ -1,0 +1,129 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Diffusion.Training;
+
+namespace Diffusion.Text;
+
+/// <summary>What is stored next to a mini-CLIP's weights: its shape, its vocabulary, the caption terciles, how it was trained.</summary>
+public sealed record MiniClipInfo
+{
+    public required TextEncoderConfig Config { get; init; }
+    /// <summary>The tokenizer's words in id order (id = <see cref="WordTokenizer.FirstWord"/> + position).</summary>
+    public required string[] Vocabulary { get; init; }
+    /// <summary>The training set's per-class terciles: the same words mean the same thing when generated pictures are judged.</summary>
+    public required CaptionThresholds Thresholds { get; init; }
+    /// <summary>Image channels of the image encoder.</summary>
+    public int Channels { get; init; } = 1;
+    public int Steps { get; init; }
+    public int BatchSize { get; init; }
+    public double LearningRate { get; init; }
+    public int Seed { get; init; }
+    public double TrainingSeconds { get; init; }
+    /// <summary>Mean contrastive loss over the last 50 steps.</summary>
+    public double RecentLoss { get; init; } = double.NaN;
+    /// <summary>τ = 1/e^s at the end of training (CLIP starts at 0.07).</summary>
+    public double Temperature { get; init; }
+    /// <summary>Zero-shot accuracy on the t10k pictures with "a photo of a {class}" (null: not measured).</summary>
+    public double? ZeroShotAccuracy { get; init; }
+    /// <summary>Attribute retrieval on t10k: picks its own word of each pair ("dark" vs "light" …), chance 50 %.</summary>
+    public AttributeRetrieval[] AttributeRetrieval { get; init; } = [];
+    public string Data { get; init; } = "";
+    public string Command { get; init; } = "";
+    public DateTime SavedUtc { get; init; } = DateTime.UtcNow;
+}
+
+/// <summary>
+/// Single-file mini-CLIP: "MINICLIP", format version, JSON <see cref="MiniClipInfo"/> (with the vocabulary), TorchSharp
+/// weights, SHA-256 of all before it; written atomically (temp file + rename) like the diffusion checkpoints.
+/// </summary>
+public static class MiniClipFile
+{
+    public const int FormatVersion = 1;
+    static readonly byte[] Magic = "MINICLIP"u8.ToArray();
+
+    /// <summary>The file the course will ship (data/checkpoints/).</summary>
+    public const string ShippedFileName = "fashion-mnist-mini-clip.bin";
+
+    public static void Save(string path, MiniClip model, MiniClipInfo info)
+    {
+        if (info.Vocabulary.Length + WordTokenizer.FirstWord != info.Config.VocabularySize)
+            throw new ArgumentException($"{info.Vocabulary.Length} words + {WordTokenizer.FirstWord} special ids do not make the encoder's {info.Config.VocabularySize} ids");
+        using var ms = new MemoryStream();
+        using (var w = new BinaryWriter(ms, Encoding.UTF8, leaveOpen: true))
+        {
+            w.Write(Magic);
+            w.Write(FormatVersion);
+            var json = JsonSerializer.SerializeToUtf8Bytes(info, Checkpoint.JsonOptions);
+            w.Write(json.Length);
+            w.Write(json);
+            var weights = Checkpoint.ModuleBytes(model);
+            w.Write((long)weights.Length);
+            w.Write(weights);
+        }
+        var body = ms.ToArray();
+        AtomicFile.WriteAllBytes(path, [.. body, .. SHA256.HashData(body)]);
+    }
+
+    /// <summary>Only the readable part, after verifying the whole file.</summary>
+    public static MiniClipInfo ReadInfo(string path) => Parse(path).Info;
+
+    /// <summary>Loads and verifies the file, builds the model (eval mode) and its tokenizer.</summary>
+    public static (MiniClip Model, WordTokenizer Tokenizer, MiniClipInfo Info) Load(string path, Device? device = null)
+    {
+        var (info, weights) = Parse(path);
+        var tokenizer = new WordTokenizer(info.Vocabulary);
+        if (!tokenizer.Words.SequenceEqual(info.Vocabulary) || tokenizer.Count != info.Config.VocabularySize)
+            throw new CheckpointException($"{path}: its vocabulary ({info.Vocabulary.Length} words) does not give the text encoder's {info.Config.VocabularySize} token ids in order.");
+        MiniClip model;
+        try { model = new MiniClip(info.Config, info.Channels); }
+        catch (ArgumentException e) { throw new CheckpointException($"{path}: its text-encoder configuration is invalid ({e.Message}).", e); }
+        try
+        {
+            Checkpoint.LoadModule(model, weights, "mini-CLIP");
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+        if (device is not null) model.to(device);
+        model.eval();
+        return (model, tokenizer, info);
+    }
+
+    static (MiniClipInfo Info, byte[] Weights) Parse(string path)
+    {
+        if (Directory.Exists(path))
+            throw new CheckpointException($"{path} is a folder: pass the mini-CLIP file itself (train-clip --out FILE writes one).");
+        if (!File.Exists(path))
+            throw new CheckpointException($"mini-CLIP file {path} not found. Make it with the CLI's 'train-clip --out {path}'.");
+        var bytes = File.ReadAllBytes(path);
+        if (bytes.Length < Magic.Length + 4 + 32 || !bytes.AsSpan(0, Magic.Length).SequenceEqual(Magic))
+            throw new CheckpointException($"{path} is not a mini-CLIP file of this course (wrong header). Pass the file 'train-clip' wrote.");
+        var body = bytes.AsSpan(0, bytes.Length - 32);
+        if (!SHA256.HashData(body).AsSpan().SequenceEqual(bytes.AsSpan(bytes.Length - 32)))
+            throw new CheckpointException($"{path} is damaged or truncated (its SHA-256 check failed). Use an earlier copy, or train it again with 'train-clip'.");
+        try
+        {
+            using var r = new BinaryReader(new MemoryStream(bytes, 0, body.Length, writable: false));
+            r.ReadBytes(Magic.Length);
+            int version = r.ReadInt32();
+            if (version != FormatVersion)
+                throw new CheckpointException($"{path} has mini-CLIP format {version}; this library reads format {FormatVersion}.");
+            var info = JsonSerializer.Deserialize<MiniClipInfo>(r.ReadBytes(ReadLength(r, r.ReadInt32())), Checkpoint.JsonOptions)
+                       ?? throw new CheckpointException($"{path}: empty description");
+            var weights = r.ReadBytes(ReadLength(r, r.ReadInt64()));
+            return (info, weights);
+        }
+        catch (Exception e) when (e is EndOfStreamException or JsonException or IOException)
+        {
+            throw new CheckpointException($"{path}: the mini-CLIP file's contents are malformed ({e.Message}).", e);
+        }
+    }
+
+    static int ReadLength(BinaryReader r, long length) =>
+        length < 0 || length > r.BaseStream.Length - r.BaseStream.Position
+            ? throw new EndOfStreamException($"a block claims {length} bytes but the file has fewer")
+            : (int)length;
+}
