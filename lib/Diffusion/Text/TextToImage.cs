@@ -131,7 +131,7 @@ public static class TextToImageFile
     public const int FormatVersion = 1;
     static readonly byte[] Magic = "TXT2IMG1"u8.ToArray();
 
-    /// <summary>The file the course will ship (data/checkpoints/), once trained.</summary>
+    /// <summary>The file the course ships in data/checkpoints/ (data/README.md: command, time, loss).</summary>
     public const string ShippedFileName = "fashion-mnist-text2img.ckpt";
 
     /// <summary>How to make a model: said whenever one is missing.</summary>
@@ -160,7 +160,7 @@ public static class TextToImageFile
         if (Directory.Exists(path))
             throw new CheckpointException($"{path} is a folder: pass the text-to-image file itself. {HowToMake(Path.Combine(path, ShippedFileName))}");
         if (!File.Exists(path))
-            throw new CheckpointException($"no text-to-image model at {path} (the course does not ship trained text-to-image weights yet). {HowToMake(path)}");
+            throw new CheckpointException($"no text-to-image model at {path} (the course ships one as data/checkpoints/{ShippedFileName}). {HowToMake(path)}");
         var bytes = File.ReadAllBytes(path);
         if (bytes.Length < Magic.Length + 32 || !bytes.AsSpan(0, Magic.Length).SequenceEqual(Magic))
             throw new CheckpointException($"{path} is not a text-to-image model of this course (wrong header). Pass the file 'train-text2img' wrote.");
