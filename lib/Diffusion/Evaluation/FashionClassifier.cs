@@ -1,5 +1,3 @@
-using System.Security.Cryptography;
-using System.Text;
 using System.Text.Json;
 
 using static TorchSharp.torch.nn;
@@ -103,17 +101,11 @@ public sealed class FashionClassifier : Module<Tensor, Tensor>
     /// <summary>Writes the weights and <see cref="Info"/> atomically, with a SHA-256 of the whole file at its end.</summary>
     public void Save(string path)
     {
-        using var ms = new MemoryStream();
-        using (var w = new BinaryWriter(ms, Encoding.UTF8, leaveOpen: true))
+        HashedFile.Write(path, Magic, w =>
         {
-            w.Write(Magic);
-            var json = JsonSerializer.SerializeToUtf8Bytes(Info with { FeatureDim = FeatureDim });
-            w.Write(json.Length);
-            w.Write(json);
+            HashedFile.WriteJson(w, Info with { FeatureDim = FeatureDim });
             save(w);
-        }
-        var body = ms.ToArray();
-        AtomicFile.Write(path, s => { s.Write(body); s.Write(SHA256.HashData(body)); });
+        });
     }
 
     /// <summary>Reads a classifier written by <see cref="Save"/>; one clear error if the file is not one or is damaged.</summary>
@@ -123,15 +115,11 @@ public sealed class FashionClassifier : Module<Tensor, Tensor>
             throw new FileNotFoundException(
                 $"classifier {path} not found. The course ships it as data/classifier/{ShippedFileName}; " +
                 "make a new one with: dotnet run -c Release --project lib/Diffusion.Cli -- train-classifier", path);
-        var bytes = File.ReadAllBytes(path);
-        if (bytes.Length < Magic.Length + 4 + 32 || !bytes.AsSpan(0, Magic.Length).SequenceEqual(Magic))
-            throw new InvalidDataException($"{path} is not a Fashion-MNIST classifier file of this course (wrong header).");
-        var body = bytes.AsSpan(0, bytes.Length - 32);
-        if (!SHA256.HashData(body).AsSpan().SequenceEqual(bytes.AsSpan(bytes.Length - 32)))
-            throw new InvalidDataException(
-                $"{path} is damaged or truncated (its SHA-256 check failed). Restore it with git checkout, or train a new one with train-classifier.");
-        using var r = new BinaryReader(new MemoryStream(bytes, 0, body.Length, writable: false));
-        r.ReadBytes(Magic.Length);
+        using var r = HashedFile.Open(File.ReadAllBytes(path), Magic,
+            () => new InvalidDataException($"{path} is not a Fashion-MNIST classifier file of this course (wrong header)."),
+            () => new InvalidDataException(
+                $"{path} is damaged or truncated (its SHA-256 check failed). Restore it with git checkout, or train a new one with train-classifier."),
+            minimumBody: 4);
         var info = JsonSerializer.Deserialize<ClassifierInfo>(r.ReadBytes(r.ReadInt32()))
                    ?? throw new InvalidDataException($"{path}: empty classifier description");
         var model = new FashionClassifier(info.FeatureDim, info.NumClasses) { Info = info };

@@ -1,5 +1,3 @@
-using System.Security.Cryptography;
-using System.Text;
 using System.Text.Json;
 using Diffusion.Training;
 
@@ -32,19 +30,11 @@ public static class AutoencoderFile
 
     public static void Save(string path, Autoencoder model, AutoencoderInfo info)
     {
-        using var ms = new MemoryStream();
-        using (var w = new BinaryWriter(ms, Encoding.UTF8, leaveOpen: true))
+        HashedFile.Write(path, Magic, w =>
         {
-            w.Write(Magic);
-            var json = JsonSerializer.SerializeToUtf8Bytes(info, Checkpoint.JsonOptions);
-            w.Write(json.Length);
-            w.Write(json);
-            var weights = Checkpoint.ModuleBytes(model);
-            w.Write((long)weights.Length);
-            w.Write(weights);
-        }
-        var body = ms.ToArray();
-        AtomicFile.WriteAllBytes(path, [.. body, .. SHA256.HashData(body)]);
+            HashedFile.WriteJson(w, info, Checkpoint.JsonOptions);
+            HashedFile.WriteBlock(w, Checkpoint.ModuleBytes(model));
+        });
     }
 
     /// <summary>Loads and verifies the file, builds the autoencoder and loads its weights (in eval mode).</summary>
@@ -52,14 +42,9 @@ public static class AutoencoderFile
     {
         if (!File.Exists(path))
             throw new CheckpointException($"autoencoder file {path} not found. Make it with the CLI's 'latent' command (see data/README.md).");
-        var bytes = File.ReadAllBytes(path);
-        if (bytes.Length < Magic.Length + 32 || !bytes.AsSpan(0, Magic.Length).SequenceEqual(Magic))
-            throw new CheckpointException($"{path} is not an autoencoder file of this course (wrong header).");
-        var body = bytes.AsSpan(0, bytes.Length - 32);
-        if (!SHA256.HashData(body).AsSpan().SequenceEqual(bytes.AsSpan(bytes.Length - 32)))
-            throw new CheckpointException($"{path} is damaged or truncated (its SHA-256 check failed).");
-        using var r = new BinaryReader(new MemoryStream(bytes, 0, body.Length, writable: false));
-        r.ReadBytes(Magic.Length);
+        using var r = HashedFile.Open(File.ReadAllBytes(path), Magic,
+            () => new CheckpointException($"{path} is not an autoencoder file of this course (wrong header)."),
+            () => new CheckpointException($"{path} is damaged or truncated (its SHA-256 check failed)."));
         var info = JsonSerializer.Deserialize<AutoencoderInfo>(r.ReadBytes(r.ReadInt32()), Checkpoint.JsonOptions)
                    ?? throw new CheckpointException($"{path}: empty description");
         var weights = r.ReadBytes((int)r.ReadInt64());

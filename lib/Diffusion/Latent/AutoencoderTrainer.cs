@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Diffusion.Data;
 using Diffusion.Platform;
 using Diffusion.Training;
@@ -14,22 +13,13 @@ public readonly record struct AutoencoderProgress(int Step, int TotalSteps, doub
 /// gradient clipping, seed and random flips of <see cref="TrainingOptions"/> (its diffusion-only fields are ignored).
 /// One dispose scope per step; the same seed gives the same weights.
 /// </summary>
-public sealed class AutoencoderTrainer : IDisposable
+public sealed class AutoencoderTrainer : StepTrainer<AutoencoderProgress>
 {
     public Autoencoder Model { get; }
-    public TrainingOptions Options { get; }
     public ImageDataset Data { get; }
-    public int Step { get; private set; }
-    public List<AutoencoderProgress> History { get; } = new();
-    public event Action<AutoencoderProgress>? Progress;
-
-    readonly AdamW optimizer;
-    readonly Parameter[] parameters;
-    readonly Generator generator;
-    readonly BatchSampler sampler;
-    readonly Stopwatch clock = new();
 
     public AutoencoderTrainer(AutoencoderConfig config, TrainingOptions options, ImageDataset data, Device? device = null)
+        : base(options, followThreads: false)
     {
         TorchNative.EnsureLoaded();
         config.Validate();
@@ -40,66 +30,40 @@ public sealed class AutoencoderTrainer : IDisposable
                 $"the autoencoder expects {config.ImageSize}×{config.ImageSize}×{config.Channels} images, the data is {data.Width}×{data.Height}×{data.Channels}");
         if (data.Count < options.BatchSize)
             throw new ArgumentException($"the dataset has {data.Count} images, fewer than the batch size {options.BatchSize}");
-        Options = options;
         Data = data;
         manual_seed(options.Seed);
         Model = new Autoencoder(config);
         Model.to(device ?? Compute.Device);
         Model.train();
-        parameters = Model.parameters().ToArray();
-        optimizer = optim.AdamW(parameters, lr: options.LearningRate, weight_decay: options.WeightDecay);
-        generator = new Generator((ulong)options.Seed);
-        sampler = new BatchSampler((int)data.Count, options.BatchSize, options.Seed);
+        Begin(Model.parameters(), (int)data.Count);
     }
 
     /// <summary>One optimiser step; returns the loss.</summary>
-    public double TrainStep()
+    public override double TrainStep()
     {
-        clock.Start();
-        AutoencoderProgress report;
+        StartClock();
+        double loss, squaredError, kl, pixelMse;
         using (var scope = NewDisposeScope())
         {
-            var indices = torch.tensor(sampler.Next());
+            var indices = torch.tensor(Sampler.Next());
             var x = Data.ModelInputs(indices);
-            if (Options.RandomFlip) x = Transforms.RandomHorizontalFlip(x, generator);
+            if (Options.RandomFlip) x = Transforms.RandomHorizontalFlip(x, Generator);
             x = x.to(Compute.Device);
-            var terms = Model.ComputeLoss(x, generator);
-            double loss = terms.Loss.item<float>();
-            if (!double.IsFinite(loss))
-                throw new TrainingDivergedException($"the autoencoder loss became {loss} at step {Step + 1}; lower the learning rate.");
-            optimizer.zero_grad();
-            terms.Loss.backward();
-            if (Options.GradientClipNorm > 0) nn.utils.clip_grad_norm_(parameters, Options.GradientClipNorm);
-            foreach (var group in optimizer.ParamGroups) group.LearningRate = Options.LearningRateAt(Step);
-            optimizer.step();
-            Step++;
-            report = new AutoencoderProgress(Step, Options.Steps, loss, terms.SquaredError, terms.Kl, terms.PixelMse, clock.Elapsed);
+            var terms = Model.ComputeLoss(x, Generator);
+            loss = Optimize(terms.Loss, Options.LearningRateAt(Step),
+                v => $"the autoencoder loss became {v} at step {Step + 1}; lower the learning rate.");
+            (squaredError, kl, pixelMse) = (terms.SquaredError, terms.Kl, terms.PixelMse);
         }
-        clock.Stop();
-        report = report with { Elapsed = clock.Elapsed };
-        History.Add(report);
-        Progress?.Invoke(report);
-        return report.Loss;
+        return Record(loss, (step, elapsed) => new AutoencoderProgress(step, Options.Steps, loss, squaredError, kl, pixelMse, elapsed));
     }
 
-    /// <summary>Trains until <see cref="TrainingOptions.Steps"/>.</summary>
-    public void Train(CancellationToken cancel = default)
-    {
-        while (Step < Options.Steps)
-        {
-            cancel.ThrowIfCancellationRequested();
-            TrainStep();
-        }
-        Model.eval();
-    }
-
-    public TimeSpan Elapsed => clock.Elapsed;
+    /// <summary>Training done (<see cref="StepTrainer{T}.Train"/>): the model goes to eval mode.</summary>
+    protected override void Trained() => Model.eval();
 
     /// <summary>Disposes the optimiser, the generator and <see cref="Model"/>: keep the trainer as long as the model is used.</summary>
-    public void Dispose()
+    public override void Dispose()
     {
-        optimizer.Dispose();
-        generator.Dispose();
+        base.Dispose();
         Model.Dispose();
     }
 }

@@ -31,55 +31,26 @@ public sealed class Unet : Module<Tensor, Tensor, Tensor>
     {
         config.Validate();
         Config = config;
-        int dim = config.Dim, timeDim = config.TimeDim;
-        var dims = config.Dims();
-        var inOut = dims[..^1].Zip(dims[1..]).ToArray();
+        var layout = new UnetLayout(config);
 
-        init_conv = new PointwiseConv2d(config.Channels, config.ResolvedInitDim);
-        time_mlp = Sequential(
-            new SinusoidalPositionEmbeddings(dim),
-            Linear(dim, timeDim),
-            GELU(),
-            Linear(timeDim, timeDim));
+        init_conv = layout.InitConv();
+        time_mlp = layout.TimeMlp();
         if (config.NumClasses > 0)
-            class_emb = Embedding(config.NumClasses + 1, timeDim);   // last index = "no label" (for guidance)
+            class_emb = Embedding(config.NumClasses + 1, config.TimeDim);   // last index = "no label" (for guidance)
 
-        TimeBlock NewBlock(long i, long o) => config.Block == BlockType.ResNet
-            ? new ResnetBlock(i, o, timeDim, config.ResnetBlockGroups)
-            : new ConvNextBlock(i, o, timeDim, config.ConvNextMult);
-        Module<Tensor, Tensor> AttentionOrIdentity(int level, long channels) => config.HasLinearAttention(level)
-            ? new Residual(new PreNorm(channels, new LinearAttention(channels, config.AttentionHeads, config.AttentionDimHead)))
-            : Identity();
+        for (int i = 0; i < layout.Levels; i++)
+            downs.Add(new UnetLevel(layout.DownBlock(i), layout.DownBlock(i), layout.LinearAttentionAt(i, layout.Channels(i).In), layout.Downsample(i)));
 
-        for (int i = 0; i < inOut.Length; i++)
-        {
-            var (dimIn, dimOut) = inOut[i];
-            bool isLast = i == inOut.Length - 1;
-            downs.Add(new UnetLevel(
-                NewBlock(dimIn, dimIn),
-                NewBlock(dimIn, dimIn),
-                AttentionOrIdentity(i, dimIn),
-                isLast ? new SafeConv2d(dimIn, dimOut, 3, padding: 1) : Resampling.Downsample(dimIn, dimOut)));
-        }
-
-        int midDim = dims[^1];
-        mid_block1 = NewBlock(midDim, midDim);
+        int midDim = layout.MidDim;
+        mid_block1 = layout.MidBlock();
         mid_attn = new Residual(new PreNorm(midDim, new Attention(midDim, config.AttentionHeads, config.AttentionDimHead)));
-        mid_block2 = NewBlock(midDim, midDim);
+        mid_block2 = layout.MidBlock();
 
-        for (int i = inOut.Length - 1; i >= 0; i--)
-        {
-            var (dimIn, dimOut) = inOut[i];
-            bool isLast = i == 0;
-            ups.Add(new UnetLevel(
-                NewBlock(dimOut + dimIn, dimOut),
-                NewBlock(dimOut + dimIn, dimOut),
-                AttentionOrIdentity(i, dimOut),
-                isLast ? new SafeConv2d(dimOut, dimIn, 3, padding: 1) : Resampling.Upsample(dimOut, dimIn)));
-        }
+        for (int i = layout.Levels - 1; i >= 0; i--)
+            ups.Add(new UnetLevel(layout.UpBlock(i), layout.UpBlock(i), layout.LinearAttentionAt(i, layout.Channels(i).Out), layout.Upsample(i)));
 
-        final_res_block = NewBlock(config.ResolvedInitDim * 2, dim);
-        final_conv = new PointwiseConv2d(dim, config.ResolvedOutDim);
+        final_res_block = layout.FinalBlock();
+        final_conv = layout.FinalConv();
         RegisterComponents();
     }
 
@@ -110,28 +81,12 @@ public sealed class Unet : Module<Tensor, Tensor, Tensor>
             t = t + class_emb.call(y.to(ScalarType.Int64));
         }
 
-        var h = new Stack<Tensor>();
-        foreach (var level in downs)
-        {
-            x = level.Block1.call(x, t);
-            h.Push(x);
-            x = level.Block2.call(x, t);
-            x = level.Attention.call(x);
-            h.Push(x);
-            x = level.Resample.call(x);
-        }
-
+        var skips = new Stack<Tensor>();
+        x = UnetLayout.Down(downs, x, t, skips);
         x = mid_block1.call(x, t);
         x = mid_attn.call(x);
         x = mid_block2.call(x, t);
-
-        foreach (var level in ups)
-        {
-            x = level.Block1.call(cat([x, h.Pop()], dim: 1), t);
-            x = level.Block2.call(cat([x, h.Pop()], dim: 1), t);
-            x = level.Attention.call(x);
-            x = level.Resample.call(x);
-        }
+        x = UnetLayout.Up(ups, x, t, skips);
 
         x = final_res_block.call(cat([x, r], dim: 1), t);
         return final_conv.call(x).MoveToOuterDisposeScope();
@@ -147,7 +102,7 @@ public sealed class Unet : Module<Tensor, Tensor, Tensor>
 /// (or, at the last level, a 3×3 convolution). Registered as "0" to "3", like the annotated notebook's
 /// <c>nn.ModuleList([block1, block2, attn, downsample])</c>, so parameter names stay <c>downs.i.0.…</c> to <c>downs.i.3.…</c>.
 /// </summary>
-public sealed class UnetLevel : Module
+public sealed class UnetLevel : Module, IUnetLevel
 {
     [ComponentName(Name = "0")] readonly TimeBlock block1;
     [ComponentName(Name = "1")] readonly TimeBlock block2;
@@ -163,9 +118,7 @@ public sealed class UnetLevel : Module
 
     public TimeBlock Block1 => block1;
     public TimeBlock Block2 => block2;
-    /// <summary>Residual(PreNorm(LinearAttention)), or Identity at levels without attention.</summary>
     public Module<Tensor, Tensor> Attention => attention;
-    /// <summary>Downsample or Upsample (a 3×3 convolution at the innermost/outermost level).</summary>
     public Module<Tensor, Tensor> Resample => resample;
 }
 

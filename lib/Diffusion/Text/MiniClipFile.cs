@@ -1,5 +1,3 @@
-using System.Security.Cryptography;
-using System.Text;
 using System.Text.Json;
 using Diffusion.Training;
 
@@ -49,20 +47,12 @@ public static class MiniClipFile
     {
         if (info.Vocabulary.Length + WordTokenizer.FirstWord != info.Config.VocabularySize)
             throw new ArgumentException($"{info.Vocabulary.Length} words + {WordTokenizer.FirstWord} special ids do not make the encoder's {info.Config.VocabularySize} ids");
-        using var ms = new MemoryStream();
-        using (var w = new BinaryWriter(ms, Encoding.UTF8, leaveOpen: true))
+        HashedFile.Write(path, Magic, w =>
         {
-            w.Write(Magic);
             w.Write(FormatVersion);
-            var json = JsonSerializer.SerializeToUtf8Bytes(info, Checkpoint.JsonOptions);
-            w.Write(json.Length);
-            w.Write(json);
-            var weights = Checkpoint.ModuleBytes(model);
-            w.Write((long)weights.Length);
-            w.Write(weights);
-        }
-        var body = ms.ToArray();
-        AtomicFile.WriteAllBytes(path, [.. body, .. SHA256.HashData(body)]);
+            HashedFile.WriteJson(w, info, Checkpoint.JsonOptions);
+            HashedFile.WriteBlock(w, Checkpoint.ModuleBytes(model));
+        });
     }
 
     /// <summary>Only the readable part, after verifying the whole file.</summary>
@@ -98,22 +88,18 @@ public static class MiniClipFile
             throw new CheckpointException($"{path} is a folder: pass the mini-CLIP file itself (train-clip --out FILE writes one).");
         if (!File.Exists(path))
             throw new CheckpointException($"mini-CLIP file {path} not found. Make it with the CLI's 'train-clip --out {path}'.");
-        var bytes = File.ReadAllBytes(path);
-        if (bytes.Length < Magic.Length + 4 + 32 || !bytes.AsSpan(0, Magic.Length).SequenceEqual(Magic))
-            throw new CheckpointException($"{path} is not a mini-CLIP file of this course (wrong header). Pass the file 'train-clip' wrote.");
-        var body = bytes.AsSpan(0, bytes.Length - 32);
-        if (!SHA256.HashData(body).AsSpan().SequenceEqual(bytes.AsSpan(bytes.Length - 32)))
-            throw new CheckpointException($"{path} is damaged or truncated (its SHA-256 check failed). Use an earlier copy, or train it again with 'train-clip'.");
+        using var r = HashedFile.Open(File.ReadAllBytes(path), Magic,
+            () => new CheckpointException($"{path} is not a mini-CLIP file of this course (wrong header). Pass the file 'train-clip' wrote."),
+            () => new CheckpointException($"{path} is damaged or truncated (its SHA-256 check failed). Use an earlier copy, or train it again with 'train-clip'."),
+            minimumBody: 4);
         try
         {
-            using var r = new BinaryReader(new MemoryStream(bytes, 0, body.Length, writable: false));
-            r.ReadBytes(Magic.Length);
             int version = r.ReadInt32();
             if (version != FormatVersion)
                 throw new CheckpointException($"{path} has mini-CLIP format {version}; this library reads format {FormatVersion}.");
-            var info = JsonSerializer.Deserialize<MiniClipInfo>(r.ReadBytes(ReadLength(r, r.ReadInt32())), Checkpoint.JsonOptions)
+            var info = JsonSerializer.Deserialize<MiniClipInfo>(HashedFile.ReadBytes(r, r.ReadInt32()), Checkpoint.JsonOptions)
                        ?? throw new CheckpointException($"{path}: empty description");
-            var weights = r.ReadBytes(ReadLength(r, r.ReadInt64()));
+            var weights = HashedFile.ReadBlock(r);
             return (info, weights);
         }
         catch (Exception e) when (e is EndOfStreamException or JsonException or IOException)
@@ -121,9 +107,4 @@ public static class MiniClipFile
             throw new CheckpointException($"{path}: the mini-CLIP file's contents are malformed ({e.Message}).", e);
         }
     }
-
-    static int ReadLength(BinaryReader r, long length) =>
-        length < 0 || length > r.BaseStream.Length - r.BaseStream.Position
-            ? throw new EndOfStreamException($"a block claims {length} bytes but the file has fewer")
-            : (int)length;
 }

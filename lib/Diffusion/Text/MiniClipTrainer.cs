@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Diffusion.Data;
 using Diffusion.Platform;
 using Diffusion.Training;
@@ -16,28 +15,17 @@ public readonly record struct ClipProgress(int Step, int TotalSteps, double Loss
 /// and flips come from <see cref="TrainingOptions"/> (its diffusion-only fields are ignored). One dispose scope per
 /// step; the same seed gives the same weights.
 /// </summary>
-public sealed class MiniClipTrainer : IDisposable
+public sealed class MiniClipTrainer : StepTrainer<ClipProgress>
 {
     public MiniClip Model { get; }
     public WordTokenizer Tokenizer { get; }
     public CaptionSource Captions { get; }
-    public TrainingOptions Options { get; }
     public ImageDataset Data { get; }
     public Device Device { get; }
-    /// <summary>Optimiser steps done.</summary>
-    public int Step { get; private set; }
-    public List<ClipProgress> History { get; } = new();
-    public event Action<ClipProgress>? Progress;
-
-    readonly AdamW optimizer;
-    readonly Parameter[] parameters;
-    readonly Generator generator;
-    readonly BatchSampler sampler;
-    readonly Stopwatch clock = new();
 
     /// <param name="captions">The captions of <paramref name="data"/> (null: measured and fitted here).</param>
     public MiniClipTrainer(TextEncoderConfig config, TrainingOptions options, ImageDataset data, CaptionSource? captions = null,
-        Device? device = null)
+        Device? device = null) : base(options)
     {
         TorchNative.EnsureLoaded();
         config.Validate();
@@ -51,17 +39,13 @@ public sealed class MiniClipTrainer : IDisposable
             throw new ArgumentException($"the text encoder has {config.VocabularySize} token ids, the caption tokenizer {Tokenizer.Count}");
         Captions = captions ?? new CaptionSource(data);
         if (Captions.Labels.Count != data.Count) throw new ArgumentException("the captions are for another dataset (different count)");
-        Options = options;
         Data = data;
         Device = device ?? Compute.Device;
         manual_seed(options.Seed);
         Model = new MiniClip(config, data.Channels);
         Model.to(Device);
         Model.train();
-        parameters = Model.parameters().ToArray();
-        optimizer = optim.AdamW(parameters, lr: options.LearningRate, weight_decay: options.WeightDecay);
-        generator = new Generator((ulong)options.Seed);
-        sampler = new BatchSampler((int)data.Count, options.BatchSize, options.Seed);
+        Begin(Model.parameters(), (int)data.Count);
     }
 
     /// <summary>The pictures (model space, flipped where drawn) and captions of one batch.</summary>
@@ -73,7 +57,7 @@ public sealed class MiniClipTrainer : IDisposable
         if (Options.RandomFlip)
         {
             // flip_i ~ Bernoulli(½), drawn on the CPU from the run's generator
-            var flip = rand([indices.Length], generator: generator) < 0.5;
+            var flip = rand([indices.Length], generator: Generator) < 0.5;
             mirrored = flip.data<bool>().ToArray();
             x = where(flip.reshape(-1, 1, 1, 1), x.flip(3), x);
         }
@@ -82,48 +66,26 @@ public sealed class MiniClipTrainer : IDisposable
     }
 
     /// <summary>One optimiser step on the contrastive loss; returns the loss.</summary>
-    public double TrainStep()
+    public override double TrainStep()
     {
-        clock.Start();
+        StartClock();
         double lossValue, temperature;
         using (var scope = NewDisposeScope())
         {
-            var indices = sampler.Next();
+            var indices = Sampler.Next();
             // A new caption template per epoch: the encoder sees synonyms and word orders, not one fixed sentence per picture.
-            var (images, captions) = Batch(indices, unchecked(Options.Seed * 7_919 + sampler.Position.Epoch));
+            var (images, captions) = Batch(indices, unchecked(Options.Seed * 7_919 + Sampler.Position.Epoch));
             var (ids, mask) = PromptTokens.Encode(Tokenizer, captions, Model.Text.Config.ContextLength, Device);
             var loss = Model.call(images.to(Device), ids, mask);
-            lossValue = loss.item<float>();
-            if (!double.IsFinite(lossValue))
-                throw new TrainingDivergedException($"the contrastive loss became {lossValue} at step {Step + 1}; lower the learning rate.");
-            optimizer.zero_grad();
-            loss.backward();
-            if (Options.GradientClipNorm > 0) nn.utils.clip_grad_norm_(parameters, Options.GradientClipNorm);
-            foreach (var group in optimizer.ParamGroups) group.LearningRate = Options.LearningRateAt(Step);
-            optimizer.step();
+            lossValue = Optimize(loss, Options.LearningRateAt(Step),
+                v => $"the contrastive loss became {v} at step {Step + 1}; lower the learning rate.");
             temperature = 1 / Model.Scale().item<float>();
         }
-        Step++;
-        clock.Stop();
-        var report = new ClipProgress(Step, Options.Steps, lossValue, temperature, clock.Elapsed);
-        History.Add(report);
-        Progress?.Invoke(report);
-        return lossValue;
+        return Record(lossValue, (step, elapsed) => new ClipProgress(step, Options.Steps, lossValue, temperature, elapsed));
     }
 
-    /// <summary>Trains until <see cref="TrainingOptions.Steps"/>, then puts the model in eval mode.</summary>
-    public void Train(CancellationToken cancel = default)
-    {
-        while (Step < Options.Steps)
-        {
-            cancel.ThrowIfCancellationRequested();
-            TrainStep();
-            Compute.RecheckThreads();
-        }
-        Model.eval();
-    }
-
-    public TimeSpan Elapsed => clock.Elapsed;
+    /// <summary>Training done (<see cref="StepTrainer{T}.Train"/>): the model goes to eval mode.</summary>
+    protected override void Trained() => Model.eval();
 
     /// <summary>What the file of this run says about it (config, vocabulary, terciles, steps, loss).</summary>
     public MiniClipInfo Info(string command = "") => new()
@@ -136,7 +98,7 @@ public sealed class MiniClipTrainer : IDisposable
         BatchSize = Options.BatchSize,
         LearningRate = Options.LearningRate,
         Seed = Options.Seed,
-        TrainingSeconds = clock.Elapsed.TotalSeconds,
+        TrainingSeconds = Elapsed.TotalSeconds,
         RecentLoss = History.Count > 0 ? History.TakeLast(50).Average(h => h.Loss) : double.NaN,
         Temperature = History.Count > 0 ? History[^1].Temperature : 0.07,
         Data = Data.Description,
@@ -144,10 +106,9 @@ public sealed class MiniClipTrainer : IDisposable
     };
 
     /// <summary>Disposes the optimiser, the generator and <see cref="Model"/>.</summary>
-    public void Dispose()
+    public override void Dispose()
     {
-        optimizer.Dispose();
-        generator.Dispose();
+        base.Dispose();
         Model.Dispose();
     }
 }

@@ -1,5 +1,3 @@
-using System.Security.Cryptography;
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Diffusion.Forward;
@@ -141,17 +139,13 @@ public static class TextToImageFile
     public static void Save(string path, TextUnet unet, TextEncoder encoder, Autoencoder autoencoder, TextToImageInfo info)
     {
         info.Validate();
-        using var ms = new MemoryStream();
-        using (var w = new BinaryWriter(ms, Encoding.UTF8, leaveOpen: true))
+        HashedFile.Write(path, Magic, w =>
         {
-            w.Write(Magic);
-            WriteBlock(w, JsonSerializer.SerializeToUtf8Bytes(info, Checkpoint.JsonOptions));
-            WriteBlock(w, Checkpoint.ModuleBytes(unet));
-            WriteBlock(w, Checkpoint.ModuleBytes(encoder));
-            WriteBlock(w, Checkpoint.ModuleBytes(autoencoder));
-        }
-        var body = ms.ToArray();
-        AtomicFile.WriteAllBytes(path, [.. body, .. SHA256.HashData(body)]);
+            HashedFile.WriteBlock(w, JsonSerializer.SerializeToUtf8Bytes(info, Checkpoint.JsonOptions));
+            HashedFile.WriteBlock(w, Checkpoint.ModuleBytes(unet));
+            HashedFile.WriteBlock(w, Checkpoint.ModuleBytes(encoder));
+            HashedFile.WriteBlock(w, Checkpoint.ModuleBytes(autoencoder));
+        });
     }
 
     /// <summary>Loads and verifies the file and builds its three networks (eval mode) on <paramref name="device"/>.</summary>
@@ -161,23 +155,18 @@ public static class TextToImageFile
             throw new CheckpointException($"{path} is a folder: pass the text-to-image file itself. {HowToMake(Path.Combine(path, ShippedFileName))}");
         if (!File.Exists(path))
             throw new CheckpointException($"no text-to-image model at {path} (the course ships one as data/checkpoints/{ShippedFileName}). {HowToMake(path)}");
-        var bytes = File.ReadAllBytes(path);
-        if (bytes.Length < Magic.Length + 32 || !bytes.AsSpan(0, Magic.Length).SequenceEqual(Magic))
-            throw new CheckpointException($"{path} is not a text-to-image model of this course (wrong header). Pass the file 'train-text2img' wrote.");
-        var body = bytes.AsSpan(0, bytes.Length - 32);
-        if (!SHA256.HashData(body).AsSpan().SequenceEqual(bytes.AsSpan(bytes.Length - 32)))
-            throw new CheckpointException($"{path} is damaged or truncated (its SHA-256 check failed). Use an earlier copy, or train it again. {HowToMake(path)}");
+        using var r = HashedFile.Open(File.ReadAllBytes(path), Magic,
+            () => new CheckpointException($"{path} is not a text-to-image model of this course (wrong header). Pass the file 'train-text2img' wrote."),
+            () => new CheckpointException($"{path} is damaged or truncated (its SHA-256 check failed). Use an earlier copy, or train it again. {HowToMake(path)}"));
         TextToImageInfo info;
         byte[] unetBytes, encoderBytes, aeBytes;
         try
         {
-            using var r = new BinaryReader(new MemoryStream(bytes, 0, body.Length, writable: false));
-            r.ReadBytes(Magic.Length);
-            info = JsonSerializer.Deserialize<TextToImageInfo>(ReadBlock(r), Checkpoint.JsonOptions)
+            info = JsonSerializer.Deserialize<TextToImageInfo>(HashedFile.ReadBlock(r), Checkpoint.JsonOptions)
                    ?? throw new CheckpointException($"{path}: empty description");
-            unetBytes = ReadBlock(r);
-            encoderBytes = ReadBlock(r);
-            aeBytes = ReadBlock(r);
+            unetBytes = HashedFile.ReadBlock(r);
+            encoderBytes = HashedFile.ReadBlock(r);
+            aeBytes = HashedFile.ReadBlock(r);
         }
         catch (Exception e) when (e is EndOfStreamException or JsonException or IOException)
         {
@@ -220,19 +209,5 @@ public static class TextToImageFile
         encoder.eval();
         ae.eval();
         return new TextToImageModel { Unet = unet, Encoder = encoder, Autoencoder = ae, Tokenizer = tokenizer, Info = info };
-    }
-
-    static void WriteBlock(BinaryWriter w, byte[] block)
-    {
-        w.Write((long)block.Length);
-        w.Write(block);
-    }
-
-    static byte[] ReadBlock(BinaryReader r)
-    {
-        long length = r.ReadInt64();
-        if (length < 0 || length > r.BaseStream.Length - r.BaseStream.Position)
-            throw new EndOfStreamException($"a block claims {length} bytes but the file has fewer");
-        return r.ReadBytes((int)length);
     }
 }

@@ -20,7 +20,7 @@ public readonly record struct TextToImageProgress(int Step, int TotalSteps, doub
 /// learning-rate plan, gradient clipping and EMA as in the course's <see cref="Trainer"/>; one dispose scope per step.
 /// The trainer owns the U-Net, its EMA and the mini-CLIP; it borrows the autoencoder.
 /// </summary>
-public sealed class TextToImageTrainer : IDisposable
+public sealed class TextToImageTrainer : StepTrainer<TextToImageProgress>
 {
     public TextUnet Model { get; }
     public TextUnet? EmaModel { get; }
@@ -29,23 +29,14 @@ public sealed class TextToImageTrainer : IDisposable
     public MiniClipInfo ClipInfo { get; }
     public Autoencoder Autoencoder { get; }
     public double ScalingFactor { get; }
-    public TrainingOptions Options { get; }
     public TextToImageInfo Template { get; }
     public CaptionSource Captions { get; }
     public Device Device { get; }
-    public int Step { get; private set; }
-    public List<TextToImageProgress> History { get; } = new();
-    public event Action<TextToImageProgress>? Progress;
 
     readonly NoiseSchedule schedule;
     readonly Tensor latents;          // [N or 2N, c, h, w], scaled; the second half mirrored
     readonly int pictures;            // N
-    readonly AdamW optimizer;
-    readonly Parameter[] parameters;
     readonly Ema? ema;
-    readonly Generator generator;
-    readonly BatchSampler sampler;
-    readonly Stopwatch clock = new();
 
     /// <param name="clip">A trained mini-CLIP (taken over: the trainer disposes it) with its file's description.</param>
     /// <param name="autoencoder">The trained autoencoder (borrowed) and its scaling factor.</param>
@@ -53,7 +44,7 @@ public sealed class TextToImageTrainer : IDisposable
     /// <param name="heldOut">Combinations no caption may say (their words are left out of the captions that would).</param>
     public TextToImageTrainer(TextUnetConfig config, TrainingOptions options, ImageDataset data, int encode,
         (MiniClip Model, WordTokenizer Tokenizer, MiniClipInfo Info) clip, (Autoencoder Model, AutoencoderInfo Info) autoencoder,
-        Device? device = null, IReadOnlyCollection<HeldOutPair>? heldOut = null)
+        Device? device = null, IReadOnlyCollection<HeldOutPair>? heldOut = null) : base(options)
     {
         TorchNative.EnsureLoaded();
         options.Validate();
@@ -76,7 +67,6 @@ public sealed class TextToImageTrainer : IDisposable
             HeldOut = heldOut?.ToArray() ?? [],
         };
         Template.Validate();
-        Options = options;
         Device = device ?? Compute.Device;
         Captions = new CaptionSource(data, clip.Info.Thresholds);
 
@@ -102,15 +92,12 @@ public sealed class TextToImageTrainer : IDisposable
         Clip.to(Device);
         Clip.eval();
         foreach (var p in Clip.parameters()) p.requires_grad = false;        // the text encoder is frozen
-        parameters = Model.parameters().ToArray();
-        optimizer = optim.AdamW(parameters, lr: options.LearningRate, weight_decay: options.WeightDecay);
+        Begin(Model.parameters(), (int)latents.shape[0]);
         if (EmaModel is not null)
         {
             ema = new Ema(Model, EmaModel, options.EmaDecay);
             ema.CopyFromModel();
         }
-        generator = new Generator((ulong)options.Seed);
-        sampler = new BatchSampler((int)latents.shape[0], options.BatchSize, options.Seed);
         Model.train();
     }
 
@@ -125,20 +112,20 @@ public sealed class TextToImageTrainer : IDisposable
     {
         using var scope = NewDisposeScope();
         // drop_b ~ Bernoulli(p_uncond): caption dropout, from the run's generator
-        var drop = (rand([rows.Length], generator: generator) < Options.ClassDropout).data<bool>().ToArray();
+        var drop = (rand([rows.Length], generator: Generator) < Options.ClassDropout).data<bool>().ToArray();
         return rows.Select((r, b) => drop[b] ? "" : Captions.Caption((int)(r % pictures), mirrored: r >= pictures, seed, Template.HeldOut)).ToArray();
     }
 
     /// <summary>One step of Algorithm 1 with the captions as the condition; returns the loss.</summary>
-    public double TrainStep()
+    public override double TrainStep()
     {
-        clock.Start();
+        StartClock();
         long start = Stopwatch.GetTimestamp();
         double lossValue, lr = Options.LearningRateAt(Step);
         using (var scope = NewDisposeScope())
         {
-            var rows = sampler.Next();
-            var captions = CaptionsOf(rows, unchecked(Options.Seed * 7_919 + sampler.Position.Epoch));
+            var rows = Sampler.Next();
+            var captions = CaptionsOf(rows, unchecked(Options.Seed * 7_919 + Sampler.Position.Epoch));
             Tensor context, mask;
             using (no_grad())
             {
@@ -147,57 +134,35 @@ public sealed class TextToImageTrainer : IDisposable
             }
             var x0 = latents.index_select(0, tensor(rows)).to(Device);
             // t ~ Uniform{0..T−1}, ε ~ N(0, I), drawn on the CPU from the run's generator
-            var t = randint(0, schedule.Timesteps, [x0.shape[0]], dtype: ScalarType.Int64, generator: generator).to(Device);
-            var noise = Compute.Randn(x0.shape, generator, Device);
+            var t = randint(0, schedule.Timesteps, [x0.shape[0]], dtype: ScalarType.Int64, generator: Generator).to(Device);
+            var noise = Compute.Randn(x0.shape, Generator, Device);
             var loss = DenoisingLoss.Compute((xt, tt) => Model.forward(xt, tt, context, mask), schedule, x0, t, noise,
                 Template.Prediction, Options.Loss, Options.MinSnrGamma);
-            lossValue = loss.item<float>();
-            if (!double.IsFinite(lossValue))
-                throw new TrainingDivergedException($"the loss became {lossValue} at step {Step + 1}; lower the learning rate (now {lr:g3}).");
-            optimizer.zero_grad();
-            loss.backward();
-            if (Options.GradientClipNorm > 0) nn.utils.clip_grad_norm_(parameters, Options.GradientClipNorm);
-            foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
-            optimizer.step();
+            lossValue = Optimize(loss, lr, v => $"the loss became {v} at step {Step + 1}; lower the learning rate (now {lr:g3}).");
             ema?.Update(Step);
         }
-        Step++;
-        clock.Stop();
-        double seconds = (Stopwatch.GetTimestamp() - start) / (double)Stopwatch.Frequency;
-        var report = new TextToImageProgress(Step, Options.Steps, lossValue, seconds > 0 ? Options.BatchSize / seconds : 0, clock.Elapsed);
-        History.Add(report);
-        Progress?.Invoke(report);
-        return lossValue;
-    }
-
-    public void Train(CancellationToken cancel = default)
-    {
-        while (Step < Options.Steps)
+        return Record(lossValue, (step, elapsed) =>
         {
-            cancel.ThrowIfCancellationRequested();
-            TrainStep();
-            Compute.RecheckThreads();
-        }
+            double seconds = (Stopwatch.GetTimestamp() - start) / (double)Stopwatch.Frequency;
+            return new TextToImageProgress(step, Options.Steps, lossValue, seconds > 0 ? Options.BatchSize / seconds : 0, elapsed);
+        });
     }
-
-    public TimeSpan Elapsed => clock.Elapsed;
 
     /// <summary>Writes the whole pipeline (EMA U-Net, text encoder, autoencoder, configuration) to one file.</summary>
     public void Save(string path, string command = "")
     {
         var info = Template with
         {
-            Steps = Step, TrainingSeconds = clock.Elapsed.TotalSeconds, Command = command, SavedUtc = DateTime.UtcNow,
+            Steps = Step, TrainingSeconds = Elapsed.TotalSeconds, Command = command, SavedUtc = DateTime.UtcNow,
             RecentLoss = History.Count > 0 ? History.TakeLast(50).Average(h => h.Loss) : double.NaN,
         };
         TextToImageFile.Save(path, EmaModel ?? Model, Clip.Text, Autoencoder, info);
     }
 
     /// <summary>Disposes the optimiser, the generator, the latents, the U-Net, its EMA and the mini-CLIP (not the autoencoder).</summary>
-    public void Dispose()
+    public override void Dispose()
     {
-        optimizer.Dispose();
-        generator.Dispose();
+        base.Dispose();
         latents.Dispose();
         schedule.Dispose();
         Model.Dispose();

@@ -73,48 +73,37 @@ public sealed class TextUnet : Module
         config.Validate();
         Config = config;
         var u = config.Unet;
-        int dim = u.Dim, timeDim = u.TimeDim;
-        var dims = u.Dims();
-        var inOut = dims[..^1].Zip(dims[1..]).ToArray();
+        var layout = new UnetLayout(u);
 
-        init_conv = new PointwiseConv2d(u.Channels, u.ResolvedInitDim);
-        time_mlp = Sequential(new SinusoidalPositionEmbeddings(dim), Linear(dim, timeDim), GELU(), Linear(timeDim, timeDim));
-        if (config.PooledText) text_to_time = Linear(config.ContextDim, timeDim);
+        init_conv = layout.InitConv();
+        time_mlp = layout.TimeMlp();
+        if (config.PooledText) text_to_time = Linear(config.ContextDim, u.TimeDim);
 
-        TimeBlock NewBlock(long i, long o) => u.Block == BlockType.ResNet
-            ? new ResnetBlock(i, o, timeDim, u.ResnetBlockGroups)
-            : new ConvNextBlock(i, o, timeDim, u.ConvNextMult);
         SpatialTransformer NewTransformer(long channels) =>
             new(channels, config.ContextDim, config.Heads, config.DimHead, u.ResnetBlockGroups, config.ZeroInitTransformers);
         SpatialTransformer? TransformerAt(int level, long channels) => config.TransformerLevels.Contains(level) ? NewTransformer(channels) : null;
         // Levels without a transformer keep the course U-Net's linear attention where its config asks for it.
-        Module<Tensor, Tensor> AttentionAt(int level, long channels) => !config.TransformerLevels.Contains(level) && u.HasLinearAttention(level)
-            ? new Residual(new PreNorm(channels, new LinearAttention(channels, u.AttentionHeads, u.AttentionDimHead)))
-            : Identity();
+        Module<Tensor, Tensor> AttentionAt(int level, long channels) =>
+            config.TransformerLevels.Contains(level) ? Identity() : layout.LinearAttentionAt(level, channels);
 
-        for (int i = 0; i < inOut.Length; i++)
+        for (int i = 0; i < layout.Levels; i++)
         {
-            var (dimIn, dimOut) = inOut[i];
-            bool isLast = i == inOut.Length - 1;
-            downs.Add(new TextUnetLevel(NewBlock(dimIn, dimIn), NewBlock(dimIn, dimIn), AttentionAt(i, dimIn), TransformerAt(i, dimIn),
-                isLast ? new SafeConv2d(dimIn, dimOut, 3, padding: 1) : Resampling.Downsample(dimIn, dimOut)));
+            var (dimIn, _) = layout.Channels(i);
+            downs.Add(new TextUnetLevel(layout.DownBlock(i), layout.DownBlock(i), AttentionAt(i, dimIn), TransformerAt(i, dimIn), layout.Downsample(i)));
         }
 
-        int midDim = dims[^1];
-        mid_block1 = NewBlock(midDim, midDim);
-        mid_transformer = NewTransformer(midDim);
-        mid_block2 = NewBlock(midDim, midDim);
+        mid_block1 = layout.MidBlock();
+        mid_transformer = NewTransformer(layout.MidDim);
+        mid_block2 = layout.MidBlock();
 
-        for (int i = inOut.Length - 1; i >= 0; i--)
+        for (int i = layout.Levels - 1; i >= 0; i--)
         {
-            var (dimIn, dimOut) = inOut[i];
-            bool isLast = i == 0;
-            ups.Add(new TextUnetLevel(NewBlock(dimOut + dimIn, dimOut), NewBlock(dimOut + dimIn, dimOut), AttentionAt(i, dimOut), TransformerAt(i, dimOut),
-                isLast ? new SafeConv2d(dimOut, dimIn, 3, padding: 1) : Resampling.Upsample(dimOut, dimIn)));
+            var (_, dimOut) = layout.Channels(i);
+            ups.Add(new TextUnetLevel(layout.UpBlock(i), layout.UpBlock(i), AttentionAt(i, dimOut), TransformerAt(i, dimOut), layout.Upsample(i)));
         }
 
-        final_res_block = NewBlock(u.ResolvedInitDim * 2, dim);
-        final_conv = new PointwiseConv2d(dim, u.ResolvedOutDim);
+        final_res_block = layout.FinalBlock();
+        final_conv = layout.FinalConv();
         RegisterComponents();
     }
 
@@ -150,30 +139,14 @@ public sealed class TextUnet : Module
             t = t + text_to_time.call(pooled);
         }
 
-        var h = new Stack<Tensor>();
-        foreach (var level in downs)
-        {
-            x = level.Block1.call(x, t);
-            h.Push(x);
-            x = level.Block2.call(x, t);
-            x = level.Attention.call(x);
-            if (level.Transformer is { } st) x = st.call(x, context, mask);
-            h.Push(x);
-            x = level.Resample.call(x);
-        }
-
+        // After each level's blocks and attention, its spatial transformer (if it has one) reads the text.
+        Tensor ReadText(TextUnetLevel level, Tensor h) => level.Transformer is { } st ? st.call(h, context, mask) : h;
+        var skips = new Stack<Tensor>();
+        x = UnetLayout.Down(downs, x, t, skips, ReadText);
         x = mid_block1.call(x, t);
         x = mid_transformer.call(x, context, mask);
         x = mid_block2.call(x, t);
-
-        foreach (var level in ups)
-        {
-            x = level.Block1.call(cat([x, h.Pop()], dim: 1), t);
-            x = level.Block2.call(cat([x, h.Pop()], dim: 1), t);
-            x = level.Attention.call(x);
-            if (level.Transformer is { } st) x = st.call(x, context, mask);
-            x = level.Resample.call(x);
-        }
+        x = UnetLayout.Up(ups, x, t, skips, ReadText);
 
         x = final_res_block.call(cat([x, r], dim: 1), t);
         return final_conv.call(x).MoveToOuterDisposeScope();
@@ -181,7 +154,7 @@ public sealed class TextUnet : Module
 }
 
 /// <summary>One level of the <see cref="TextUnet"/>: two blocks, linear attention or identity, a spatial transformer or none, the change of resolution.</summary>
-public sealed class TextUnetLevel : Module
+public sealed class TextUnetLevel : Module, IUnetLevel
 {
     readonly TimeBlock block1, block2;
     readonly Module<Tensor, Tensor> attention;

@@ -57,10 +57,10 @@ public static class Checkpoint
             {
                 w.Write(Magic);
                 w.Write(FormatVersion);
-                WriteBlock(w, JsonSerializer.SerializeToUtf8Bytes(parts.Info, Json));
-                WriteBlock(w, parts.Model);
-                WriteBlock(w, parts.Ema ?? []);
-                WriteBlock(w, parts.Optimizer ?? []);
+                HashedFile.WriteBlock(w, JsonSerializer.SerializeToUtf8Bytes(parts.Info, Json));
+                HashedFile.WriteBlock(w, parts.Model);
+                HashedFile.WriteBlock(w, parts.Ema ?? []);
+                HashedFile.WriteBlock(w, parts.Optimizer ?? []);
             }
             stream.Write(hashing.Hash());
         });
@@ -87,46 +87,28 @@ public static class Checkpoint
 
     internal static Parts Parse(byte[] bytes, string path)
     {
-        const int hashLength = 32;
-        if (bytes.Length < Magic.Length + 4 + hashLength || !bytes.AsSpan(0, Magic.Length).SequenceEqual(Magic))
-            throw new CheckpointException($"{path} is not a checkpoint of this course (wrong header). Pass the checkpoint.ckpt that 'train' wrote.");
-        var body = bytes.AsSpan(0, bytes.Length - hashLength);
-        if (!SHA256.HashData(body).AsSpan().SequenceEqual(bytes.AsSpan(bytes.Length - hashLength)))
-            throw new CheckpointException(
+        using var reader = HashedFile.Open(bytes, Magic,
+            () => new CheckpointException($"{path} is not a checkpoint of this course (wrong header). Pass the checkpoint.ckpt that 'train' wrote."),
+            () => new CheckpointException(
                 $"{path} is damaged or truncated (its SHA-256 check failed). Use an earlier copy, or train again; " +
-                "checkpoints written by 'train' are replaced atomically, so this file was changed after it was written.");
+                "checkpoints written by 'train' are replaced atomically, so this file was changed after it was written."),
+            minimumBody: 4);
         try
         {
-            using var reader = new BinaryReader(new MemoryStream(bytes, 0, body.Length, writable: false));
-            reader.ReadBytes(Magic.Length);
             int version = reader.ReadInt32();
             if (version != FormatVersion)
                 throw new CheckpointException($"{path} has checkpoint format {version}; this library reads format {FormatVersion}.");
-            var info = JsonSerializer.Deserialize<CheckpointInfo>(ReadBlock(reader), Json)
+            var info = JsonSerializer.Deserialize<CheckpointInfo>(HashedFile.ReadBlock(reader), Json)
                        ?? throw new CheckpointException($"{path}: empty checkpoint description");
-            var model = ReadBlock(reader);
-            var ema = ReadBlock(reader);
-            var optimizer = ReadBlock(reader);
+            var model = HashedFile.ReadBlock(reader);
+            var ema = HashedFile.ReadBlock(reader);
+            var optimizer = HashedFile.ReadBlock(reader);
             return new Parts(info, model, ema.Length > 0 ? ema : null, optimizer.Length > 0 ? optimizer : null);
         }
         catch (Exception e) when (e is EndOfStreamException or JsonException or IOException)
         {
             throw new CheckpointException($"{path}: the checkpoint's contents are malformed ({e.Message}).", e);
         }
-    }
-
-    static void WriteBlock(BinaryWriter w, byte[] block)
-    {
-        w.Write((long)block.Length);
-        w.Write(block);
-    }
-
-    static byte[] ReadBlock(BinaryReader r)
-    {
-        long length = r.ReadInt64();
-        if (length < 0 || length > r.BaseStream.Length - r.BaseStream.Position)
-            throw new EndOfStreamException($"a block claims {length} bytes but the file has fewer");
-        return r.ReadBytes((int)length);
     }
 
     /// <summary>Serialises a module's weights (TorchSharp's format) to bytes.</summary>

@@ -44,11 +44,10 @@ public sealed class Trainer : IDisposable
     /// <summary>Raised after a checkpoint has been written (its path).</summary>
     public event Action<string>? CheckpointSaved;
 
-    readonly AdamW optimizer;
+    readonly AdamWStep optimizer;
     readonly Ema? ema;
     readonly Generator generator;
     BatchSampler sampler;
-    readonly Parameter[] parameters;
     double trainingSecondsBefore;
     double recentLossBefore = double.NaN;
     readonly Stopwatch clock = new();
@@ -82,8 +81,7 @@ public sealed class Trainer : IDisposable
             throw new ArgumentException($"no parameter name starts with {string.Join(" or ", options.TrainOnly!)}; top-level modules are: " +
                                         string.Join(", ", Model.named_children().Select(c => c.name)));
         foreach (var (name, p) in Model.named_parameters()) p.requires_grad = trainable.Any(t => t.name == name);
-        parameters = trainable.Select(p => p.parameter).ToArray();
-        optimizer = optim.AdamW(parameters, lr: options.LearningRate, weight_decay: options.WeightDecay);
+        optimizer = new AdamWStep(trainable.Select(p => p.parameter), options);
         if (EmaModel is not null) ema = new Ema(Model, EmaModel, options.EmaDecay);
         generator = new Generator((ulong)options.Seed);
         ema?.CopyFromModel();
@@ -138,7 +136,7 @@ public sealed class Trainer : IDisposable
         if (saved.Optimizer is not null)
         {
             using var r = new BinaryReader(new MemoryStream(saved.Optimizer));
-            optimizer.load_state_dict(r);
+            optimizer.Optimizer.load_state_dict(r);
         }
         using (var state = torch.tensor(Convert.FromBase64String(info.GeneratorState), dtype: ScalarType.Byte))
             generator.set_state(state);
@@ -221,19 +219,7 @@ public sealed class Trainer : IDisposable
         {
             var indices = torch.tensor(sampler.Next());
             var loss = TrainingStep.Loss(Model, Config, Options, Schedule, Data, indices, generator, Device);
-            lossValue = loss.item<float>();
-            if (!double.IsFinite(lossValue))
-            {
-                var last = CheckpointPath is not null && File.Exists(CheckpointPath) ? $" The last good checkpoint is {CheckpointPath}." : "";
-                throw new TrainingDivergedException(
-                    $"the loss became {lossValue} at step {Step + 1}; training stopped and nothing was saved after the last checkpoint.{last} " +
-                    $"Lower the learning rate (now {lr:g3}), keep gradient clipping on, or check the data for NaN values.");
-            }
-            optimizer.zero_grad();
-            loss.backward();
-            if (Options.GradientClipNorm > 0) nn.utils.clip_grad_norm_(parameters, Options.GradientClipNorm);
-            foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
-            optimizer.step();
+            lossValue = optimizer.Take(loss, lr, Diverged);
             ema?.Update(Step);
         }
         Step++;
@@ -252,6 +238,14 @@ public sealed class Trainer : IDisposable
         return lossValue;
     }
 
+    /// <summary>Why training stopped at a loss of <paramref name="loss"/>, and what to do.</summary>
+    string Diverged(double loss)
+    {
+        var last = CheckpointPath is not null && File.Exists(CheckpointPath) ? $" The last good checkpoint is {CheckpointPath}." : "";
+        return $"the loss became {loss} at step {Step + 1}; training stopped and nothing was saved after the last checkpoint.{last} " +
+               $"Lower the learning rate (now {Options.LearningRateAt(Step):g3}), keep gradient clipping on, or check the data for NaN values.";
+    }
+
     /// <summary>Writes the checkpoint atomically (to <see cref="CheckpointPath"/> unless another path is given).</summary>
     public string SaveCheckpoint(string? path = null)
     {
@@ -259,7 +253,7 @@ public sealed class Trainer : IDisposable
         byte[] optimizerBytes;
         using (var ms = new MemoryStream())
         {
-            using (var w = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true)) optimizer.save_state_dict(w);
+            using (var w = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true)) optimizer.Optimizer.save_state_dict(w);
             optimizerBytes = ms.ToArray();
         }
         string generatorState;

@@ -1,0 +1,72 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+
+namespace Diffusion;
+
+/// <summary>
+/// The frame of the course's single-file formats (autoencoder, mini-CLIP, text-to-image model, classifier; checkpoints
+/// hash as they stream): an 8-byte magic, the body, then a SHA-256 of everything before it. Written atomically
+/// (<see cref="AtomicFile"/>: a crash leaves the old file or the new one, never a torn one); the hash catches a file
+/// truncated or damaged later. Blocks of the body are an int64 length and that many bytes.
+/// </summary>
+public static class HashedFile
+{
+    /// <summary>Bytes of the SHA-256 at the end of the file.</summary>
+    public const int HashLength = 32;
+
+    /// <summary>Writes <paramref name="magic"/>, what <paramref name="write"/> writes, and the hash of both, atomically.</summary>
+    public static void Write(string path, byte[] magic, Action<BinaryWriter> write)
+    {
+        using var ms = new MemoryStream();
+        using (var w = new BinaryWriter(ms, Encoding.UTF8, leaveOpen: true))
+        {
+            w.Write(magic);
+            write(w);
+        }
+        var body = ms.ToArray();
+        AtomicFile.WriteAllBytes(path, [.. body, .. SHA256.HashData(body)]);
+    }
+
+    /// <summary>
+    /// A reader of the body of <paramref name="bytes"/> (a whole file), placed after the magic, once the frame is
+    /// checked: <paramref name="wrongHeader"/> is thrown when the file does not start with <paramref name="magic"/> or is
+    /// shorter than the magic, <paramref name="minimumBody"/> bytes and the hash; <paramref name="damaged"/> when the hash
+    /// does not match.
+    /// </summary>
+    public static BinaryReader Open(byte[] bytes, byte[] magic, Func<Exception> wrongHeader, Func<Exception> damaged, int minimumBody = 0)
+    {
+        if (bytes.Length < magic.Length + minimumBody + HashLength || !bytes.AsSpan(0, magic.Length).SequenceEqual(magic))
+            throw wrongHeader();
+        var body = bytes.AsSpan(0, bytes.Length - HashLength);
+        if (!SHA256.HashData(body).AsSpan().SequenceEqual(bytes.AsSpan(bytes.Length - HashLength)))
+            throw damaged();
+        var r = new BinaryReader(new MemoryStream(bytes, 0, body.Length, writable: false));
+        r.ReadBytes(magic.Length);
+        return r;
+    }
+
+    /// <summary>Writes <paramref name="value"/> as UTF-8 JSON after its length as an int32 (the description block of the formats that start with one).</summary>
+    public static void WriteJson<T>(BinaryWriter w, T value, JsonSerializerOptions? options = null)
+    {
+        var json = JsonSerializer.SerializeToUtf8Bytes(value, options);
+        w.Write(json.Length);
+        w.Write(json);
+    }
+
+    /// <summary>Writes a block: its length (int64), then its bytes.</summary>
+    public static void WriteBlock(BinaryWriter w, byte[] block)
+    {
+        w.Write((long)block.Length);
+        w.Write(block);
+    }
+
+    /// <summary>Reads a block written by <see cref="WriteBlock"/>.</summary>
+    public static byte[] ReadBlock(BinaryReader r) => ReadBytes(r, r.ReadInt64());
+
+    /// <summary>Reads <paramref name="length"/> bytes; <see cref="EndOfStreamException"/> when the rest of the file is shorter (or the length negative).</summary>
+    public static byte[] ReadBytes(BinaryReader r, long length) =>
+        length < 0 || length > r.BaseStream.Length - r.BaseStream.Position
+            ? throw new EndOfStreamException($"a block claims {length} bytes but the file has fewer")
+            : r.ReadBytes((int)length);
+}
