@@ -28,6 +28,7 @@ public class ExerciseTests
     static CheckResult Guided(Func<Tensor, Tensor, double, Tensor> f) => GuidedNoiseExercise.Check(f, show: false);
     static CheckResult Respaced(Func<double[], int[], double[]> f) => RespacedBetasExercise.Check(f, show: false);
     static CheckResult Scale(Func<Tensor, double> f) => LatentScaleExercise.Check(f, show: false);
+    static CheckResult CrossAttn(Func<Tensor, Tensor, Tensor, Tensor, Tensor> f) => CrossAttentionExercise.Check(f, show: false);
 
     static Tensor X(NoiseSchedule s, string term, Tensor t, Tensor like) => NoiseSchedule.Extract(s.Term(term), t, like.shape);
 
@@ -154,6 +155,29 @@ public class ExerciseTests
                 return 1 / Math.Sqrt(v.Sum(x => (x - mean) * (x - mean)) / v.Length);
             }),
         ],
+        ["cross-attention"] =
+        [
+            () => CrossAttn(Diffusion.Text.CrossAttention.Attend),
+            // by hand in float64, one prompt and one query at a time, the padding left out of the sums altogether
+            () => CrossAttn((q, k, v, mask) =>
+            {
+                long b = q.shape[0], n = q.shape[1], d = q.shape[2], dv = v.shape[2];
+                var result = zeros(b, n, dv, dtype: ScalarType.Float64);
+                for (long p = 0; p < b; p++)
+                {
+                    var keep = mask[p].nonzero().flatten();
+                    var kp = k[p].index_select(0, keep).to(ScalarType.Float64);
+                    var vp = v[p].index_select(0, keep).to(ScalarType.Float64);
+                    for (long i = 0; i < n; i++)
+                    {
+                        var s = kp.matmul(q[p, i].to(ScalarType.Float64)) / Math.Sqrt(d);   // q_i · k_j / √d
+                        var e = (s - s.max()).exp();
+                        result[p, i] = (e / e.sum()).matmul(vp);                             // Σ_j softmax_j v_j
+                    }
+                }
+                return result;
+            }),
+        ],
     };
 
     /// <summary>β_t = 1 − ᾱ_t/ᾱ_{t−1}: the betas back from a cumulative product.</summary>
@@ -195,6 +219,7 @@ public class ExerciseTests
         ["respaced-betas"] = b => Respaced((ab, kept) => b(tensor(kept.Select(k => (double)k).ToArray()))?.to(ScalarType.Float64).data<double>().ToArray()!),
         // the answer is a double: no wrong shape and no null possible (see TensorExercises)
         ["latent-scale"] = b => Scale(z => b(z).to(ScalarType.Float64).mean().item<double>()),
+        ["cross-attention"] = b => CrossAttn((q, k, v, mask) => b(q)),
     };
 
     /// <summary>The exercises whose answer is a tensor or an array (it can have a wrong shape or be null).</summary>
@@ -256,6 +281,7 @@ public class ExerciseTests
         "posterior-variance" => x,
         "sinusoidal-embedding" => zeros(x.shape[0], 28),       // wrong for d ≠ 28, but the first case has d = 28
         "training-step" => zeros([]),
+        "cross-attention" => zeros(x.shape[0], x.shape[1], 6),  // [B, N, d_v]: the first case has d_v = 6
         _ => x,
     };
 
@@ -546,6 +572,19 @@ public class ExerciseTests
         ["first-from-zero"] = (ab, kept) => kept.Select((k, i) => i == 0 ? AlphasCumprodToBetas(ab)[k] : 1 - ab[k] / ab[kept[i - 1]]).ToArray(),
     };
 
+    /// <summary>Wrong cross-attentions, written independently of the checker's list ([B, N, M] scores).</summary>
+    static readonly Dictionary<string, Func<Tensor, Tensor, Tensor, Tensor, Tensor>> CrossAttentionMistakes = new()
+    {
+        ["missing-scale"] = (q, k, v, m) => q.bmm(k.transpose(1, 2)).masked_fill(~m.unsqueeze(1), float.NegativeInfinity).softmax(2).bmm(v),
+        ["scale-by-d"] = (q, k, v, m) => (q.bmm(k.transpose(1, 2)) / q.shape[2]).masked_fill(~m.unsqueeze(1), float.NegativeInfinity).softmax(2).bmm(v),
+        ["mask-ignored"] = (q, k, v, m) => (q.bmm(k.transpose(1, 2)) / Math.Sqrt(q.shape[2])).softmax(2).bmm(v),
+        ["mask-inverted"] = (q, k, v, m) => (q.bmm(k.transpose(1, 2)) / Math.Sqrt(q.shape[2])).masked_fill(m.unsqueeze(1), -1e9).softmax(2).bmm(v),
+        ["mask-after-softmax"] = (q, k, v, m) => ((q.bmm(k.transpose(1, 2)) / Math.Sqrt(q.shape[2])).softmax(2) * m.unsqueeze(1)).bmm(v),
+        // the softmax over the queries, padding filled with a large finite number (no NaN)
+        ["softmax-wrong-axis"] = (q, k, v, m) => (q.bmm(k.transpose(1, 2)) / Math.Sqrt(q.shape[2]) - 1e9 * (~m).unsqueeze(1).to(ScalarType.Float32)).softmax(1).bmm(v),
+        ["weights-not-values"] = (q, k, v, m) => (q.bmm(k.transpose(1, 2)) / Math.Sqrt(q.shape[2])).masked_fill(~m.unsqueeze(1), float.NegativeInfinity).softmax(2),
+    };
+
     static readonly Dictionary<string, Func<Tensor, double>> ScaleMistakes = new()
     {
         ["std-not-inverse"] = z => z.to(ScalarType.Float64).std().item<double>(),
@@ -652,6 +691,13 @@ public class ExerciseTests
         { "latent-scale", "not-centred", "mean" },
         { "latent-scale", "mean-abs", "mean|z|" },
         { "latent-scale", "max-abs", "[−1, 1]" },
+        { "cross-attention", "missing-scale", "1/√d" },
+        { "cross-attention", "scale-by-d", "divided the scores by d" },
+        { "cross-attention", "mask-ignored", "apply the mask before the softmax" },
+        { "cross-attention", "mask-inverted", "FALSE" },
+        { "cross-attention", "mask-after-softmax", "sum to 1" },
+        { "cross-attention", "softmax-wrong-axis", "softmax(-1)" },
+        { "cross-attention", "weights-not-values", "matmul(v)" },
     };
 
     [Theory]
@@ -672,6 +718,7 @@ public class ExerciseTests
             "guided-noise" => [Guided(GuidedMistakes[mistake])],
             "respaced-betas" => [Respaced(RespacedMistakes[mistake])],
             "latent-scale" => [Scale(ScaleMistakes[mistake])],
+            "cross-attention" => [CrossAttn(CrossAttentionMistakes[mistake])],
             _ => throw new ArgumentException(exercise),
         };
         foreach (var r in results)

@@ -24,6 +24,7 @@ public class NotebookTests
         ["08-guidance.ipynb"] = (2, 2, 0),
         ["09-learned-variance.ipynb"] = (1, 4, 0),
         ["10-latent-diffusion.ipynb"] = (4, 5, 0),
+        ["11-what-is-stable-diffusion.ipynb"] = (7, 2, 0),
         ["99-under-the-hood.ipynb"] = (0, 3, 0),
     };
 

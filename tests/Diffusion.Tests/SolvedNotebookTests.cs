@@ -6,7 +6,7 @@ using Diffusion.Notebooks.Exercises;
 namespace Diffusion.Tests;
 
 /// <summary>
-/// Classroom mode: every notebook but 00 (00b and 01–10) has its exercises, each followed by a check; the solution files fit
+/// Classroom mode: every notebook but 00 (00b and 01–11) has its exercises, each followed by a check; the solution files fit
 /// the stubs; <see cref="Solutions.WriteSolvedNotebooks"/> (and the CLI's <c>solutions</c> command) writes the teacher's
 /// copies; the solved copies run clean in quick mode with every check passing, and the committed notebooks run with
 /// every check saying "not attempted".
@@ -27,6 +27,7 @@ public class SolvedNotebookTests
         ["08-guidance.ipynb"] = ["guided-noise"],
         ["09-learned-variance.ipynb"] = ["respaced-betas"],
         ["10-latent-diffusion.ipynb"] = ["latent-scale"],
+        ["11-what-is-stable-diffusion.ipynb"] = ["cross-attention"],
     };
 
     static string NotebooksDir => Path.Combine(TestSetup.RepoRoot, "notebooks");
@@ -173,7 +174,7 @@ public class SolvedNotebookTests
         {
             var r = Cli.Run(TestSetup.RepoRoot, "solutions", "--out", outDir);
             Assert.True(r.ExitCode == 0, r.All);
-            Assert.Contains("12 exercises solved in 11 notebooks", r.Stdout);
+            Assert.Contains("13 exercises solved in 12 notebooks", r.Stdout);
             foreach (var (nb, ids) in ExpectedExercises)
                 Assert.Equal(ids, Solutions.ExerciseIds(Path.Combine(outDir, nb)));
             Assert.True(File.Exists(Path.Combine(outDir, "course.csx")));

@@ -80,6 +80,18 @@ public class TextUnetTests
         Assert.True(weights.allclose(crossWeights, rtol: 1e-4, atol: 1e-6));
         Assert.Equal(0, weights[0, .., .., 3..].abs().max().item<double>());
         Assert.True(weights[1, .., .., 3..].min().item<double>() > 0);
+
+        // Recording (notebook 11's attention maps) keeps those weights and leaves the output as it was.
+        st.RecordCrossAttention = true;
+        var recordedY = st.call(x, context, mask);
+        Assert.NotNull(st.LastCrossAttention);
+        Assert.True(st.LastCrossAttention!.to(ScalarType.Float64).allclose(weights, rtol: 1e-6, atol: 1e-7));
+        Assert.Equal(0, (recordedY - y).abs().max().item<float>());
+        st.RecordCrossAttention = false;
+        st.ClearRecorded();
+        Assert.Null(st.LastCrossAttention);
+        st.call(x, context, mask);
+        Assert.Null(st.LastCrossAttention);
     }
 
     [Fact]

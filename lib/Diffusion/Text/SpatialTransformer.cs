@@ -58,6 +58,23 @@ public sealed class SpatialTransformer : Module<Tensor, Tensor, Tensor?, Tensor>
     /// <summary>The self-attention (pixels → pixels).</summary>
     public CrossAttention SelfAttn => attn1;
 
+    /// <summary>
+    /// When true, every forward keeps its cross-attention weights in <see cref="LastCrossAttention"/> (for attention maps in
+    /// the notebook; off in training and sampling).
+    /// </summary>
+    public bool RecordCrossAttention { get; set; }
+
+    /// <summary>The cross-attention weights of the last forward while <see cref="RecordCrossAttention"/> was on:
+    /// [B, heads, H·W, L], detached, owned by this module (replaced at the next recorded call, freed by <see cref="ClearRecorded"/>).</summary>
+    public Tensor? LastCrossAttention { get; private set; }
+
+    /// <summary>Frees <see cref="LastCrossAttention"/>.</summary>
+    public void ClearRecorded()
+    {
+        LastCrossAttention?.Dispose();
+        LastCrossAttention = null;
+    }
+
     /// <summary>The feature map as tokens after GroupNorm and proj_in, then the self-attention residual: what the cross-attention's queries read.</summary>
     public Tensor CrossAttentionInput(Tensor x)
     {
@@ -82,7 +99,13 @@ public sealed class SpatialTransformer : Module<Tensor, Tensor, Tensor?, Tensor>
         // h ← h + SelfAttention(LN(h))
         h = h + attn1.call(n1, n1, null);
         // h ← h + CrossAttention(LN(h), text, mask): softmax(Q Kᵀ/√d + mask) V
-        h = h + attn2.call(norm2.call(h), context, mask);
+        var n2 = norm2.call(h);
+        if (RecordCrossAttention)
+        {
+            LastCrossAttention?.Dispose();
+            LastCrossAttention = attn2.Weights(n2, context, mask).detach().DetachFromDisposeScope();
+        }
+        h = h + attn2.call(n2, context, mask);
         // h ← h + FF(LN(h))
         h = h + ff.call(norm3.call(h));
         // "b (h w) c -> b c h w", then the residual around the whole block

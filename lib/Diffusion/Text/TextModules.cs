@@ -29,17 +29,7 @@ public sealed class CrossAttention : Module<Tensor, Tensor, Tensor?, Tensor>
     public Tensor Weights(Tensor x, Tensor context, Tensor? mask)
     {
         using var scope = NewDisposeScope();
-        var q = Split(to_q.call(x));
-        var k = Split(to_k.call(context));
-        // sim_ij = q_i · k_j / √d                                                             "b h n d, b h m d -> b h n m"
-        var sim = matmul(q, k.transpose(-2, -1)) * Heads.Scale;
-        if (mask is not null)
-        {
-            if (mask.dim() != 2 || mask.shape[0] != context.shape[0] || mask.shape[1] != context.shape[1])
-                throw new ArgumentException($"the mask must be [batch, tokens] = [{context.shape[0]}, {context.shape[1]}], got [{string.Join(", ", mask.shape)}]");
-            sim = sim.masked_fill(mask.logical_not().view(mask.shape[0], 1, 1, mask.shape[1]), float.NegativeInfinity);
-        }
-        return sim.softmax(-1).MoveToOuterDisposeScope();
+        return AttentionWeights(Split(to_q.call(x)), Split(to_k.call(context)), mask).MoveToOuterDisposeScope();
     }
 
     /// <summary>W_out · concat_heads(softmax(q kᵀ/√d + mask) v): [B, N, C].</summary>
@@ -51,6 +41,37 @@ public sealed class CrossAttention : Module<Tensor, Tensor, Tensor?, Tensor>
         // out_i = Σ_j attn_ij v_j, heads side by side                                        "b h n m, b h m d -> b n (h d)"
         var output = matmul(attn, v).permute(0, 2, 1, 3).reshape(x.shape[0], x.shape[1], Heads.Hidden);
         return to_out.call(output).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// softmax(q kᵀ/√d + mask) over the context axis, for queries q [B, …, N, d] and keys k [B, …, M, d] (any number of
+    /// head axes between), d = q's last size; <paramref name="mask"/> [B, M] is true for real tokens, and a false
+    /// position gets −∞ before the softmax, so weight exactly 0. The math of every <see cref="CrossAttention"/>.
+    /// </summary>
+    public static Tensor AttentionWeights(Tensor q, Tensor k, Tensor? mask)
+    {
+        using var scope = NewDisposeScope();
+        // sim_ij = q_i · k_j / √d                                                             "b h n d, b h m d -> b h n m"
+        var sim = matmul(q, k.transpose(-2, -1)) * (1 / Math.Sqrt(q.shape[^1]));
+        if (mask is not null)
+        {
+            if (mask.dim() != 2 || mask.shape[0] != k.shape[0] || mask.shape[1] != k.shape[^2])
+                throw new ArgumentException($"the mask must be [batch, tokens] = [{k.shape[0]}, {k.shape[^2]}], got [{string.Join(", ", mask.shape)}]");
+            // "b m -> b 1 … 1 m": the same mask for every head and every query
+            var view = new long[sim.dim()];
+            Array.Fill(view, 1L);
+            view[0] = mask.shape[0];
+            view[^1] = mask.shape[1];
+            sim = sim.masked_fill(mask.logical_not().view(view), float.NegativeInfinity);
+        }
+        return sim.softmax(-1).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Attention(Q, K, V) = softmax(Q Kᵀ/√d + mask) V for q [B, …, N, d], k [B, …, M, d], v [B, …, M, d_v], mask [B, M] (true = token).</summary>
+    public static Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask)
+    {
+        using var scope = NewDisposeScope();
+        return matmul(AttentionWeights(q, k, mask), v).MoveToOuterDisposeScope();
     }
 
     /// <summary>[B, N, heads·d] → [B, heads, N, d].</summary>
