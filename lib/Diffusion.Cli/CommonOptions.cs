@@ -64,3 +64,59 @@ sealed class CheckpointOptions
         return (model, info, path);
     }
 }
+
+/// <summary>
+/// What the commands that train one small model into one new file share (train-classifier, train-clip, train-text2img),
+/// declared once: --out (never overwritten), --steps (not for a run counted in epochs), --batch-size, --lr and --seed.
+/// </summary>
+sealed class ModelFileTrainingOptions
+{
+    readonly string command;
+    readonly Option<string> output;
+    readonly Option<int>? steps;
+    readonly Option<int> batch;
+    readonly Option<double> lr;
+    readonly Option<int> seed = Opt("--seed", "Random seed", 0);
+
+    /// <param name="model">What the file holds, for --out's description ("the mini-CLIP").</param>
+    /// <param name="steps">--steps' description and default; null for a command that counts epochs instead.</param>
+    public ModelFileTrainingOptions(Command command, string model, string defaultPath, (string Description, int Default)? steps,
+        (string Description, int Default, int Min, int Max) batch, (string Description, double Default) lr)
+    {
+        this.command = command.Name;
+        output = Opt("--out", $"Where to write {model} (refuses to overwrite)", defaultPath);
+        this.batch = Opt("--batch-size", batch.Description, batch.Default).Range(batch.Min, batch.Max);
+        this.lr = Opt("--lr", lr.Description, lr.Default).Range(1e-7, 1);
+        command.Options.Add(output);
+        if (steps is { } s)
+        {
+            this.steps = Opt("--steps", s.Description, s.Default).Range(1, 1e9);
+            command.Options.Add(this.steps);
+        }
+        foreach (var option in new Option[] { this.batch, this.lr, seed }) command.Options.Add(option);
+    }
+
+    /// <summary>--out, checked before any work is done (an existing file is never overwritten); its folder is created.</summary>
+    public string NewFile(ParseResult p)
+    {
+        var path = p.GetValue(output)!;
+        if (File.Exists(path))
+            throw new CliException($"{path} already exists: pass another --out, or delete it first (it is never overwritten).");
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        return path;
+    }
+
+    public int BatchSize(ParseResult p) => p.GetValue(batch);
+    public double LearningRate(ParseResult p) => p.GetValue(lr);
+    public int Seed(ParseResult p) => p.GetValue(seed);
+
+    /// <summary>--steps, --batch-size, --lr and --seed as a run's options, with a warm-up of a tenth of the run (at most 100 steps).</summary>
+    public TrainingOptions Training(ParseResult p)
+    {
+        int n = p.GetValue(steps ?? throw new InvalidOperationException($"{command} counts epochs, not steps"));
+        return new TrainingOptions { Steps = n, BatchSize = BatchSize(p), LearningRate = LearningRate(p), WarmupSteps = Math.Min(100, n / 10), Seed = Seed(p) };
+    }
+
+    /// <summary>"train-clip --steps 10 …": the command line as typed, stored in the file it writes.</summary>
+    public string CommandLine() => command + " " + string.Join(" ", Environment.GetCommandLineArgs().Skip(2));
+}

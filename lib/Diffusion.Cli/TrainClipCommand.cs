@@ -11,35 +11,24 @@ static class TrainClipCommand
 {
     public static Command Create()
     {
-        var output = Opt("--out", "Where to write the mini-CLIP (refuses to overwrite)", Path.Combine("runs", "clip", MiniClipFile.ShippedFileName));
-        var steps = Opt("--steps", "Contrastive training steps", 2000).Range(1, 1e9);
-        var batch = Opt("--batch-size", "(picture, caption) pairs per step: each picture must find its caption among this many", 128).Range(2, 60000);
-        var lr = Opt("--lr", "AdamW peak learning rate (warm-up, cosine decay)", 1e-3).Range(1e-7, 1);
+        var cmd = new Command("train-clip",
+            "Train the mini-CLIP (text encoder + image encoder, contrastive loss on captioned Fashion-MNIST); report its zero-shot accuracy on t10k.");
+        var file = new ModelFileTrainingOptions(cmd, "the mini-CLIP", Path.Combine("runs", "clip", MiniClipFile.ShippedFileName), steps: ("Contrastive training steps", 2000),
+            batch: ("(picture, caption) pairs per step: each picture must find its caption among this many", 128, 2, 60000), lr: ("AdamW peak learning rate (warm-up, cosine decay)", 1e-3));
         var dim = Opt("--dim", "Width of the text encoder", 64).Range(2, 4096);
         var layers = Opt("--layers", "Transformer blocks of the text encoder", 2).Range(1, 64);
         var evalCount = Opt("--eval-count", "t10k pictures for the zero-shot and attribute accuracy", 10000).Range(1, 10000);
-        var seed = Opt("--seed", "Random seed", 0);
-        var cmd = new Command("train-clip",
-            "Train the mini-CLIP (text encoder + image encoder, contrastive loss on captioned Fashion-MNIST); report its zero-shot accuracy on t10k.")
-        {
-            output, steps, batch, lr, dim, layers, evalCount, seed,
-        };
+        foreach (var option in new Option[] { dim, layers, evalCount }) cmd.Options.Add(option);
         var machine = new MachineOptions(cmd);
         cmd.SetAction(p =>
         {
-            var path = p.GetValue(output)!;
-            if (File.Exists(path))
-                throw new CliException($"{path} already exists: pass another --out, or delete it first (it is never overwritten).");
+            var path = file.NewFile(p);
             var dev = machine.Apply(p).Device;
             var folder = DataLocator.FashionMnistFolder();
             using var train = ImageDataset.FashionMnist(folder, train: true);
             using var test = ImageDataset.FashionMnist(folder, train: false);
             var config = new TextEncoderConfig { Dim = p.GetValue(dim), Layers = p.GetValue(layers), EmbedDim = p.GetValue(dim) };
-            var options = new TrainingOptions
-            {
-                Steps = p.GetValue(steps), BatchSize = p.GetValue(batch), LearningRate = p.GetValue(lr),
-                WarmupSteps = Math.Min(100, p.GetValue(steps) / 10), WeightDecay = 0.01, Seed = p.GetValue(seed),
-            };
+            var options = file.Training(p) with { WeightDecay = 0.01 };
             var sw = Stopwatch.StartNew();
             var captions = new CaptionSource(train);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -53,11 +42,7 @@ static class TrainClipCommand
             int n = p.GetValue(evalCount);
             double zeroShot = MiniClipEvaluation.ZeroShotAccuracy(trainer.Model, trainer.Tokenizer, test, n);
             var attributes = MiniClipEvaluation.AttributeAccuracy(trainer.Model, trainer.Tokenizer, test, captions.Thresholds, n);
-            var info = trainer.Info("train-clip " + string.Join(" ", Environment.GetCommandLineArgs().Skip(2))) with
-            {
-                ZeroShotAccuracy = zeroShot, AttributeRetrieval = attributes,
-            };
-            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+            var info = trainer.Info(file.CommandLine()) with { ZeroShotAccuracy = zeroShot, AttributeRetrieval = attributes };
             MiniClipFile.Save(path, trainer.Model, info);
             var inv = CultureInfo.InvariantCulture;
             Console.WriteLine(string.Create(inv,

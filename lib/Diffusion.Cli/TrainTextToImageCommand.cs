@@ -13,39 +13,30 @@ static class TrainTextToImageCommand
     {
         var clip = new Option<string>("--clip") { Description = "The mini-CLIP file that 'train-clip' wrote (its text encoder is used frozen)", Required = true };
         var autoencoder = OptionalOpt<string>("--autoencoder", "Autoencoder file (default: data/checkpoints/fashion-mnist-autoencoder.ckpt)");
-        var output = Opt("--out", "Where to write the text-to-image model (refuses to overwrite)", Path.Combine("runs", "text2img", TextToImageFile.ShippedFileName));
-        var steps = Opt("--steps", "Training steps", 3000).Range(1, 1e9);
-        var batch = Opt("--batch-size", "Latents per step", 64).Range(2, 65536);
-        var lr = Opt("--lr", "AdamW peak learning rate (warm-up, cosine decay)", 1e-3).Range(1e-7, 1);
         var encode = Opt("--encode", "Training pictures to encode (each also mirrored)", 20000).Range(2, 60000);
         var dim = Opt("--dim", "Base width of the U-Net", 28).Range(2, 1024);
         var dropout = Opt("--caption-dropout", "Probability of training on the empty prompt instead of the caption (for guidance)", 0.1).Range(0, 1);
         var holdOut = Opt("--hold-out", "Comma-separated (word, class) combinations no caption will say, for eval-text2img's held-out prompts " +
             "(\"none\" for none)", HeldOut.Default);
-        var seed = Opt("--seed", "Random seed", 0);
         var cmd = new Command("train-text2img",
             "Train the text-conditioned latent U-Net (cross-attention to a mini-CLIP's text encoder) of the miniature Stable Diffusion.")
         {
-            clip, autoencoder, output, steps, batch, lr, encode, dim, dropout, holdOut, seed,
+            clip, autoencoder, encode, dim, dropout, holdOut,
         };
+        var file = new ModelFileTrainingOptions(cmd, "the text-to-image model", Path.Combine("runs", "text2img", TextToImageFile.ShippedFileName),
+            steps: ("Training steps", 3000), batch: ("Latents per step", 64, 2, 65536), lr: ("AdamW peak learning rate (warm-up, cosine decay)", 1e-3));
         var machine = new MachineOptions(cmd);
         cmd.SetAction(p =>
         {
-            var path = p.GetValue(output)!;
             var heldOut = HeldOut.ParseList(p.GetValue(holdOut)!);
-            if (File.Exists(path))
-                throw new CliException($"{path} already exists: pass another --out, or delete it first (it is never overwritten).");
+            var path = file.NewFile(p);
             var dev = machine.Apply(p).Device;
             var folder = DataLocator.FashionMnistFolder();
             var aePath = p.GetValue(autoencoder) ?? Path.Combine(Path.GetDirectoryName(folder)!, "checkpoints", "fashion-mnist-autoencoder.ckpt");
             var (ae, aeInfo) = AutoencoderFile.Load(aePath, dev);
             using var _ = ae;
             using var train = ImageDataset.FashionMnist(folder, train: true);
-            var options = new TrainingOptions
-            {
-                Steps = p.GetValue(steps), BatchSize = p.GetValue(batch), LearningRate = p.GetValue(lr), ClassDropout = p.GetValue(dropout),
-                WarmupSteps = Math.Min(100, p.GetValue(steps) / 10), Seed = p.GetValue(seed),
-            };
+            var options = file.Training(p) with { ClassDropout = p.GetValue(dropout) };
             var config = new TextUnetConfig { Unet = new TextUnetConfig().Unet with { Dim = p.GetValue(dim) } };
             var clipFile = MiniClipFile.Load(p.GetValue(clip)!, dev);
             TextToImageTrainer created;
@@ -66,8 +57,7 @@ static class TrainTextToImageCommand
                     trainer.Progress += q => report(q.Step, string.Create(CultureInfo.InvariantCulture, $"loss {q.Loss:F4} {q.LatentsPerSecond:F0} latents/s"));
                     trainer.Train();
                 });
-                Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-                trainer.Save(path, "train-text2img " + string.Join(" ", Environment.GetCommandLineArgs().Skip(2)));
+                trainer.Save(path, file.CommandLine());
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"trained {trainer.Step} steps in {trainer.Elapsed.TotalSeconds:F0} s, loss (last 50) {trainer.History.TakeLast(50).Average(h => h.Loss):F4}; wrote {path}. " +
                     $"Draw with: generate --checkpoint {path} --prompt \"a dark ankle boot facing left\""));

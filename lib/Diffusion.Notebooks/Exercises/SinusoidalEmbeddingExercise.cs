@@ -57,8 +57,7 @@ public static class SinusoidalEmbeddingExercise
             },
             Cases = cases,
             // sin and cos of float32 arguments up to 999 rad: a few 1e-5 of rounding either way.
-            Atol = 5e-4,
-            Rtol = 0,
+            Atol = 5e-4, Rtol = 0,
             Mistakes =
             [
                 new("sin-cos-swapped", "Sines first, then cosines: emb(t) = [sin(t·ω_0), …, sin(t·ω_{d/2−1}), cos(t·ω_0), …, cos(t·ω_{d/2−1})]. " +

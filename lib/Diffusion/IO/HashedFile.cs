@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using Diffusion.Training;
 
 namespace Diffusion;
 
@@ -46,6 +47,17 @@ public static class HashedFile
         return r;
     }
 
+    /// <summary>
+    /// A reader of the body of the file at <paramref name="path"/>, as <see cref="Open(byte[], byte[], Func{Exception}, Func{Exception}, int)"/>,
+    /// after checking it is a file: each problem is a <see cref="CheckpointException"/> with the message <paramref name="say"/> gives for it.
+    /// </summary>
+    public static BinaryReader Open(string path, byte[] magic, FileMessages say, int minimumBody = 0)
+    {
+        if (Directory.Exists(path)) throw new CheckpointException(say.Folder);
+        if (!File.Exists(path)) throw new CheckpointException(say.Missing);
+        return Open(File.ReadAllBytes(path), magic, () => new CheckpointException(say.WrongHeader), () => new CheckpointException(say.Damaged), minimumBody);
+    }
+
     /// <summary>Writes <paramref name="value"/> as UTF-8 JSON after its length as an int32 (the description block of the formats that start with one).</summary>
     public static void WriteJson<T>(BinaryWriter w, T value, JsonSerializerOptions? options = null)
     {
@@ -70,3 +82,9 @@ public static class HashedFile
             ? throw new EndOfStreamException($"a block claims {length} bytes but the file has fewer")
             : r.ReadBytes((int)length);
 }
+
+/// <summary>
+/// What a single-file format says when the path it is given is a folder, missing, not one of its files, or damaged: each
+/// message names the path and how to get a good file.
+/// </summary>
+public sealed record FileMessages(string Folder, string Missing, string WrongHeader, string Damaged);

@@ -40,11 +40,11 @@ public static class AutoencoderFile
     /// <summary>Loads and verifies the file, builds the autoencoder and loads its weights (in eval mode).</summary>
     public static (Autoencoder Model, AutoencoderInfo Info) Load(string path, TorchSharp.torch.Device? device = null)
     {
-        if (!File.Exists(path))
-            throw new CheckpointException($"autoencoder file {path} not found. Make it with the CLI's 'latent' command (see data/README.md).");
-        using var r = HashedFile.Open(File.ReadAllBytes(path), Magic,
-            () => new CheckpointException($"{path} is not an autoencoder file of this course (wrong header)."),
-            () => new CheckpointException($"{path} is damaged or truncated (its SHA-256 check failed)."));
+        using var r = HashedFile.Open(path, Magic, new FileMessages(
+            Folder: $"{path} is a folder: pass the autoencoder file itself (the 'latent' command writes autoencoder.ckpt into its --out folder).",
+            Missing: $"autoencoder file {path} not found. Make it with the CLI's 'latent' command (see data/README.md).",
+            WrongHeader: $"{path} is not an autoencoder file of this course (wrong header).",
+            Damaged: $"{path} is damaged or truncated (its SHA-256 check failed). Use an earlier copy, or train it again with the 'latent' command."));
         var info = JsonSerializer.Deserialize<AutoencoderInfo>(r.ReadBytes(r.ReadInt32()), Checkpoint.JsonOptions)
                    ?? throw new CheckpointException($"{path}: empty description");
         var weights = r.ReadBytes((int)r.ReadInt64());

@@ -19,7 +19,7 @@ public sealed class AutoencoderTrainer : StepTrainer<AutoencoderProgress>
     public ImageDataset Data { get; }
 
     public AutoencoderTrainer(AutoencoderConfig config, TrainingOptions options, ImageDataset data, Device? device = null)
-        : base(options, followThreads: false)
+        : base(options, device, followThreads: false)
     {
         TorchNative.EnsureLoaded();
         config.Validate();
@@ -33,7 +33,7 @@ public sealed class AutoencoderTrainer : StepTrainer<AutoencoderProgress>
         Data = data;
         manual_seed(options.Seed);
         Model = new Autoencoder(config);
-        Model.to(device ?? Compute.Device);
+        Model.to(Device);
         Model.train();
         Begin(Model.parameters(), (int)data.Count);
     }
@@ -48,7 +48,7 @@ public sealed class AutoencoderTrainer : StepTrainer<AutoencoderProgress>
             var indices = torch.tensor(Sampler.Next());
             var x = Data.ModelInputs(indices);
             if (Options.RandomFlip) x = Transforms.RandomHorizontalFlip(x, Generator);
-            x = x.to(Compute.Device);
+            x = x.to(Device);       // the trainer's device, not the process default
             var terms = Model.ComputeLoss(x, Generator);
             loss = Optimize(terms.Loss, Options.LearningRateAt(Step),
                 v => $"the autoencoder loss became {v} at step {Step + 1}; lower the learning rate.");

@@ -16,23 +16,32 @@ public readonly record struct AttentionHeads(long Count, long Dim)
 }
 
 /// <summary>
-/// Multi-head self-attention over the pixels of a feature map (Vaswani et al. 2017):
-/// softmax(q·kᵀ/√d)·v for every pair of positions, so its cost grows with (H·W)².
+/// What both attention layers over the pixels of a feature map share: the heads, the 1×1 projection to q, k and v, and
+/// the output map back to <c>dim</c> channels (field names as in the annotated notebook, so state_dict keys match).
 /// </summary>
-public sealed class Attention : Module<Tensor, Tensor>
+public abstract class PixelAttention : Module<Tensor, Tensor>
 {
-    readonly PointwiseConv2d to_qkv;
-    readonly PointwiseConv2d to_out;
+    protected readonly PointwiseConv2d to_qkv;
+    protected readonly Module<Tensor, Tensor> to_out;
 
     public AttentionHeads Heads { get; }
 
-    public Attention(long dim, long heads = 4, long dimHead = 32) : base(nameof(Attention))
+    protected PixelAttention(string name, long dim, long heads, long dimHead, Func<AttentionHeads, Module<Tensor, Tensor>> output) : base(name)
     {
         Heads = new(heads, dimHead);
         to_qkv = Heads.QkvProjection(dim);
-        to_out = new PointwiseConv2d(Heads.Hidden, dim);
+        to_out = output(Heads);
         RegisterComponents();
     }
+}
+
+/// <summary>
+/// Multi-head self-attention over the pixels of a feature map (Vaswani et al. 2017):
+/// softmax(q·kᵀ/√d)·v for every pair of positions, so its cost grows with (H·W)².
+/// </summary>
+public sealed class Attention(long dim, long heads = 4, long dimHead = 32)
+    : PixelAttention(nameof(Attention), dim, heads, dimHead, h => new PointwiseConv2d(h.Hidden, dim))
+{
 
     public override Tensor forward(Tensor x)
     {
@@ -57,20 +66,9 @@ public sealed class Attention : Module<Tensor, Tensor>
 /// Linear attention (Shen et al. 2018; as in the annotated notebook): softmax over features for q and over positions
 /// for k, then (k·vᵀ) first, a d×d context per head, so the cost grows only linearly with H·W.
 /// </summary>
-public sealed class LinearAttention : Module<Tensor, Tensor>
+public sealed class LinearAttention(long dim, long heads = 4, long dimHead = 32)
+    : PixelAttention(nameof(LinearAttention), dim, heads, dimHead, h => Sequential(new PointwiseConv2d(h.Hidden, dim), Layers.GroupNorm(1, dim)))
 {
-    readonly PointwiseConv2d to_qkv;
-    readonly Sequential to_out;
-
-    public AttentionHeads Heads { get; }
-
-    public LinearAttention(long dim, long heads = 4, long dimHead = 32) : base(nameof(LinearAttention))
-    {
-        Heads = new(heads, dimHead);
-        to_qkv = Heads.QkvProjection(dim);
-        to_out = Sequential(new PointwiseConv2d(Heads.Hidden, dim), Layers.GroupNorm(1, dim));
-        RegisterComponents();
-    }
 
     /// <summary>
     /// The annotated notebook's y = GroupNorm(W_out · (contextᵀ q) + b), context = k vᵀ, with the products regrouped so
@@ -83,7 +81,8 @@ public sealed class LinearAttention : Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3], n = h * w, heads = Heads.Count, dimHead = Heads.Dim, hidden = Heads.Hidden;
-        var projection = (PointwiseConv2d)to_out[0];
+        var output = (Sequential)to_out;
+        var projection = (PointwiseConv2d)output[0];
         var x2 = x.reshape(b, c, n);
         var wqkv = to_qkv.Weight.reshape(3 * hidden, c);
         // [q; k] = [W_q; W_k] x, one product; "b (h d) n -> b h d n"
@@ -98,6 +97,6 @@ public sealed class LinearAttention : Module<Tensor, Tensor>
         var m = matmul(kx, p);
         var y = matmul(m.permute(0, 3, 1, 2).reshape(b, c, hidden), q.view(b, hidden, n));
         if (projection.Bias is { } bias) y = y + bias.view(1, c, 1);
-        return to_out[1].call(y.view(b, c, h, w)).MoveToOuterDisposeScope();
+        return output[1].call(y.view(b, c, h, w)).MoveToOuterDisposeScope();
     }
 }

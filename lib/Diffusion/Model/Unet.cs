@@ -16,42 +16,21 @@ public sealed class Unet : Module<Tensor, Tensor, Tensor>
 {
     public UnetConfig Config { get; }
 
-    // Field names mirror the PyTorch module so parameter names match the annotated notebook's state_dict.
-    readonly PointwiseConv2d init_conv;
-    readonly Sequential time_mlp;
-    readonly Embedding? class_emb;
-    readonly ModuleList<UnetLevel> downs = new();
-    readonly ModuleList<UnetLevel> ups = new();
-    readonly TimeBlock mid_block1, mid_block2;
-    readonly Residual mid_attn;
-    readonly TimeBlock final_res_block;
-    readonly PointwiseConv2d final_conv;
+    // Registered under the PyTorch module's names (UnetTrunk.Register), so parameter names match the annotated notebook's state_dict.
+    readonly UnetTrunk<UnetLevel, Embedding, Residual> trunk;
 
     public Unet(UnetConfig config) : base(nameof(Unet))
     {
         config.Validate();
         Config = config;
         var layout = new UnetLayout(config);
-
-        init_conv = layout.InitConv();
-        time_mlp = layout.TimeMlp();
-        if (config.NumClasses > 0)
-            class_emb = Embedding(config.NumClasses + 1, config.TimeDim);   // last index = "no label" (for guidance)
-
-        for (int i = 0; i < layout.Levels; i++)
-            downs.Add(new UnetLevel(layout.DownBlock(i), layout.DownBlock(i), layout.LinearAttentionAt(i, layout.Channels(i).In), layout.Downsample(i)));
-
-        int midDim = layout.MidDim;
-        mid_block1 = layout.MidBlock();
-        mid_attn = new Residual(new PreNorm(midDim, new Attention(midDim, config.AttentionHeads, config.AttentionDimHead)));
-        mid_block2 = layout.MidBlock();
-
-        for (int i = layout.Levels - 1; i >= 0; i--)
-            ups.Add(new UnetLevel(layout.UpBlock(i), layout.UpBlock(i), layout.LinearAttentionAt(i, layout.Channels(i).Out), layout.Upsample(i)));
-
-        final_res_block = layout.FinalBlock();
-        final_conv = layout.FinalConv();
-        RegisterComponents();
+        trunk = new(layout,
+            condition: () => config.NumClasses > 0 ? Embedding(config.NumClasses + 1, config.TimeDim) : null,   // last index = "no label" (for guidance)
+            level: (i, down) => down
+                ? new UnetLevel(layout.DownBlock(i), layout.DownBlock(i), layout.LinearAttentionAt(i, layout.Channels(i).In), layout.Downsample(i))
+                : new UnetLevel(layout.UpBlock(i), layout.UpBlock(i), layout.LinearAttentionAt(i, layout.Channels(i).Out), layout.Upsample(i)),
+            middle: midDim => new Residual(new PreNorm(midDim, new Attention(midDim, config.AttentionHeads, config.AttentionDimHead))));
+        trunk.Register(this, conditionName: "class_emb", middleName: "mid_attn");
     }
 
     /// <summary>ε_θ(x_t, t) for an unconditional model (a conditional model gets the "no label" class).</summary>
@@ -68,28 +47,18 @@ public sealed class Unet : Module<Tensor, Tensor, Tensor>
                 $"the U-Net expects images shaped [batch, {Config.Channels}, height, width], got [{string.Join(", ", x.shape)}]");
         if (time.dim() != 1 || time.shape[0] != x.shape[0])
             throw new ArgumentException($"t must be a 1-D tensor with one time step per image ({x.shape[0]}), got [{string.Join(", ", time.shape)}]");
-        if (classes is not null && class_emb is null)
+        if (classes is not null && trunk.Condition is null)
             throw new ArgumentException("class labels were given to an unconditional U-Net (NumClasses = 0)");
 
         using var scope = NewDisposeScope();
-        x = init_conv.call(x);
-        var r = x;
-        var t = time_mlp.call(time);
-        if (class_emb is not null)
+        var classEmbedding = trunk.Condition;
+        Tensor Condition(Tensor t)
         {
+            if (classEmbedding is null) return t;
             var y = classes ?? full([x.shape[0]], Config.NumClasses, dtype: ScalarType.Int64, device: x.device);
-            t = t + class_emb.call(y.to(ScalarType.Int64));
+            return t + classEmbedding.call(y.to(ScalarType.Int64));
         }
-
-        var skips = new Stack<Tensor>();
-        x = UnetLayout.Down(downs, x, t, skips);
-        x = mid_block1.call(x, t);
-        x = mid_attn.call(x);
-        x = mid_block2.call(x, t);
-        x = UnetLayout.Up(ups, x, t, skips);
-
-        x = final_res_block.call(cat([x, r], dim: 1), t);
-        return final_conv.call(x).MoveToOuterDisposeScope();
+        return trunk.Forward(x, time, Condition, trunk.Middle.call).MoveToOuterDisposeScope();
     }
 
     /// <summary>Parameters per top-level module (init_conv, time_mlp, downs, mid_*, ups, final_*), in order.</summary>

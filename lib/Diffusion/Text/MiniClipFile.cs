@@ -11,8 +11,6 @@ public sealed record MiniClipInfo
     public required string[] Vocabulary { get; init; }
     /// <summary>The training set's per-class terciles: the same words mean the same thing when generated pictures are judged.</summary>
     public required CaptionThresholds Thresholds { get; init; }
-    /// <summary>Image channels of the image encoder.</summary>
-    public int Channels { get; init; } = 1;
     public int Steps { get; init; }
     public int BatchSize { get; init; }
     public double LearningRate { get; init; }
@@ -26,6 +24,8 @@ public sealed record MiniClipInfo
     public double? ZeroShotAccuracy { get; init; }
     /// <summary>Attribute retrieval on t10k: picks its own word of each pair ("dark" vs "light" …), chance 50 %.</summary>
     public AttributeRetrieval[] AttributeRetrieval { get; init; } = [];
+    /// <summary>Image channels of the image encoder (those of <see cref="Data"/>).</summary>
+    public int Channels { get; init; } = 1;
     public string Data { get; init; } = "";
     public string Command { get; init; } = "";
     public DateTime SavedUtc { get; init; } = DateTime.UtcNow;
@@ -84,14 +84,11 @@ public static class MiniClipFile
 
     static (MiniClipInfo Info, byte[] Weights) Parse(string path)
     {
-        if (Directory.Exists(path))
-            throw new CheckpointException($"{path} is a folder: pass the mini-CLIP file itself (train-clip --out FILE writes one).");
-        if (!File.Exists(path))
-            throw new CheckpointException($"mini-CLIP file {path} not found. Make it with the CLI's 'train-clip --out {path}'.");
-        using var r = HashedFile.Open(File.ReadAllBytes(path), Magic,
-            () => new CheckpointException($"{path} is not a mini-CLIP file of this course (wrong header). Pass the file 'train-clip' wrote."),
-            () => new CheckpointException($"{path} is damaged or truncated (its SHA-256 check failed). Use an earlier copy, or train it again with 'train-clip'."),
-            minimumBody: 4);
+        using var r = HashedFile.Open(path, Magic, new FileMessages(
+            Folder: $"{path} is a folder: pass the mini-CLIP file itself (train-clip --out FILE writes one).",
+            Missing: $"mini-CLIP file {path} not found. Make it with the CLI's 'train-clip --out {path}'.",
+            WrongHeader: $"{path} is not a mini-CLIP file of this course (wrong header). Pass the file 'train-clip' wrote.",
+            Damaged: $"{path} is damaged or truncated (its SHA-256 check failed). Use an earlier copy, or train it again with 'train-clip'."), minimumBody: 4);
         try
         {
             int version = r.ReadInt32();

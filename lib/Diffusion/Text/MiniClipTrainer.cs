@@ -4,9 +4,6 @@ using Diffusion.Training;
 
 namespace Diffusion.Text;
 
-/// <summary>One contrastive step's report: the loss, the temperature τ = 1/e^s, the time so far.</summary>
-public readonly record struct ClipProgress(int Step, int TotalSteps, double Loss, double Temperature, TimeSpan Elapsed);
-
 /// <summary>
 /// Trains a <see cref="MiniClip"/> on (picture, caption) pairs (Radford et al. 2021, CLIP): each step takes a batch of
 /// pictures, flips each left–right with probability ½ (the caption then says "facing right" where the shoe faces right),
@@ -21,11 +18,10 @@ public sealed class MiniClipTrainer : StepTrainer<ClipProgress>
     public WordTokenizer Tokenizer { get; }
     public CaptionSource Captions { get; }
     public ImageDataset Data { get; }
-    public Device Device { get; }
 
     /// <param name="captions">The captions of <paramref name="data"/> (null: measured and fitted here).</param>
     public MiniClipTrainer(TextEncoderConfig config, TrainingOptions options, ImageDataset data, CaptionSource? captions = null,
-        Device? device = null) : base(options)
+        Device? device = null) : base(options, device)
     {
         TorchNative.EnsureLoaded();
         config.Validate();
@@ -40,7 +36,6 @@ public sealed class MiniClipTrainer : StepTrainer<ClipProgress>
         Captions = captions ?? new CaptionSource(data);
         if (Captions.Labels.Count != data.Count) throw new ArgumentException("the captions are for another dataset (different count)");
         Data = data;
-        Device = device ?? Compute.Device;
         manual_seed(options.Seed);
         Model = new MiniClip(config, data.Channels);
         Model.to(Device);
@@ -112,3 +107,6 @@ public sealed class MiniClipTrainer : StepTrainer<ClipProgress>
         Model.Dispose();
     }
 }
+
+/// <summary>One contrastive step's report: the loss, the temperature τ = 1/e^s, the time so far.</summary>
+public readonly record struct ClipProgress(int Step, int TotalSteps, double Loss, double Temperature, TimeSpan Elapsed);

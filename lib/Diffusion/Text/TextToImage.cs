@@ -151,13 +151,11 @@ public static class TextToImageFile
     /// <summary>Loads and verifies the file and builds its three networks (eval mode) on <paramref name="device"/>.</summary>
     public static TextToImageModel Load(string path, Device? device = null)
     {
-        if (Directory.Exists(path))
-            throw new CheckpointException($"{path} is a folder: pass the text-to-image file itself. {HowToMake(Path.Combine(path, ShippedFileName))}");
-        if (!File.Exists(path))
-            throw new CheckpointException($"no text-to-image model at {path} (the course ships one as data/checkpoints/{ShippedFileName}). {HowToMake(path)}");
-        using var r = HashedFile.Open(File.ReadAllBytes(path), Magic,
-            () => new CheckpointException($"{path} is not a text-to-image model of this course (wrong header). Pass the file 'train-text2img' wrote."),
-            () => new CheckpointException($"{path} is damaged or truncated (its SHA-256 check failed). Use an earlier copy, or train it again. {HowToMake(path)}"));
+        using var r = HashedFile.Open(path, Magic, new FileMessages(
+            Folder: $"{path} is a folder: pass the text-to-image file itself. {HowToMake(Path.Combine(path, ShippedFileName))}",
+            Missing: $"no text-to-image model at {path} (the course ships one as data/checkpoints/{ShippedFileName}). {HowToMake(path)}",
+            WrongHeader: $"{path} is not a text-to-image model of this course (wrong header). Pass the file 'train-text2img' wrote.",
+            Damaged: $"{path} is damaged or truncated (its SHA-256 check failed). Use an earlier copy, or train it again. {HowToMake(path)}"));
         TextToImageInfo info;
         byte[] unetBytes, encoderBytes, aeBytes;
         try

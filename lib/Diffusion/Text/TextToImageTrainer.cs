@@ -31,7 +31,6 @@ public sealed class TextToImageTrainer : StepTrainer<TextToImageProgress>
     public double ScalingFactor { get; }
     public TextToImageInfo Template { get; }
     public CaptionSource Captions { get; }
-    public Device Device { get; }
 
     readonly NoiseSchedule schedule;
     readonly Tensor latents;          // [N or 2N, c, h, w], scaled; the second half mirrored
@@ -44,7 +43,7 @@ public sealed class TextToImageTrainer : StepTrainer<TextToImageProgress>
     /// <param name="heldOut">Combinations no caption may say (their words are left out of the captions that would).</param>
     public TextToImageTrainer(TextUnetConfig config, TrainingOptions options, ImageDataset data, int encode,
         (MiniClip Model, WordTokenizer Tokenizer, MiniClipInfo Info) clip, (Autoencoder Model, AutoencoderInfo Info) autoencoder,
-        Device? device = null, IReadOnlyCollection<HeldOutPair>? heldOut = null) : base(options)
+        Device? device = null, IReadOnlyCollection<HeldOutPair>? heldOut = null) : base(options, device)
     {
         TorchNative.EnsureLoaded();
         options.Validate();
@@ -67,7 +66,6 @@ public sealed class TextToImageTrainer : StepTrainer<TextToImageProgress>
             HeldOut = heldOut?.ToArray() ?? [],
         };
         Template.Validate();
-        Device = device ?? Compute.Device;
         Captions = new CaptionSource(data, clip.Info.Thresholds);
 
         pictures = (int)Math.Min(encode, data.Count);

@@ -58,15 +58,8 @@ public sealed class TextUnet : Module
 {
     public TextUnetConfig Config { get; }
 
-    readonly PointwiseConv2d init_conv;
-    readonly Sequential time_mlp;
-    readonly Linear? text_to_time;
-    readonly ModuleList<TextUnetLevel> downs = new();
-    readonly ModuleList<TextUnetLevel> ups = new();
-    readonly TimeBlock mid_block1, mid_block2;
-    readonly SpatialTransformer mid_transformer;
-    readonly TimeBlock final_res_block;
-    readonly PointwiseConv2d final_conv;
+    // Registered under the course U-Net's names (UnetTrunk.Register): text_to_time, mid_transformer and the levels' transformers are new.
+    readonly UnetTrunk<TextUnetLevel, Linear, SpatialTransformer> trunk;
 
     public TextUnet(TextUnetConfig config) : base(nameof(TextUnet))
     {
@@ -75,41 +68,27 @@ public sealed class TextUnet : Module
         var u = config.Unet;
         var layout = new UnetLayout(u);
 
-        init_conv = layout.InitConv();
-        time_mlp = layout.TimeMlp();
-        if (config.PooledText) text_to_time = Linear(config.ContextDim, u.TimeDim);
-
         SpatialTransformer NewTransformer(long channels) =>
             new(channels, config.ContextDim, config.Heads, config.DimHead, u.ResnetBlockGroups, config.ZeroInitTransformers);
         SpatialTransformer? TransformerAt(int level, long channels) => config.TransformerLevels.Contains(level) ? NewTransformer(channels) : null;
         // Levels without a transformer keep the course U-Net's linear attention where its config asks for it.
         Module<Tensor, Tensor> AttentionAt(int level, long channels) =>
             config.TransformerLevels.Contains(level) ? Identity() : layout.LinearAttentionAt(level, channels);
-
-        for (int i = 0; i < layout.Levels; i++)
+        TextUnetLevel Level(int i, bool down)
         {
-            var (dimIn, _) = layout.Channels(i);
-            downs.Add(new TextUnetLevel(layout.DownBlock(i), layout.DownBlock(i), AttentionAt(i, dimIn), TransformerAt(i, dimIn), layout.Downsample(i)));
+            var (dimIn, dimOut) = layout.Channels(i);
+            return down
+                ? new TextUnetLevel(layout.DownBlock(i), layout.DownBlock(i), AttentionAt(i, dimIn), TransformerAt(i, dimIn), layout.Downsample(i))
+                : new TextUnetLevel(layout.UpBlock(i), layout.UpBlock(i), AttentionAt(i, dimOut), TransformerAt(i, dimOut), layout.Upsample(i));
         }
 
-        mid_block1 = layout.MidBlock();
-        mid_transformer = NewTransformer(layout.MidDim);
-        mid_block2 = layout.MidBlock();
-
-        for (int i = layout.Levels - 1; i >= 0; i--)
-        {
-            var (_, dimOut) = layout.Channels(i);
-            ups.Add(new TextUnetLevel(layout.UpBlock(i), layout.UpBlock(i), AttentionAt(i, dimOut), TransformerAt(i, dimOut), layout.Upsample(i)));
-        }
-
-        final_res_block = layout.FinalBlock();
-        final_conv = layout.FinalConv();
-        RegisterComponents();
+        trunk = new(layout, condition: () => config.PooledText ? Linear(config.ContextDim, u.TimeDim) : null, level: Level, middle: dim => NewTransformer(dim));
+        trunk.Register(this, conditionName: "text_to_time", middleName: "mid_transformer");
     }
 
     /// <summary>Every spatial transformer, down levels first, then the middle, then the up levels (for attention maps).</summary>
     public IEnumerable<SpatialTransformer> Transformers =>
-        downs.Select(l => l.Transformer).Append(mid_transformer).Concat(ups.Select(l => l.Transformer)).OfType<SpatialTransformer>();
+        trunk.Downs.Select(l => l.Transformer).Append(trunk.Middle).Concat(trunk.Ups.Select(l => l.Transformer)).OfType<SpatialTransformer>();
 
     /// <summary>
     /// ε_θ(z_t, t, text): <paramref name="x"/> [B, C, H, W], <paramref name="time"/> [B], the text encoder's token features
@@ -128,28 +107,18 @@ public sealed class TextUnet : Module
             throw new ArgumentException($"the mask must be booleans [{context.shape[0]}, {context.shape[1]}], got {mask.dtype} [{string.Join(", ", mask.shape)}]");
 
         using var scope = NewDisposeScope();
-        x = init_conv.call(x);
-        var r = x;
-        var t = time_mlp.call(time);
-        if (text_to_time is not null)
+        var textToTime = trunk.Condition;
+        Tensor Condition(Tensor t)
         {
+            if (textToTime is null) return t;
             // pooled = Σ_j m_j c_j / Σ_j m_j: the mean of the real tokens' features (padding left out)
             var m = mask.to(context.dtype).unsqueeze(-1);
             var pooled = (context * m).sum(1) / m.sum(1).clamp_min(1);
-            t = t + text_to_time.call(pooled);
+            return t + textToTime.call(pooled);
         }
-
         // After each level's blocks and attention, its spatial transformer (if it has one) reads the text.
         Tensor ReadText(TextUnetLevel level, Tensor h) => level.Transformer is { } st ? st.call(h, context, mask) : h;
-        var skips = new Stack<Tensor>();
-        x = UnetLayout.Down(downs, x, t, skips, ReadText);
-        x = mid_block1.call(x, t);
-        x = mid_transformer.call(x, context, mask);
-        x = mid_block2.call(x, t);
-        x = UnetLayout.Up(ups, x, t, skips, ReadText);
-
-        x = final_res_block.call(cat([x, r], dim: 1), t);
-        return final_conv.call(x).MoveToOuterDisposeScope();
+        return trunk.Forward(x, time, Condition, h => trunk.Middle.call(h, context, mask), ReadText).MoveToOuterDisposeScope();
     }
 }
 

@@ -21,13 +21,17 @@ public abstract class StepTrainer<TProgress> : IDisposable
 
     /// <param name="followThreads">Whether <see cref="Train"/> lets an automatic thread count follow the machine's load
     /// after every step (<see cref="Compute.RecheckThreads"/>).</param>
-    protected StepTrainer(TrainingOptions options, bool followThreads = true)
+    /// <param name="device">Where the trainer's networks and batches live (null: <see cref="Compute.Device"/>).</param>
+    protected StepTrainer(TrainingOptions options, Device? device, bool followThreads = true)
     {
         Options = options;
+        Device = device ?? Compute.Device;
         this.followThreads = followThreads;
     }
 
     public TrainingOptions Options { get; }
+    /// <summary>Where the networks and each step's batch live.</summary>
+    public Device Device { get; }
     /// <summary>Optimiser steps done.</summary>
     public int Step { get; private set; }
     public List<TProgress> History { get; } = new();
