@@ -54,22 +54,28 @@ static class EvalTextToImageCommand
                 return r;
             }).ToList();
             if (p.GetValue(json) is { } jsonPath)
-            {
-                AtomicFile.WriteAllText(jsonPath, JsonSerializer.Serialize(new
-                {
-                    checkpoint = t2i.File(p), sampler = spec.ToString(), perPrompt = n, seed = t2i.Seed(p),
-                    fcdReal = captioned is null ? null : new
-                    {
-                        pictures = $"t10k 0–{captions - 1} with their captions", floor = $"t10k {CaptionedPictures.MaxCount}–{CaptionedPictures.MaxCount + captions - 1}",
-                        matchedFloor = "for each caption the first unused t10k picture from 5000 on with the same class, words and direction", exactlyMatched = captioned.ExactlyMatched,
-                    },
-                    results = results.Select(r => new { guidance = r.Guidance, seconds = r.Seconds, summary = r.Summary, heldOut = r.HeldOut, fcd = r.Fcd, prompts = r.Prompts }),
-                }, Checkpoint.JsonOptions));
-                Console.WriteLine($"wrote {jsonPath}");
-            }
+                WriteJson(jsonPath, t2i.File(p), spec, n, t2i.Seed(p), captioned, results);
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>The run's settings, where the caption FCD's pictures came from, and every weight's scores, as JSON.</summary>
+    static void WriteJson(string path, string checkpoint, SamplerSpec spec, int perPrompt, int seed, CaptionedPictures? captioned, IEnumerable<GuidanceResult> results)
+    {
+        int n = captioned?.Count ?? 0;
+        AtomicFile.WriteAllText(path, JsonSerializer.Serialize(new
+        {
+            checkpoint, sampler = spec.ToString(), perPrompt, seed,
+            fcdReal = captioned is null ? null : new
+            {
+                pictures = $"t10k 0–{n - 1} with their captions", floor = $"t10k {CaptionedPictures.MaxCount}–{CaptionedPictures.MaxCount + n - 1}",
+                matchedFloor = "for each caption the first unused t10k picture from 5000 on with the same class, words and direction",
+                exactlyMatched = captioned.ExactlyMatched,
+            },
+            results = results.Select(r => new { guidance = r.Guidance, seconds = r.Seconds, summary = r.Summary, heldOut = r.HeldOut, fcd = r.Fcd, prompts = r.Prompts }),
+        }, Checkpoint.JsonOptions));
+        Console.WriteLine($"wrote {path}");
     }
 
     /// <summary>--prompts: "grid" or the first N prompts of it.</summary>
