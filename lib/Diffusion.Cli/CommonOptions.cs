@@ -1,4 +1,5 @@
 using Diffusion.Model;
+using Diffusion.Text;
 
 namespace Diffusion.Cli;
 
@@ -119,4 +120,50 @@ sealed class ModelFileTrainingOptions
 
     /// <summary>"train-clip --steps 10 …": the command line as typed, stored in the file it writes.</summary>
     public string CommandLine() => command + " " + string.Join(" ", Environment.GetCommandLineArgs().Skip(2));
+}
+
+/// <summary>
+/// What the commands that draw with a text-to-image model share (generate, eval-text2img), declared once: --checkpoint (the
+/// shipped model by default), --sampler (DPM-Solver++ by default), --steps and --seed.
+/// </summary>
+sealed class TextToImageOptions
+{
+    readonly Option<string?> checkpoint = OptionalOpt<string>("--checkpoint", $"Text-to-image model file (default: data/checkpoints/{TextToImageFile.ShippedFileName})");
+    readonly Option<string> sampler = SamplerOptions.Kind("DPM-Solver++ (default), DDIM or DDPM", "dpm++");
+    readonly Option<int> steps = Opt("--steps", "Sampler steps (default: the sampler's own, 20 for dpm++)", 20).Range(1, 100000);
+    readonly Option<int> seed = Opt("--seed", "Random seed of the sampling noise", 0);
+
+    public TextToImageOptions(Command command)
+    {
+        foreach (var option in new Option[] { checkpoint, sampler, steps, seed }) command.Options.Add(option);
+    }
+
+    /// <summary>--checkpoint, or data/checkpoints/fashion-mnist-text2img.ckpt next to the located data/fashion-mnist (relative, if there is none).</summary>
+    public string File(ParseResult p)
+    {
+        if (p.GetValue(checkpoint) is { } given) return given;
+        try
+        {
+            return Path.Combine(Path.GetDirectoryName(DataLocator.FashionMnistFolder())!, "checkpoints", TextToImageFile.ShippedFileName);
+        }
+        catch (CliException)
+        {
+            return Path.Combine("data", "checkpoints", TextToImageFile.ShippedFileName);
+        }
+    }
+
+    /// <summary>The model of <see cref="File"/> on <paramref name="device"/>. Dispose it.</summary>
+    public TextToImageModel Load(ParseResult p, Device device) => TextToImageFile.Load(File(p), device);
+
+    /// <summary>
+    /// The sampler --sampler and --steps ask for, checked against the model (its notes printed). Latents are not bounded to
+    /// [−1, 1]: x̂_0 is kept within their range by the model (LatentSpace.ClipStart) instead of the sampler's clip.
+    /// </summary>
+    public SamplerSpec Spec(ParseResult p, TextToImageModel model)
+    {
+        var kind = SamplerSpec.Parse(p.GetValue(sampler)!);
+        return (kind with { Steps = p.Given(steps) ? p.GetValue(steps) : kind.Steps, Clip = false }).Validate(model.Info.Diffusion, Console.WriteLine);
+    }
+
+    public int Seed(ParseResult p) => p.GetValue(seed);
 }

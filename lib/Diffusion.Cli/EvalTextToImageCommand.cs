@@ -5,88 +5,110 @@ using Diffusion.Text;
 namespace Diffusion.Cli;
 
 /// <summary>
-/// <c>eval-text2img</c>: how well the pictures follow their prompts, for each guidance weight: the classifier's agreement with
-/// the prompted class, the agreement of the measured attribute words with the prompted ones (against chance), and — with
-/// <c>--clip</c> — the CLIP-score analogue; over the 76 prompts of <see cref="TextToImageEvaluation.PromptGrid"/>.
+/// <c>eval-text2img</c>: a guidance sweep measured as text-to-image papers do, per weight w: over the 76 prompts of
+/// <see cref="TextToImageEvaluation.PromptGrid"/>, the classifier's agreement with the prompted class, the agreement of
+/// the measured attribute words with the prompted ones (against chance) and, with <c>--clip</c>, the CLIP-score analogue;
+/// and the FCD of one picture drawn per caption of N real t10k pictures against those pictures, with its real-vs-real floor
+/// (<see cref="CaptionFcd"/>).
 /// </summary>
 static class EvalTextToImageCommand
 {
     public static Command Create()
     {
-        var checkpoint = new Option<string>("--checkpoint") { Description = "The text-to-image model file", Required = true };
-        var clip = OptionalOpt<string>("--clip", "A mini-CLIP file for the CLIP-score analogue (best: another one than the model's own text encoder)");
-        var classifier = OptionalOpt<string>("--classifier", $"Classifier file (default: data/classifier/{FashionClassifier.ShippedFileName})");
-        var count = Opt("--count", "Pictures per prompt", 16).Range(1, 1024);
-        var guidance = Opt("--guidance", "Comma-separated guidance weights w to compare (0 = plain conditional)", "0,1,3,6");
-        var sampler = SamplerOptions.Kind("Sampler", "dpm++");
-        var steps = Opt("--steps", "Sampler steps (default: the sampler's own)", 20).Range(1, 100000);
+        var judge = OptionalOpt<string>("--clip", "A mini-CLIP file for the CLIP-score analogue (best: another one than the model's own text encoder)");
+        var classifierFile = OptionalOpt<string>("--classifier", $"Classifier file (default: data/classifier/{FashionClassifier.ShippedFileName})");
+        var perPrompt = Opt("--count", "Pictures per grid prompt", 16).Range(1, 1024);
+        var weights = Opt("--guidance", "Comma-separated guidance weights w to compare (0 = plain conditional, −1 = unconditional)", "0,1,3,6");
         var prompts = Opt("--prompts", "Prompts to score: 'grid' (76: each class, with each word, shoes facing each way) or the first N of it", "grid");
-        var seed = Opt("--seed", "Random seed of the sampling noise", 0);
+        var fcdCount = Opt("--fcd-count", "Captioned t10k pictures (t10k 0…N−1) for the caption-conditioned FCD: one picture drawn per caption, " +
+            $"FCD against those pictures, floor = t10k 5000… against them (0 = skip; at most {CaptionedPictures.MaxCount})", 500).Range(0, CaptionedPictures.MaxCount);
         var json = OptionalOpt<string>("--json", "Also write every prompt's scores as JSON here");
-        var cmd = new Command("eval-text2img", "Measure how well a text-to-image model follows its prompts (class, attribute words, CLIP score) per guidance weight.")
+        var cmd = new Command("eval-text2img", "Measure a text-to-image model per guidance weight: class and attribute-word agreement with the prompts, " +
+            "CLIP score, and the FCD of pictures drawn from real captions against those real pictures.")
         {
-            checkpoint, clip, classifier, count, guidance, sampler, steps, prompts, seed, json,
+            judge, classifierFile, perPrompt, weights, prompts, fcdCount, json,
         };
+        var t2i = new TextToImageOptions(cmd);
         var machine = new MachineOptions(cmd);
         cmd.SetAction(p =>
         {
-            var weights = Guidance.ParseList(p.GetValue(guidance)!, numClasses: 1);
-            var kind = SamplerSpec.Parse(p.GetValue(sampler)!);
-            var spec = kind with { Steps = p.Given(steps) ? p.GetValue(steps) : kind.Steps, Clip = false };
-            var grid = TextToImageEvaluation.PromptGrid();
-            var which = p.GetValue(prompts)!.Trim();
-            if (!string.Equals(which, "grid", StringComparison.OrdinalIgnoreCase))
-            {
-                if (!int.TryParse(which, NumberStyles.None, CultureInfo.InvariantCulture, out var first) || first < 1)
-                    throw new CliException($"--prompts {which}: give grid or a number of prompts such as 20");
-                grid = grid.Take(first).ToList();
-            }
+            var ws = Guidance.ParseList(p.GetValue(weights)!, numClasses: 1);
+            var grid = Grid(p.GetValue(prompts)!);
+            int captions = p.GetValue(fcdCount), n = p.GetValue(perPrompt);
+            if (captions == 1) throw new CliException("--fcd-count 1: an FCD needs at least 2 pictures (a covariance); give 0 to skip it, or hundreds for a stable number");
             var dev = machine.Apply(p).Device;
-            using var model = TextToImageFile.Load(p.GetValue(checkpoint)!, dev);
-            spec = spec.Validate(model.Info.Diffusion, Console.WriteLine);
+            using var model = t2i.Load(p, dev);
+            var spec = t2i.Spec(p, model);
             var thresholds = model.Info.Thresholds
-                ?? throw new CliException($"{p.GetValue(checkpoint)} does not say which caption terciles it was trained with; retrain it with train-text2img");
-            using var net = FashionClassifier.Load(p.GetValue(classifier) ?? FashionClassifier.ShippedPath());
-            (MiniClip Model, WordTokenizer Tokenizer, MiniClipInfo Info)? judge = p.GetValue(clip) is { } clipPath ? MiniClipFile.Load(clipPath, dev) : null;
-            try
+                ?? throw new CliException($"{t2i.File(p)} does not say which caption terciles it was trained with; retrain it with train-text2img");
+            using var classifier = FashionClassifier.Load(p.GetValue(classifierFile) ?? FashionClassifier.ShippedPath());
+            using var captioned = captions == 0 ? null : Captioned(thresholds, captions, classifier);
+            var clip = p.GetValue(judge) is { } clipPath ? MiniClipFile.Load(clipPath, dev) : default((MiniClip Model, WordTokenizer Tokenizer, MiniClipInfo Info)?);
+            using var clipModel = clip?.Model;
+            var sweep = new TextToImageSweep(model, spec, new TextToImageJudges(classifier, clip?.Model, clip?.Tokenizer), t2i.Seed(p), dev);
+            var results = ws.Select(w =>
             {
-                var results = new List<object>();
-                int n = p.GetValue(count);
-                foreach (var w in weights)
-                {
-                    var sw = Stopwatch.StartNew();
-                    var scores = ConsoleProgress.Run(string.Create(CultureInfo.InvariantCulture, $"w = {w:0.###}: {grid.Count} prompts × {n}"), grid.Count, report =>
-                        grid.Select((facts, i) =>
-                        {
-                            using var images = model.Generate([TextToImageEvaluation.Prompt(facts)], n, w, spec, p.GetValue(seed) + i, dev);
-                            var score = TextToImageEvaluation.Score(facts, images, net, thresholds, judge?.Model, judge?.Tokenizer, model.Info.HeldOut);
-                            report(i + 1, score.Prompt);
-                            return score;
-                        }).ToList());
-                    var summary = TextToImageEvaluation.Summarize(scores);
-                    var heldOut = scores.Where(s => s.IsHeldOut).ToList();
-                    var heldOutSummary = heldOut.Count > 0 ? TextToImageEvaluation.Summarize(heldOut) : null;
-                    Console.WriteLine(Line(string.Create(CultureInfo.InvariantCulture, $"w = {w:0.###} ({spec}, {sw.Elapsed.TotalSeconds:F0} s), all {grid.Count} prompts"), summary));
-                    if (heldOutSummary is not null)
-                        Console.WriteLine(Line($"  held-out combinations ({string.Join(", ", model.Info.HeldOut)}; {heldOut.Count} prompts)", heldOutSummary));
-                    results.Add(new { guidance = w, summary, heldOut = heldOutSummary, prompts = scores });
-                }
-                if (p.GetValue(json) is { } jsonPath)
-                {
-                    AtomicFile.WriteAllText(jsonPath, JsonSerializer.Serialize(new
-                    {
-                        checkpoint = p.GetValue(checkpoint), sampler = spec.ToString(), perPrompt = n, seed = p.GetValue(seed), results,
-                    }, Checkpoint.JsonOptions));
-                    Console.WriteLine($"wrote {jsonPath}");
-                }
-            }
-            finally
-            {
-                judge?.Model.Dispose();
-            }
+                var r = ConsoleProgress.Run(string.Create(CultureInfo.InvariantCulture, $"w = {w:0.###}: {grid.Count} prompts × {n}, {captions} captions × 1"),
+                    TextToImageSweep.Work(grid, captioned), report => sweep.Run(w, grid, n, captioned, report));
+                Print(r, spec, model.Info.HeldOut);
+                return r;
+            }).ToList();
+            if (p.GetValue(json) is { } jsonPath)
+                WriteJson(jsonPath, t2i.File(p), spec, n, t2i.Seed(p), captioned, results);
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>The run's settings, where the caption FCD's pictures came from, and every weight's scores, as JSON.</summary>
+    static void WriteJson(string path, string checkpoint, SamplerSpec spec, int perPrompt, int seed, CaptionedPictures? captioned, IEnumerable<GuidanceResult> results)
+    {
+        int n = captioned?.Count ?? 0;
+        AtomicFile.WriteAllText(path, JsonSerializer.Serialize(new
+        {
+            checkpoint, sampler = spec.ToString(), perPrompt, seed,
+            fcdReal = captioned is null ? null : new
+            {
+                pictures = $"t10k 0–{n - 1} with their captions", floor = $"t10k {CaptionedPictures.MaxCount}–{CaptionedPictures.MaxCount + n - 1}",
+                matchedFloor = "for each caption the first unused t10k picture from 5000 on with the same class, words and direction",
+                exactlyMatched = captioned.ExactlyMatched,
+            },
+            results = results.Select(r => new { guidance = r.Guidance, seconds = r.Seconds, summary = r.Summary, heldOut = r.HeldOut, fcd = r.Fcd, prompts = r.Prompts }),
+        }, Checkpoint.JsonOptions));
+        Console.WriteLine($"wrote {path}");
+    }
+
+    /// <summary>--prompts: "grid" or the first N prompts of it.</summary>
+    static IReadOnlyList<CaptionFacts> Grid(string which)
+    {
+        var grid = TextToImageEvaluation.PromptGrid();
+        which = which.Trim();
+        if (string.Equals(which, "grid", StringComparison.OrdinalIgnoreCase)) return grid;
+        if (!int.TryParse(which, NumberStyles.None, CultureInfo.InvariantCulture, out var first) || first < 1)
+            throw new CliException($"--prompts {which}: give grid or a number of prompts such as 20");
+        return grid.Take(first).ToList();
+    }
+
+    /// <summary>The first <paramref name="count"/> t10k pictures with their captions, and the floor, printed.</summary>
+    static CaptionedPictures Captioned(CaptionThresholds thresholds, int count, FashionClassifier classifier)
+    {
+        using var test = ImageDataset.FashionMnist(DataLocator.FashionMnistFolder(), train: false);
+        var captioned = new CaptionedPictures(test, thresholds, count, classifier);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"caption FCD: {count} t10k pictures (0–{count - 1}) and their captions, e.g. \"{captioned.Captions[0]}\"; " +
+            $"floor ({count} other real pictures, t10k {CaptionedPictures.MaxCount}+): {captioned.Floor:F3}; caption-matched floor (another real picture " +
+            $"per caption with the same class and words, {captioned.ExactlyMatched} of {count} exact): {captioned.MatchedFloor:F3}"));
+        return captioned;
+    }
+
+    static void Print(GuidanceResult r, SamplerSpec spec, IReadOnlyCollection<HeldOutPair> heldOut)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        Console.WriteLine(Line(string.Create(inv, $"w = {r.Guidance:0.###} ({spec}, {r.Seconds:F0} s), all {r.Summary.Prompts} prompts"), r.Summary));
+        if (r.HeldOut is { } h)
+            Console.WriteLine(Line($"  held-out combinations ({string.Join(", ", heldOut)}; {h.Prompts} prompts)", h));
+        if (r.Fcd is { } f)
+            Console.WriteLine(Line(string.Create(inv, $"  FCD {f.Fcd:F3} (floor {f.Floor:F3}, caption-matched {f.MatchedFloor:F3}) over {f.Count} captions ({f.HeldOutCaptions} say a held-out combination), each picture vs its caption"), f.Scores));
     }
 
     /// <summary>"…: class 63.5 % (chance 10 %); brightness 89 % (chance 33 %), …; CLIP score 0.648".</summary>

@@ -30,19 +30,26 @@ public class TextCliTests
 
     static readonly string[] Quick = ["--count", "2", "--sampler", "ddim", "--steps", "2", "--threads", "1"];
 
-    public static TheoryData<string[], string> BadGenerateInputs() => new()
+    public static TheoryData<string, string[], string> BadInputs() => new()
     {
-        { ["--prompt", "a bag", "--checkpoint", "MISSING"], "train-text2img" },
-        { ["--prompt", "purple elephant", "--checkpoint", "TINY"], "no word this model was trained on (purple, elephant)" },
-        { ["--prompt", "!!! ???", "--checkpoint", "TINY", "--guidance", "-2"], "w must be ≥ −1" },
-        { ["--prompt", "a bag", "--checkpoint", "DAMAGED"], "damaged or truncated" },
-        { ["--prompt", "a bag", "--checkpoint", "WRONG"], "not a text-to-image model" },
-        { ["--checkpoint", "TINY"], "--prompt" },
+        { "generate", ["--prompt", "a bag", "--checkpoint", "MISSING"], "train-text2img" },
+        { "generate", ["--prompt", "purple elephant", "--checkpoint", "TINY"], "no word this model was trained on (purple, elephant)" },
+        { "generate", ["--prompt", "!!! ???", "--checkpoint", "TINY", "--guidance", "-2"], "w must be ≥ −1" },
+        { "generate", ["--prompt", "a bag", "--checkpoint", "DAMAGED"], "damaged or truncated" },
+        { "generate", ["--prompt", "a bag", "--checkpoint", "WRONG"], "not a text-to-image model" },
+        { "generate", ["--checkpoint", "TINY"], "--prompt" },
+        { "eval-text2img", ["--checkpoint", "MISSING"], "train-text2img" },
+        { "eval-text2img", ["--checkpoint", "TINY", "--prompts", "none"], "--prompts none" },
+        { "eval-text2img", ["--checkpoint", "TINY", "--fcd-count", "1"], "--fcd-count 1: an FCD needs at least 2 pictures" },
+        { "eval-text2img", ["--checkpoint", "TINY", "--fcd-count", "5001"], "--fcd-count must be between 0 and 5000, got 5001" },
+        { "eval-text2img", ["--checkpoint", "TINY", "--fcd-count", "-3"], "--fcd-count must be between 0 and 5000, got -3" },
+        { "eval-text2img", ["--checkpoint", "TINY", "--guidance", "0,-2"], "w must be ≥ −1" },
     };
 
+    /// <summary>generate and eval-text2img: one clear error line, a non-zero exit code, and no picture or JSON written.</summary>
     [Theory]
-    [MemberData(nameof(BadGenerateInputs))]
-    public void BadGenerateInputsGiveOneClearErrorAndDrawNothing(string[] args, string expected)
+    [MemberData(nameof(BadInputs))]
+    public void BadInputsGiveOneClearErrorAndWriteNothing(string command, string[] args, string expected)
     {
         using var dir = TestSetup.Temp();
         WriteTinyModel(dir["tiny.ckpt"]);
@@ -53,16 +60,14 @@ public class TextCliTests
         {
             "MISSING" => dir["none.ckpt"], "TINY" => dir["tiny.ckpt"], "DAMAGED" => dir["damaged.ckpt"], "WRONG" => LatentTests.ShippedAutoencoder, _ => a,
         });
-        var r = Cli.Run(dir.Path, ["generate", .. resolved, "--out", dir["g.png"], .. Quick]);
-        Assert.True(r.ExitCode != 0, $"exit 0 for {string.Join(' ', args)}:\n{r.All}");
+        var output = command == "generate" ? dir["g.png"] : dir["eval.json"];
+        var r = Cli.Run(dir.Path, [command, .. resolved, command == "generate" ? "--out" : "--json", output, .. Quick]);
+        Assert.True(r.ExitCode != 0, $"exit 0 for {command} {string.Join(' ', args)}:\n{r.All}");
         Assert.Contains(expected, r.Stderr);
+        Assert.Single(r.Stderr.Trim().Split('\n'));
         Assert.DoesNotContain("   at ", r.Stderr);
-        Assert.False(File.Exists(dir["g.png"]), "nothing may be drawn");
-        if (args.Contains("MISSING"))
-        {
-            Assert.Single(r.Stderr.Trim().Split('\n'));
-            Assert.Contains("train-clip", r.Stderr);
-        }
+        Assert.False(File.Exists(output), "nothing may be written");
+        if (args.Contains("MISSING")) Assert.Contains("train-clip", r.Stderr);
         if (args.Contains("purple elephant"))
         {
             Assert.Contains("It knows these", r.Stderr);                          // and lists the words it knows
@@ -101,20 +106,34 @@ public class TextCliTests
         using var dir = TestSetup.Temp();
         WriteTinyModel(dir["tiny.ckpt"]);
         var r = Cli.Run(dir.Path, "eval-text2img", "--checkpoint", dir["tiny.ckpt"], "--prompts", "3", "--count", "2", "--guidance", "0,2",
-            "--sampler", "ddim", "--steps", "2", "--threads", "1", "--json", dir["eval.json"]);
+            "--fcd-count", "20", "--sampler", "ddim", "--steps", "2", "--threads", "1", "--json", dir["eval.json"]);
         Assert.True(r.ExitCode == 0, r.All);
         Assert.Contains("w = 0 (ddim:2", r.Stdout);
         Assert.Contains("w = 2 (ddim:2", r.Stdout);
+        Assert.Contains("caption FCD: 20 t10k pictures (0–19)", r.Stdout);
+        Assert.Contains("over 20 captions", r.Stdout);
         var root = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(dir["eval.json"]))!;
         var results = root["results"]!.AsArray();
         Assert.Equal(2, results.Count);
         var prompts = results[1]!["prompts"]!.AsArray();
         Assert.Equal(["a photo of a t-shirt", "a photo of a dark t-shirt", "a photo of a light t-shirt"], prompts.Select(x => (string)x!["Prompt"]!));
         Assert.Equal(2, (int)prompts[0]!["Count"]!);
+        foreach (var result in results)
+        {
+            var fcd = result!["fcd"]!;
+            Assert.Equal(20, (int)fcd["Count"]!);
+            Assert.Equal(20, (int)fcd["Scores"]!["Prompts"]!);
+            double floor = (double)fcd["Floor"]!, matched = (double)fcd["MatchedFloor"]!, value = (double)fcd["Fcd"]!;
+            Assert.True(double.IsFinite(value) && value > floor && floor > 0 && matched > 0, $"FCD {value}, floor {floor}, matched floor {matched} of an untrained model");
+        }
+        Assert.Equal((double)results[0]!["fcd"]!["Floor"]!, (double)results[1]!["fcd"]!["Floor"]!);   // the same real pictures at every weight
+        Assert.Equal("t10k 5000–5019", (string)root["fcdReal"]!["floor"]!);
 
-        var bad = Cli.Run(dir.Path, "eval-text2img", "--checkpoint", dir["tiny.ckpt"], "--prompts", "none", "--threads", "1");
-        Assert.Equal(2, bad.ExitCode);
-        Assert.Contains("--prompts none", bad.Stderr);
+        var skipped = Cli.Run(dir.Path, "eval-text2img", "--checkpoint", dir["tiny.ckpt"], "--prompts", "1", "--count", "1", "--fcd-count", "0",
+            "--sampler", "ddim", "--steps", "2", "--threads", "1", "--json", dir["skip.json"]);
+        Assert.True(skipped.ExitCode == 0, skipped.All);
+        Assert.DoesNotContain("FCD", skipped.Stdout);
+        Assert.Null(System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(dir["skip.json"]))!["results"]![0]!["fcd"]);
     }
 
     [Fact]

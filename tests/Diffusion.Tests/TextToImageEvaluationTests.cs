@@ -147,3 +147,74 @@ public class HeldOutTests
         Assert.False(HeldOut.Involves(new CaptionFacts(3, ["dark", null, null], null), heldOut));
     }
 }
+
+/// <summary>The caption-conditioned FCD: real t10k pictures with their captions, drawn back by stand-in "models" whose answer is known.</summary>
+public class CaptionFcdTests
+{
+    [Fact]
+    public void CaptionsPairWithTheirPicturesAndFcdSeesTheSetWhileAgreementSeesThePairs()
+    {
+        using var test = ImageDataset.FashionMnist(TestSetup.FashionMnistDir, train: false);
+        var thresholds = new CaptionSource(test).Thresholds;
+        using var classifier = FashionClassifier.LoadShipped(TestSetup.RepoRoot);
+        const int n = 300;
+        using var real = new CaptionedPictures(test, thresholds, n, classifier);
+        using var scope = NewDisposeScope();
+
+        // Caption i is t10k picture i's, as the caption builder says, and Images[i] is that picture.
+        var source = new CaptionSource(test, thresholds);
+        Assert.Equal(n, real.Count);
+        Assert.Equal(Enumerable.Range(0, n).Select(i => source.Caption(i)), real.Captions);
+        foreach (int i in new[] { 0, 1, 137, n - 1 })
+        {
+            Assert.Equal(source.Facts(i).Class, real.Facts[i].Class);
+            Assert.Equal(source.Facts(i).AllWords, real.Facts[i].AllWords);
+            Assert.True(Transforms.ToSignedUnit(test.Images[i]).eq(real.Images[i]).all().item<bool>(), $"picture {i}");
+        }
+
+        // A "model" that draws each caption's own picture: FCD 0, every word agrees, class agreement = the classifier's accuracy.
+        var asked = new List<string>();
+        var own = CaptionFcd.Measure(real, (captions, start) => { asked.AddRange(captions); return real.Images.narrow(0, start, captions.Count); },
+            classifier, thresholds, batch: 64);
+        Assert.Equal(real.Captions, asked);                                       // in order, each once, over uneven batches (4 × 64 + 44)
+        Assert.True(own.Fcd < 1e-6, $"FCD of the pictures against themselves: {own.Fcd}");
+        double accuracy;
+        using (no_grad()) accuracy = classifier.Predict(real.Images).eq(test.Labels![..n]).to(ScalarType.Float64).mean().item<double>();
+        Assert.Equal(accuracy, own.Scores.ClassAgreement, 9);
+        Assert.Equal(4, own.Scores.Attributes.Length);
+        Assert.All(own.Scores.Attributes, a => Assert.True(a.Agreement > 0.99, $"{a.Attribute} {a.Agreement:P1} of its own pictures"));
+
+        // The same pictures, each given to the next caption: the set (so FCD) is unchanged, the pairs are not.
+        var shifted = CaptionFcd.Measure(real, (captions, start) =>
+            real.Images.index_select(0, tensor(Enumerable.Range(start, captions.Count).Select(i => (long)((i + 1) % n)).ToArray())), classifier, thresholds, batch: 64);
+        Assert.True(shifted.Fcd < 1e-6, $"FCD after shifting: {shifted.Fcd}");
+        Assert.True(shifted.Scores.ClassAgreement < 0.3, $"class agreement of shifted pictures {shifted.Scores.ClassAgreement:P1}");
+        Assert.All(shifted.Scores.Attributes, a => Assert.True(a.Agreement < 0.75, $"{a.Attribute} {a.Agreement:P1} of shifted pictures"));
+
+        // Other real pictures, one per caption with the same facts: the caption-matched floor, below the floor of pictures as they come.
+        Assert.True(real.ExactlyMatched > 0.9 * n, $"{real.ExactlyMatched} of {n} matched exactly");
+        Assert.All(real.MatchedIndices, j => Assert.InRange(j, CaptionedPictures.MaxCount, 2 * CaptionedPictures.MaxCount - 1));
+        Assert.Equal(n, real.MatchedIndices.Distinct().Count());
+        var matched = CaptionFcd.Measure(real, (captions, start) =>
+            Transforms.ToSignedUnit(test.Images.index_select(0, tensor(real.MatchedIndices.Skip(start).Take(captions.Count).Select(j => (long)j).ToArray()))),
+            classifier, thresholds);
+        Assert.Equal(real.MatchedFloor, matched.Fcd, 6);
+        Assert.All(matched.Scores.Attributes, a => Assert.True(a.Agreement > 0.9, $"{a.Attribute} {a.Agreement:P1} of matched pictures"));
+        Assert.True(real.MatchedFloor > 0 && real.MatchedFloor < real.Floor, $"matched floor {real.MatchedFloor:F2}, floor {real.Floor:F2}");
+
+        Assert.Throws<ArgumentOutOfRangeException>(() => new CaptionedPictures(test, thresholds, 1, classifier));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new CaptionedPictures(test, thresholds, CaptionedPictures.MaxCount + 1, classifier));
+        Assert.Throws<InvalidOperationException>(() => CaptionFcd.Measure(real, (captions, start) => real.Images.narrow(0, 0, 1), classifier, thresholds));
+    }
+
+    [Fact]
+    public void MatchTakesTheSameFactsThenTheSameClassThenAnyAndNeverOnePictureTwice()
+    {
+        CaptionFacts F(int k, string? brightness = null, string? direction = null) => new(k, [brightness, null, null], direction);
+        CaptionFacts[] pool = [F(1, "dark"), F(2), F(1, "dark"), F(1), F(9, null, "facing left")];
+        var (picks, exact) = CaptionedPictures.Match([F(1, "dark"), F(1, "dark"), F(1, "dark"), F(9, null, "facing left"), F(3)], pool);
+        Assert.Equal([0, 2, 3, 4, 1], picks);       // two exact darks, then the class's other picture, the boot, then whatever is left
+        Assert.Equal(3, exact);
+        Assert.Throws<ArgumentException>(() => CaptionedPictures.Match([F(1), F(1)], [F(1)]));
+    }
+}

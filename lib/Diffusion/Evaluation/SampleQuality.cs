@@ -72,11 +72,20 @@ public sealed class SampleQuality : IDisposable
     }
 
     /// <summary>FCD of images [N, 1, 28, 28] in [−1, 1] against the reference half of t10k.</summary>
-    public double Fcd(Tensor images)
+    public double Fcd(Tensor images) => Fcd(classifier, images, Reference);
+
+    /// <summary>μ and Σ of <paramref name="classifier"/>'s features φ(x) of images [N ≥ 2, 1, 28, 28] in [−1, 1]. Dispose them.</summary>
+    public static FeatureStatistics Statistics(FashionClassifier classifier, Tensor images)
     {
         using var features = classifier.FeaturesOf(images);
-        using var stats = FeatureStatistics.Of(features);
-        return FrechetDistance.Compute(stats, Reference);
+        return FeatureStatistics.Of(features);
+    }
+
+    /// <summary>FCD of images [N, 1, 28, 28] in [−1, 1] against any reference statistics of the same classifier's features.</summary>
+    public static double Fcd(FashionClassifier classifier, Tensor images, FeatureStatistics reference)
+    {
+        using var stats = Statistics(classifier, images);
+        return FrechetDistance.Compute(stats, reference);
     }
 
     /// <summary>FCD of the first <paramref name="count"/> held-out real images: the floor at that sample count.</summary>
