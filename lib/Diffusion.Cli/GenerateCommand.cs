@@ -22,7 +22,7 @@ static class GenerateCommand
             "−1 = unconditional; Stable Diffusion's guidance_scale s is w = s − 1", 3.0);
         var sampler = SamplerOptions.Kind("DPM-Solver++ (default), DDIM or DDPM", "dpm++");
         var steps = Opt("--steps", "Sampler steps (default: the sampler's own, 20 for dpm++)", 20).Range(1, 100000);
-        var seed = Opt("--seed", "Random seed", 0);
+        var seed = SeedOption.Create();
         var output = Opt("--out", "Output PNG (grid)", "generated.png");
         var checkpoint = OptionalOpt<string>("--checkpoint", $"Text-to-image model file (default: data/checkpoints/{TextToImageFile.ShippedFileName})");
         var cmd = new Command("generate", "Draw Fashion-MNIST garments from a text prompt with the course's miniature Stable Diffusion.")

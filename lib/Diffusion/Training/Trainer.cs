@@ -67,26 +67,33 @@ public sealed class Trainer : IDisposable
         Device = device ?? Compute.Device;
         RunDirectory = runDirectory;
         Schedule = config.CreateSchedule();
-
-        // Weights are initialised from the seed: the same seed builds the same network.
-        manual_seed(options.Seed);
-        Model = new Unet(config.Unet);
-        if (options.EmaDecay > 0) EmaModel = new Unet(config.Unet);
-        Model.to(Device);
-        EmaModel?.to(Device);
-        // Fine-tuning part of the network: the other parameters are frozen (no gradient, not in the optimiser).
-        var trainable = Model.named_parameters()
-            .Where(p => options.TrainOnly is null || options.TrainOnly.Any(prefix => p.name.StartsWith(prefix, StringComparison.Ordinal))).ToList();
-        if (trainable.Count == 0)
-            throw new ArgumentException($"no parameter name starts with {string.Join(" or ", options.TrainOnly!)}; top-level modules are: " +
-                                        string.Join(", ", Model.named_children().Select(c => c.name)));
-        foreach (var (name, p) in Model.named_parameters()) p.requires_grad = trainable.Any(t => t.name == name);
-        optimizer = new AdamWStep(trainable.Select(p => p.parameter), options);
-        if (EmaModel is not null) ema = new Ema(Model, EmaModel, options.EmaDecay);
-        generator = new Generator((ulong)options.Seed);
-        ema?.CopyFromModel();
-        sampler = new BatchSampler((int)data.Count, options.BatchSize, options.Seed);
-        Model.train();
+        try
+        {
+            // Weights are initialised from the seed: the same seed builds the same network.
+            manual_seed(options.Seed);
+            Model = new Unet(config.Unet);
+            if (options.EmaDecay > 0) EmaModel = new Unet(config.Unet);
+            Model.to(Device);
+            EmaModel?.to(Device);
+            // Fine-tuning part of the network: the other parameters are frozen (no gradient, not in the optimiser).
+            var trainable = Model.named_parameters()
+                .Where(p => options.TrainOnly is null || options.TrainOnly.Any(prefix => p.name.StartsWith(prefix, StringComparison.Ordinal))).ToList();
+            if (trainable.Count == 0)
+                throw new ArgumentException($"no parameter name starts with {string.Join(" or ", options.TrainOnly!)}; top-level modules are: " +
+                                            string.Join(", ", Model.named_children().Select(c => c.name)));
+            foreach (var (name, p) in Model.named_parameters()) p.requires_grad = trainable.Any(t => t.name == name);
+            optimizer = new AdamWStep(trainable.Select(p => p.parameter), options);
+            if (EmaModel is not null) ema = new Ema(Model, EmaModel, options.EmaDecay);
+            generator = new Generator((ulong)options.Seed);
+            ema?.CopyFromModel();
+            sampler = new BatchSampler((int)data.Count, options.BatchSize, options.Seed);
+            Model.train();
+        }
+        catch
+        {
+            Dispose();                       // what was built before the error (e.g. --train-only matching no parameter)
+            throw;
+        }
     }
 
     /// <summary>
@@ -119,7 +126,12 @@ public sealed class Trainer : IDisposable
             throw new ArgumentException(
                 $"the checkpoint is already at step {parts.Info.Step}, beyond the {options.Steps} steps asked for; ask for more steps.");
         var trainer = new Trainer(parts.Info.Model, options, data, runDirectory, device);
-        trainer.Restore(parts);
+        try { trainer.Restore(parts); }
+        catch
+        {
+            trainer.Dispose();
+            throw;
+        }
         return trainer;
     }
 
@@ -301,10 +313,11 @@ public sealed class Trainer : IDisposable
     {
         lossLog?.Dispose();
         lossLog = null;
-        optimizer.Dispose();
-        Model.Dispose();
+        // Null-safe: a constructor that failed half-way disposes what it had built.
+        optimizer?.Dispose();
+        Model?.Dispose();
         EmaModel?.Dispose();
-        Schedule.Dispose();
-        generator.Dispose();
+        Schedule?.Dispose();
+        generator?.Dispose();
     }
 }
