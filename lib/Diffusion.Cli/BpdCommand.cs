@@ -12,7 +12,7 @@ static class BpdCommand
         var count = Opt("--count", "Number of test images (the first N of the Fashion-MNIST test set)", 64).Range(1, 10000);
         var steps = IntList("--steps", "Sampling-step counts to evaluate (each respaced from T, Improved DDPM §4)", [500, 100, 50, 25, 10]);
         var variances = Opt("--variance", "Comma-separated: beta, beta-tilde, learned (default: beta,beta-tilde, plus learned for a learned-variance model)", "");
-        var seed = Opt("--seed", "Random seed (the noise of each x_t)", 0);
+        var seed = SeedOption.Create("the noise of each x_t");
 
         var cmd = new Command("bpd", "Bits/dim (the variational bound, DDPM eq. 5) of a checkpoint on Fashion-MNIST test images, for several step counts and variances.")
         {
@@ -31,9 +31,10 @@ static class BpdCommand
                 if (config.ImageSize != 28 || config.Unet.Channels != 1)
                     throw new CliException($"bpd evaluates on Fashion-MNIST (28×28, 1 channel); this model is {config.ImageSize}×{config.ImageSize}×{config.Unet.Channels}");
                 var stepCounts = p.GetValue(steps)!;
+                // Each step count is a respaced DDPM (ddpm:k), checked where every sampler's steps are: SamplerSpec.
                 foreach (var k in stepCounts)
-                    if (k < 1 || k > config.Timesteps)
-                        throw new CliException($"--steps {k}: each step count must be between 1 and T = {config.Timesteps}");
+                    try { new SamplerSpec(DdpmSampler.Kind.Name, k).Validate(config); }
+                    catch (ArgumentException e) { throw new CliException($"--steps {k}: {e.Message}"); }
                 Evaluate(model, info, path, stepCounts, kinds, p.GetValue(count), p.GetValue(seed), dev);
             }
             return 0;
@@ -61,13 +62,19 @@ static class BpdCommand
             using (spaced)
             {
                 var samplers = kinds.Select(v => new DdpmSampler(spaced, config.Prediction, v, clipDenoised: true, kept)).ToList();
-                var sw = Stopwatch.StartNew();
-                using var g = new Generator((ulong)seed);
-                var results = Likelihood.Evaluate((x, t) => model.forward(x, t), samplers, x0, g);
-                for (int i = 0; i < results.Length; i++)
-                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"{k} | {SamplerSpec.VarianceName(kinds[i])} | {results[i].Total:F4} | {results[i].StandardError:F4} | {results[i].Prior:F5} | {results[i].Terms[0]:F4} | {sw.Elapsed.TotalSeconds:F0}"));
-                foreach (var sampler in samplers) sampler.Dispose();
+                try
+                {
+                    var sw = Stopwatch.StartNew();
+                    using var g = new Generator((ulong)seed);
+                    var results = Likelihood.Evaluate((x, t) => model.forward(x, t), samplers, x0, g);
+                    for (int i = 0; i < results.Length; i++)
+                        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                            $"{k} | {SamplerSpec.VarianceName(kinds[i])} | {results[i].Total:F4} | {results[i].StandardError:F4} | {results[i].Prior:F5} | {results[i].Terms[0]:F4} | {sw.Elapsed.TotalSeconds:F0}"));
+                }
+                finally
+                {
+                    foreach (var sampler in samplers) sampler.Dispose();
+                }
             }
         }
     }
@@ -84,7 +91,7 @@ static class BpdCommand
             ReverseVariance v;
             try { v = SamplerSpec.ParseVariance(part); }
             catch (FormatException e) { throw new CliException($"--variance: {e.Message}"); }
-            new SamplerSpec("ddpm", Variance: v).Validate(config);
+            new SamplerSpec(DdpmSampler.Kind.Name, Variance: v).Validate(config);
             list.Add(v);
         }
         return list;

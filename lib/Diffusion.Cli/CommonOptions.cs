@@ -66,6 +66,14 @@ sealed class CheckpointOptions
     }
 }
 
+/// <summary>--seed, declared once for every command that draws random numbers; each says what the seed drives.</summary>
+static class SeedOption
+{
+    /// <param name="drives">What the seed drives, e.g. "the sampling noise" (shown as "Random seed (the sampling noise)").</param>
+    public static Option<int> Create(string? drives = null, int defaultValue = 0) =>
+        Opt("--seed", drives is null ? "Random seed" : $"Random seed ({drives})", defaultValue);
+}
+
 /// <summary>
 /// What the commands that train one small model into one new file share (train-classifier, train-clip, train-text2img),
 /// declared once: --out (never overwritten), --steps (not for a run counted in epochs), --batch-size, --lr and --seed.
@@ -77,7 +85,7 @@ sealed class ModelFileTrainingOptions
     readonly Option<int>? steps;
     readonly Option<int> batch;
     readonly Option<double> lr;
-    readonly Option<int> seed = Opt("--seed", "Random seed", 0);
+    readonly Option<int> seed = SeedOption.Create();
 
     /// <param name="model">What the file holds, for --out's description ("the mini-CLIP").</param>
     /// <param name="steps">--steps' description and default; null for a command that counts epochs instead.</param>
@@ -131,7 +139,7 @@ sealed class TextToImageOptions
     readonly Option<string?> checkpoint = OptionalOpt<string>("--checkpoint", $"Text-to-image model file (default: data/checkpoints/{TextToImageFile.ShippedFileName})");
     readonly Option<string> sampler = SamplerOptions.Kind("DPM-Solver++ (default), DDIM or DDPM", "dpm++");
     readonly Option<int> steps = Opt("--steps", "Sampler steps (default: the sampler's own, 20 for dpm++)", 20).Range(1, 100000);
-    readonly Option<int> seed = Opt("--seed", "Random seed of the sampling noise", 0);
+    readonly Option<int> seed = SeedOption.Create("the sampling noise");
 
     public TextToImageOptions(Command command)
     {

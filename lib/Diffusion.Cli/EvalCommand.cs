@@ -20,7 +20,7 @@ static class EvalCommand
         var samplers = Opt("--samplers", $"Comma-separated samplers to compare: {SamplerSpec.Usages}", "ddim:50");
         var count = Opt("--count", "Generated images per sampler (FCD is biased upwards at small counts: compare at equal counts)", 256).Range(2, 5000);
         var batch = Opt("--batch-size", "Images sampled at once", 64).Range(1, 4096);
-        var seed = Opt("--seed", "Random seed of the sampling noise", 0);
+        var seed = SeedOption.Create("the sampling noise");
         var classifier = OptionalOpt<string>("--classifier", $"Classifier file (default: data/classifier/{FashionClassifier.ShippedFileName})");
         var eta = SamplerOptions.Eta();
         var variance = SamplerOptions.Variance();

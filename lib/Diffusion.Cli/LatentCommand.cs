@@ -22,7 +22,7 @@ static class LatentCommand
         var batch = Opt("--batch-size", "Images (latents) per step", 64).Range(2, 65536);
         var encodeCount = Opt("--encode", "Training images to encode for the diffusion stage", 20000).Range(64, 60000);
         var sampleSteps = Opt("--sample-steps", "DDIM steps for the 80 final samples", 100).Range(1, 100000);
-        var seed = Opt("--seed", "Random seed", 0);
+        var seed = SeedOption.Create();
         var output = Opt("--out", "Run folder", Path.Combine("runs", "latent"));
         var autoencoder = OptionalOpt<string>("--autoencoder", "Skip stage 1: use this trained autoencoder file (e.g. data/checkpoints/fashion-mnist-autoencoder.ckpt)");
         var cmd = new Command("latent",
@@ -60,7 +60,7 @@ static class LatentCommand
             });
             trainer.SaveModelForSampling(Path.Combine(outDir, DiffusionFileName));
             // x̂_0 is clipped to the latents' range by LatentSpace.ClipStart, not to [−1, 1] by the sampler.
-            var ddim = new SamplerSpec("ddim", p.GetValue(sampleSteps), Clip: false).Validate(config, Console.WriteLine);
+            var ddim = new SamplerSpec(DdimSampler.Kind.Name, p.GetValue(sampleSteps), Clip: false).Validate(config, Console.WriteLine);
             double sampleSeconds = WriteImages(stage1.Model, stage1.Info.ScalingFactor, trainer, test, outDir, s, ddim);
             WriteSummary(outDir, stage1, latentData.Count, trainer, sampleSeconds, ddim.Steps!.Value);
             return 0;

@@ -12,7 +12,7 @@ static class SampleCommand
         var eta = SamplerOptions.Eta();
         var variance = SamplerOptions.Variance();
         var noClip = Opt("--no-clip", "Do not clamp the predicted x_0 to [-1, 1]", false);
-        var seed = Opt("--seed", "Random seed", 0);
+        var seed = SeedOption.Create();
         var output = Opt("--out", "Output PNG (grid)", "samples.png");
         var gif = OptionalOpt<string>("--gif", "Also write an animated GIF of the reverse process here");
         var cls = Opt("--class", "Conditional models: a class index for every sample, or all (one grid row per class)", "all");

@@ -8,7 +8,7 @@ sealed record SampleRequest
 {
     public int Count { get; init; } = 64;
     /// <summary>The sampler: kind, steps, η, σ²_t, clipping.</summary>
-    public SamplerSpec Sampler { get; init; } = new("ddpm");
+    public SamplerSpec Sampler { get; init; } = new(DdpmSampler.Kind.Name);
     public int Seed { get; init; }
     public string PngPath { get; init; } = "samples.png";
     public string? GifPath { get; init; }
@@ -53,6 +53,7 @@ static class SampleWriter
         }
         else if (r.Class is not null)
             throw new CliException("--class was given but this model is unconditional (trained without --conditional); drop --class, or use a conditional checkpoint");
+        using var ownedClasses = classes;                                 // disposed on every way out, errors and Ctrl+C included
 
         var shape = new long[] { count, config.Unet.Channels, config.ImageSize, config.ImageSize };
         int captureEvery = r.GifPath is null ? 0 : Math.Max(1, sampler.Steps / Math.Max(1, r.GifFrames));
@@ -78,7 +79,6 @@ static class SampleWriter
                 Console.WriteLine($"wrote {r.GifPath} ({result.Intermediates.Count} frames of the reverse process)");
             }
         }
-        classes?.Dispose();
         return seconds;
     }
 }

@@ -68,7 +68,7 @@ static class TrainCommand
         var gradClip = Opt("--grad-clip", "Max global gradient norm (0 = off)", o.GradientClipNorm).Range(0, 1e6);
         var noFlip = Opt("--no-flip", "Do not flip training images at random", false);
         var classDropout = Opt("--class-dropout", "Probability of dropping the label (conditional models)", o.ClassDropout).Range(0, 1);
-        var seed = Opt("--seed", "Random seed (weights, data order, noise)", o.Seed);
+        var seed = SeedOption.Create("weights, data order, noise", o.Seed);
         var output = Opt("--out", "Run folder (checkpoint.ckpt, model.ckpt, loss.csv, samples.png, denoising.gif, run.json)", Path.Combine("runs", "fashion-mnist"));
         var resume = Opt("--resume", "Continue the run in --out from its checkpoint", false);
         var checkpointEvery = Opt("--checkpoint-every", "Checkpoint every N steps", o.CheckpointEvery).Range(1, 1e9);
@@ -164,7 +164,12 @@ static class TrainCommand
             var training = Training(p, ds);
             config.Validate();
             var trainer = new Trainer(config, training, ds, outDir, dev);
-            if (p.GetValue(initFrom) is { } initPath) InitializeFrom(trainer, initPath);
+            try { if (p.GetValue(initFrom) is { } initPath) InitializeFrom(trainer, initPath); }
+            catch
+            {
+                trainer.Dispose();                                        // a missing or unfitting --init-from file
+                throw;
+            }
             return trainer;
         }
 
@@ -193,7 +198,7 @@ static class TrainCommand
             WriteSummary(trainer, outDir);
             if (p.GetValue(samples) is var n and > 0)
             {
-                var kind = SamplerSpec.Parse(trainer.Config.Variance == VarianceType.Learned && !p.Given(sampler) ? "ddpm" : p.GetValue(sampler)!);
+                var kind = SamplerSpec.Parse(trainer.Config.Variance == VarianceType.Learned && !p.Given(sampler) ? DdpmSampler.Kind.Name : p.GetValue(sampler)!);
                 SampleWriter.Write(trainer.EmaModel ?? trainer.Model, trainer.Config, new SampleRequest
                 {
                     Count = n, Seed = trainer.Options.Seed,
@@ -218,17 +223,13 @@ static class TrainCommand
         using (source)
         {
             if (sourceInfo.Model.Prediction != trainer.Config.Prediction)
-            {
-                trainer.Dispose();
                 throw new CliException(
                     $"--init-from {initPath}: that network predicts {Name(sourceInfo.Model.Prediction)}, this run {Name(trainer.Config.Prediction)}; " +
                     $"fine-tuning keeps what a network predicts: add --prediction {Name(sourceInfo.Model.Prediction)}" +
                     (sourceInfo.Model.Prediction == Prediction.Epsilon ? " (and --min-snr 0 to train as that model was trained)." : "."));
-            }
             try { trainer.InitializeFrom(source); }
             catch (ArgumentException error)
             {
-                trainer.Dispose();
                 throw new CliException($"--init-from {initPath}: its network does not fit this one ({error.Message}). Use the same --dim, --dim-mults, --block, --groups and --attention-levels as that model.");
             }
         }
@@ -247,21 +248,22 @@ static class TrainCommand
             throw new CliException($"--minutes measures the step time during the learning-rate warm-up, which needs at least 6 steps " +
                                    $"(--warmup {trainer.Options.WarmupSteps}, --checkpoint-every {trainer.Options.CheckpointEvery}); raise them or use --steps.");
         int skip = probe / 3;
-        var sw = new Stopwatch();
-        double spent = 0;
-        ConsoleProgress.Run("measuring the step time", probe, report =>
+        // Seconds per step over steps skip+1..probe, and the training seconds spent so far.
+        var (perStep, spent) = ConsoleProgress.Run("measuring the step time", probe, report =>
         {
+            var sw = new Stopwatch();
+            double elapsed = 0;
             void OnStep(TrainingProgress pr)
             {
                 if (pr.Step == skip) sw.Restart();
-                spent = pr.Elapsed.TotalSeconds;
+                elapsed = pr.Elapsed.TotalSeconds;
                 report(pr.Step, string.Create(CultureInfo.InvariantCulture, $"loss {pr.Loss:F4}"));
             }
             trainer.Progress += OnStep;
             try { trainer.Train(until: probe); }
             finally { trainer.Progress -= OnStep; }                      // the run's own progress takes over
+            return (sw.Elapsed.TotalSeconds / (probe - skip), elapsed);
         });
-        double perStep = sw.Elapsed.TotalSeconds / (probe - skip);
         int total = Math.Max(probe, (int)Math.Floor(probe + (minutes * 60 - spent) / perStep));
         trainer.FixTotalSteps(total);
         if (trainer.Step == total && trainer.RunDirectory is not null) trainer.SaveCheckpoint();   // the budget ended with the probe

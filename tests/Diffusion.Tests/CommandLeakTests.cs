@@ -65,4 +65,26 @@ public class CommandLeakTests
         Assert.NotEqual(0, missing.ExitCode);
         Assert.Contains("live tensors: 0", missing.Stderr);
     }
+
+    /// <summary>
+    /// A train that fails after it built its network still frees it: --train-only naming no module (the Trainer's
+    /// constructor throws after building the U-Net and its EMA; 297 tensors were left before) and --init-from a missing file
+    /// (the Trainer is built, then the file is not found; 579 were left).
+    /// </summary>
+    [Fact]
+    public void TrainThatFailsAfterBuildingItsNetworkLeavesNoTensorBehind()
+    {
+        using var dir = TestSetup.Temp();
+        string[] tiny = ["--steps", "1", "--batch-size", "4", "--dim", "8", "--dim-mults", "1,2", "--attention-levels", "none",
+            "--timesteps", "20", "--samples", "0", "--threads", "1"];
+        var noModule = Cli.Run(Report, dir.Path, ["train", "--out", dir["a"], "--train-only", "nomatch", .. tiny]);
+        Assert.Contains("no parameter name starts with nomatch", noModule.Stderr);
+        var noFile = Cli.Run(Report, dir.Path, ["train", "--out", dir["b"], "--init-from", dir["none.ckpt"], .. tiny]);
+        Assert.Contains("not found", noFile.Stderr);
+        foreach (var r in new[] { noModule, noFile })
+        {
+            Assert.NotEqual(0, r.ExitCode);
+            Assert.Contains("live tensors: 0", r.Stderr);
+        }
+    }
 }

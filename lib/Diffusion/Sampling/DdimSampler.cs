@@ -25,9 +25,7 @@ public sealed class DdimSampler : ISampler
 
     public DdimSampler(NoiseSchedule schedule, int steps, double eta = 0, Prediction prediction = Prediction.Epsilon,
         bool clipDenoised = true)
-        : this(schedule, steps >= 1 && steps <= schedule.Timesteps ? TimestepPlan.EvenlySpaced(schedule.Timesteps, steps)
-            : throw new ArgumentOutOfRangeException(nameof(steps), steps, $"DDIM steps must be between 1 and T = {schedule.Timesteps}"),
-            eta, prediction, clipDenoised) { }
+        : this(schedule, TimestepPlan.EvenlySpaced(schedule.Timesteps, steps), eta, prediction, clipDenoised) { }
 
     /// <summary>DDIM on any plan of time steps, e.g. one jump t → t′ with <c>new TimestepPlan([t, t′])</c>.</summary>
     public DdimSampler(NoiseSchedule schedule, TimestepPlan plan, double eta = 0, Prediction prediction = Prediction.Epsilon,

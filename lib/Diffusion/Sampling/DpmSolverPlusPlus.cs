@@ -37,9 +37,7 @@ public sealed class DpmSolverPlusPlus : ISampler
     public DpmSolverPlusPlus(NoiseSchedule schedule, int steps, Prediction prediction = Prediction.Epsilon, bool clipDenoised = true,
         TimestepSpacing spacing = TimestepSpacing.LogSnr)
     {
-        if (steps < 1 || steps > schedule.Timesteps)
-            throw new ArgumentOutOfRangeException(nameof(steps), steps,
-                $"DPM-Solver++ steps must be between 1 and T = {schedule.Timesteps}");
+        TimestepPlan.CheckStepCount(steps, schedule.Timesteps);
         Schedule = schedule;
         Prediction = prediction;
         ClipDenoised = clipDenoised;
@@ -66,8 +64,7 @@ public sealed class DpmSolverPlusPlus : ISampler
     public static int[] LogSnrSpaced(NoiseSchedule schedule, int steps)
     {
         int T = schedule.Timesteps;
-        if (steps < 1 || steps > T)
-            throw new ArgumentOutOfRangeException(nameof(steps), steps, $"the number of sampling steps must be between 1 and T = {T}");
+        TimestepPlan.CheckStepCount(steps, T);
         var lambdas = schedule.AlphasCumprod.Select(Lambda).ToArray();
         double lo = Math.Max(lambdas[T - 1], LambdaMin), hi = lambdas[0];
         var ts = new int[steps];

@@ -14,8 +14,7 @@ public static class Respacing
     /// </summary>
     public static int[] EvenlySpaced(int timesteps, int steps)
     {
-        if (steps < 1 || steps > timesteps)
-            throw new ArgumentOutOfRangeException(nameof(steps), steps, $"the number of sampling steps must be between 1 and T = {timesteps}");
+        TimestepPlan.CheckStepCount(steps, timesteps);
         if (steps == 1) return [timesteps - 1];
         var kept = new SortedSet<int>();
         for (int i = 0; i < steps; i++) kept.Add((int)Math.Round((double)i * (timesteps - 1) / (steps - 1)));

@@ -31,6 +31,14 @@ public sealed class TimestepPlan
         ModelTimesteps = (int[])(modelTimesteps ?? timesteps).Clone();
     }
 
+    /// <summary>
+    /// The one guard on a number of planned steps: between 1 and T. Samplers and <see cref="Respacing"/> call it; a
+    /// user's request is checked (or clamped, announced) earlier by <c>SamplerSpec.Validate</c>.
+    /// </summary>
+    public static int CheckStepCount(int steps, int timesteps, string paramName = "steps") =>
+        steps >= 1 && steps <= timesteps ? steps
+            : throw new ArgumentOutOfRangeException(paramName, steps, $"the number of sampling steps must be between 1 and T = {timesteps}");
+
     /// <summary>Every step T−1, …, 0 (Algorithm 2).</summary>
     public static TimestepPlan All(int timesteps) => new(Enumerable.Range(0, timesteps).Reverse().ToArray());
 

@@ -19,8 +19,9 @@ public sealed class TrainingDivergedException(string message) : Exception(messag
 /// gradient step on ‖ε − ε_θ(√ᾱ_t x_0 + √(1−ᾱ_t) ε, t)‖² } — with AdamW, learning-rate warm-up, gradient clipping,
 /// an EMA of the weights, and atomic checkpoints that a resumed run continues from exactly.
 /// Every step runs inside its own TorchSharp dispose scope, so native memory stays flat.
+/// The step's loss is <see cref="TrainingStep"/>; checkpoints and resuming are in Trainer.Persistence.cs; the loss log is <see cref="LossLog"/>.
 /// </summary>
-public sealed class Trainer : IDisposable
+public sealed partial class Trainer : IDisposable
 {
     public DiffusionModelConfig Config { get; }
     public TrainingOptions Options { get; private set; }
@@ -67,26 +68,33 @@ public sealed class Trainer : IDisposable
         Device = device ?? Compute.Device;
         RunDirectory = runDirectory;
         Schedule = config.CreateSchedule();
-
-        // Weights are initialised from the seed: the same seed builds the same network.
-        manual_seed(options.Seed);
-        Model = new Unet(config.Unet);
-        if (options.EmaDecay > 0) EmaModel = new Unet(config.Unet);
-        Model.to(Device);
-        EmaModel?.to(Device);
-        // Fine-tuning part of the network: the other parameters are frozen (no gradient, not in the optimiser).
-        var trainable = Model.named_parameters()
-            .Where(p => options.TrainOnly is null || options.TrainOnly.Any(prefix => p.name.StartsWith(prefix, StringComparison.Ordinal))).ToList();
-        if (trainable.Count == 0)
-            throw new ArgumentException($"no parameter name starts with {string.Join(" or ", options.TrainOnly!)}; top-level modules are: " +
-                                        string.Join(", ", Model.named_children().Select(c => c.name)));
-        foreach (var (name, p) in Model.named_parameters()) p.requires_grad = trainable.Any(t => t.name == name);
-        optimizer = new AdamWStep(trainable.Select(p => p.parameter), options);
-        if (EmaModel is not null) ema = new Ema(Model, EmaModel, options.EmaDecay);
-        generator = new Generator((ulong)options.Seed);
-        ema?.CopyFromModel();
-        sampler = new BatchSampler((int)data.Count, options.BatchSize, options.Seed);
-        Model.train();
+        try
+        {
+            // Weights are initialised from the seed: the same seed builds the same network.
+            manual_seed(options.Seed);
+            Model = new Unet(config.Unet);
+            if (options.EmaDecay > 0) EmaModel = new Unet(config.Unet);
+            Model.to(Device);
+            EmaModel?.to(Device);
+            // Fine-tuning part of the network: the other parameters are frozen (no gradient, not in the optimiser).
+            var trainable = Model.named_parameters()
+                .Where(p => options.TrainOnly is null || options.TrainOnly.Any(prefix => p.name.StartsWith(prefix, StringComparison.Ordinal))).ToList();
+            if (trainable.Count == 0)
+                throw new ArgumentException($"no parameter name starts with {string.Join(" or ", options.TrainOnly!)}; top-level modules are: " +
+                                            string.Join(", ", Model.named_children().Select(c => c.name)));
+            foreach (var (name, p) in Model.named_parameters()) p.requires_grad = trainable.Any(t => t.name == name);
+            optimizer = new AdamWStep(trainable.Select(p => p.parameter), options);
+            if (EmaModel is not null) ema = new Ema(Model, EmaModel, options.EmaDecay);
+            generator = new Generator((ulong)options.Seed);
+            ema?.CopyFromModel();
+            sampler = new BatchSampler((int)data.Count, options.BatchSize, options.Seed);
+            Model.train();
+        }
+        catch
+        {
+            Dispose();                       // what was built before the error (e.g. --train-only matching no parameter)
+            throw;
+        }
     }
 
     /// <summary>
@@ -100,50 +108,6 @@ public sealed class Trainer : IDisposable
         if (Step != 0) throw new InvalidOperationException("initialise the weights before the first training step");
         WeightTransfer.Copy(source, Model);
         ema?.CopyFromModel();
-    }
-
-    /// <summary>
-    /// Continues a run from its checkpoint: same weights, EMA, optimiser moments, data order and random numbers, so the
-    /// result equals an uninterrupted run. Only the total number of steps may change.
-    /// </summary>
-    public static Trainer Resume(string checkpointPath, ImageDataset data, string? runDirectory = null, Device? device = null,
-        int? totalSteps = null)
-    {
-        var parts = Checkpoint.Load(checkpointPath);
-        if (!parts.Info.HasOptimizer)
-            throw new ArgumentException(
-                $"{checkpointPath} holds only the weights for sampling (no optimiser state), so training cannot continue from it; " +
-                $"resume from the run's {CheckpointFileName}.");
-        var options = totalSteps is null ? parts.Info.Training : parts.Info.Training with { Steps = totalSteps.Value };
-        if (parts.Info.Step > options.Steps)
-            throw new ArgumentException(
-                $"the checkpoint is already at step {parts.Info.Step}, beyond the {options.Steps} steps asked for; ask for more steps.");
-        var trainer = new Trainer(parts.Info.Model, options, data, runDirectory, device);
-        trainer.Restore(parts);
-        return trainer;
-    }
-
-    /// <summary>Takes over a checkpoint's weights, EMA, optimiser moments, random state, data position and step.</summary>
-    void Restore(Checkpoint.Parts saved)
-    {
-        var info = saved.Info;
-        Checkpoint.LoadModule(Model, saved.Model, "model");
-        if (ema is not null)
-        {
-            if (saved.Ema is not null) Checkpoint.LoadModule(EmaModel!, saved.Ema, "EMA");
-            else ema.CopyFromModel();
-        }
-        if (saved.Optimizer is not null)
-        {
-            using var r = new BinaryReader(new MemoryStream(saved.Optimizer));
-            optimizer.Optimizer.load_state_dict(r);
-        }
-        using (var state = torch.tensor(Convert.FromBase64String(info.GeneratorState), dtype: ScalarType.Byte))
-            generator.set_state(state);
-        sampler = new BatchSampler((int)Data.Count, Options.BatchSize, Options.Seed, info.DataPosition);
-        Step = info.Step;
-        trainingSecondsBefore = info.TrainingSeconds;
-        recentLossBefore = info.RecentLoss;
     }
 
     static void CheckData(DiffusionModelConfig config, TrainingOptions options, ImageDataset data)
@@ -246,50 +210,6 @@ public sealed class Trainer : IDisposable
                $"Lower the learning rate (now {Options.LearningRateAt(Step):g3}), keep gradient clipping on, or check the data for NaN values.";
     }
 
-    /// <summary>Writes the checkpoint atomically (to <see cref="CheckpointPath"/> unless another path is given).</summary>
-    public string SaveCheckpoint(string? path = null)
-    {
-        path ??= CheckpointPath ?? throw new InvalidOperationException("no run folder: pass a checkpoint path");
-        byte[] optimizerBytes;
-        using (var ms = new MemoryStream())
-        {
-            using (var w = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true)) optimizer.Optimizer.save_state_dict(w);
-            optimizerBytes = ms.ToArray();
-        }
-        string generatorState;
-        using (var state = generator.get_state()) generatorState = Convert.ToBase64String(state.data<byte>().ToArray());
-        var info = Info() with
-        {
-            DataPosition = sampler.Position, GeneratorState = generatorState, HasEma = EmaModel is not null, HasOptimizer = true,
-        };
-        lossLog?.Flush();
-        Checkpoint.Save(path, new Checkpoint.Parts(info, Checkpoint.ModuleBytes(Model),
-            EmaModel is null ? null : Checkpoint.ModuleBytes(EmaModel), optimizerBytes));
-        CheckpointSaved?.Invoke(path);
-        return path;
-    }
-
-    /// <summary>
-    /// Writes a small checkpoint for sampling only: the configuration and the EMA weights (or the raw weights when
-    /// there is no EMA), without optimiser state — about a quarter of the full checkpoint. It cannot be resumed.
-    /// </summary>
-    public string SaveModelForSampling(string path)
-    {
-        var info = Info() with { HasEma = false, HasOptimizer = false };
-        Checkpoint.Save(path, new Checkpoint.Parts(info, Checkpoint.ModuleBytes(EmaModel ?? Model), null, null));
-        return path;
-    }
-
-    /// <summary>What every checkpoint of this run says: configuration, step, recent loss (a resumed run without new steps keeps the checkpoint's), seconds.</summary>
-    CheckpointInfo Info() => new()
-    {
-        Model = Config,
-        Training = Options,
-        Step = Step,
-        RecentLoss = LossHistory.Count > 0 ? LossHistory.TakeLast(50).Select(l => l.Loss).Average() : recentLossBefore,
-        TrainingSeconds = trainingSecondsBefore + clock.Elapsed.TotalSeconds,
-    };
-
     /// <summary>The trained network as a sampler's <see cref="DenoisingModel"/> (EMA weights when there are some).</summary>
     public DenoisingModel Denoiser(bool useEma = true, Tensor? classes = null)
     {
@@ -301,10 +221,11 @@ public sealed class Trainer : IDisposable
     {
         lossLog?.Dispose();
         lossLog = null;
-        optimizer.Dispose();
-        Model.Dispose();
+        // Null-safe: a constructor that failed half-way disposes what it had built.
+        optimizer?.Dispose();
+        Model?.Dispose();
         EmaModel?.Dispose();
-        Schedule.Dispose();
-        generator.Dispose();
+        Schedule?.Dispose();
+        generator?.Dispose();
     }
 }

@@ -1,0 +1,100 @@
+using Diffusion.Data;
+
+namespace Diffusion.Training;
+
+/// <summary>The run's persistence: resuming from a checkpoint (a named factory) and writing the two kinds of checkpoint.</summary>
+public sealed partial class Trainer
+{
+    /// <summary>
+    /// Continues a run from its checkpoint: same weights, EMA, optimiser moments, data order and random numbers, so the
+    /// result equals an uninterrupted run. Only the total number of steps may change.
+    /// </summary>
+    public static Trainer Resume(string checkpointPath, ImageDataset data, string? runDirectory = null, Device? device = null,
+        int? totalSteps = null)
+    {
+        var parts = Checkpoint.Load(checkpointPath);
+        if (!parts.Info.HasOptimizer)
+            throw new ArgumentException(
+                $"{checkpointPath} holds only the weights for sampling (no optimiser state), so training cannot continue from it; " +
+                $"resume from the run's {CheckpointFileName}.");
+        var options = totalSteps is null ? parts.Info.Training : parts.Info.Training with { Steps = totalSteps.Value };
+        if (parts.Info.Step > options.Steps)
+            throw new ArgumentException(
+                $"the checkpoint is already at step {parts.Info.Step}, beyond the {options.Steps} steps asked for; ask for more steps.");
+        var trainer = new Trainer(parts.Info.Model, options, data, runDirectory, device);
+        try { trainer.Restore(parts); }
+        catch
+        {
+            trainer.Dispose();
+            throw;
+        }
+        return trainer;
+    }
+
+    /// <summary>Takes over a checkpoint's weights, EMA, optimiser moments, random state, data position and step.</summary>
+    void Restore(Checkpoint.Parts saved)
+    {
+        var info = saved.Info;
+        Checkpoint.LoadModule(Model, saved.Model, "model");
+        if (ema is not null)
+        {
+            if (saved.Ema is not null) Checkpoint.LoadModule(EmaModel!, saved.Ema, "EMA");
+            else ema.CopyFromModel();
+        }
+        if (saved.Optimizer is not null)
+        {
+            using var r = new BinaryReader(new MemoryStream(saved.Optimizer));
+            optimizer.Optimizer.load_state_dict(r);
+        }
+        using (var state = torch.tensor(Convert.FromBase64String(info.GeneratorState), dtype: ScalarType.Byte))
+            generator.set_state(state);
+        sampler = new BatchSampler((int)Data.Count, Options.BatchSize, Options.Seed, info.DataPosition);
+        Step = info.Step;
+        trainingSecondsBefore = info.TrainingSeconds;
+        recentLossBefore = info.RecentLoss;
+    }
+
+    /// <summary>Writes the checkpoint atomically (to <see cref="CheckpointPath"/> unless another path is given).</summary>
+    public string SaveCheckpoint(string? path = null)
+    {
+        path ??= CheckpointPath ?? throw new InvalidOperationException("no run folder: pass a checkpoint path");
+        byte[] optimizerBytes;
+        using (var ms = new MemoryStream())
+        {
+            using (var w = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true)) optimizer.Optimizer.save_state_dict(w);
+            optimizerBytes = ms.ToArray();
+        }
+        string generatorState;
+        using (var state = generator.get_state()) generatorState = Convert.ToBase64String(state.data<byte>().ToArray());
+        var info = Info() with
+        {
+            DataPosition = sampler.Position, GeneratorState = generatorState, HasEma = EmaModel is not null, HasOptimizer = true,
+        };
+        lossLog?.Flush();
+        Checkpoint.Save(path, new Checkpoint.Parts(info, Checkpoint.ModuleBytes(Model),
+            EmaModel is null ? null : Checkpoint.ModuleBytes(EmaModel), optimizerBytes));
+        CheckpointSaved?.Invoke(path);
+        return path;
+    }
+
+    /// <summary>
+    /// Writes a small checkpoint for sampling only: the configuration and the EMA weights (or the raw weights when
+    /// there is no EMA), without optimiser state — about a quarter of the full checkpoint. It cannot be resumed.
+    /// </summary>
+    public string SaveModelForSampling(string path)
+    {
+        var info = Info() with { HasEma = false, HasOptimizer = false };
+        Checkpoint.Save(path, new Checkpoint.Parts(info, Checkpoint.ModuleBytes(EmaModel ?? Model), null, null));
+        return path;
+    }
+
+    /// <summary>What every checkpoint of this run says: configuration, step, recent loss (a resumed run without new steps keeps the checkpoint's), seconds.</summary>
+    CheckpointInfo Info() => new()
+    {
+        Model = Config,
+        Training = Options,
+        Step = Step,
+        RecentLoss = LossHistory.Count > 0 ? LossHistory.TakeLast(50).Select(l => l.Loss).Average() : recentLossBefore,
+        TrainingSeconds = trainingSecondsBefore + clock.Elapsed.TotalSeconds,
+    };
+}
