@@ -60,12 +60,21 @@ static class NotebookRunner
     /// <summary>The Debian packages that provide <c>jupyter nbconvert</c> and its kernel client.</summary>
     public const string AptPackages = "jupyter-nbconvert jupyter-client python3-ipykernel";
 
-    static Dictionary<string, string> JupyterEnvironment() => new()
+    /// <summary>
+    /// Slot k's private Jupyter folder. Two notebooks run at once (<see cref="NotebookRuns"/>) need two kernelspecs:
+    /// dotnet-interactive binds the first free port of its <c>--http-port-range</c>, and two kernels starting in the same
+    /// second both took 2048 ("address already in use"). Slot 0 keeps the registered range, slot k uses its own.
+    /// </summary>
+    static string SlotDir(int slot) => slot == 0 ? JupyterDir : JupyterDir + "-slot" + slot;
+
+    public const int Slots = 2;
+
+    static Dictionary<string, string> JupyterEnvironment(int slot = 0) => new()
     {
-        ["JUPYTER_PATH"] = JupyterDir,
-        ["JUPYTER_DATA_DIR"] = JupyterDir,
-        ["JUPYTER_CONFIG_DIR"] = Path.Combine(JupyterDir, "config"),
-        ["JUPYTER_RUNTIME_DIR"] = Path.Combine(JupyterDir, "runtime"),
+        ["JUPYTER_PATH"] = SlotDir(slot),
+        ["JUPYTER_DATA_DIR"] = SlotDir(slot),
+        ["JUPYTER_CONFIG_DIR"] = Path.Combine(SlotDir(slot), "config"),
+        ["JUPYTER_RUNTIME_DIR"] = Path.Combine(SlotDir(slot), "runtime"),
         ["JUPYTER_PLATFORM_DIRS"] = "1",
     };
 
@@ -99,6 +108,16 @@ static class NotebookRunner
                 throw new InvalidOperationException("registering the dotnet-interactive kernel for Jupyter failed:\n" + install.Output);
             var build = Run(TestSetup.RepoRoot, TimeSpan.FromMinutes(10), "dotnet", "build", "lib/Diffusion.Notebooks", "-c", "Release", "-nologo", "-v", "q");
             if (build.ExitCode != 0) throw new InvalidOperationException("building lib/Diffusion.Notebooks failed:\n" + build.Output);
+            var spec = File.ReadAllText(Path.Combine(kernels, ".net-csharp", "kernel.json"));
+            const string range = "\"2048-3000\"";
+            if (!spec.Contains(range, StringComparison.Ordinal))
+                throw new InvalidOperationException("dotnet-interactive's kernelspec no longer says --http-port-range 2048-3000: update NotebookRunner.Prepare\n" + spec);
+            for (int slot = 1; slot < Slots; slot++)
+            {
+                var dir = Path.Combine(SlotDir(slot), "kernels", ".net-csharp");
+                Directory.CreateDirectory(dir);
+                File.WriteAllText(Path.Combine(dir, "kernel.json"), spec.Replace(range, $"\"{3001 + 1000 * (slot - 1)}-{4000 + 1000 * (slot - 1)}\"", StringComparison.Ordinal));
+            }
             built = true;
         }
     }
@@ -108,7 +127,7 @@ static class NotebookRunner
     /// goes to <paramref name="outputDir"/> (default artifacts/notebooks/).
     /// </summary>
     public static Result Execute(string notebookPath, TimeSpan timeout, IDictionary<string, string>? environment = null,
-        string? outputDir = null)
+        string? outputDir = null, int slot = 0)
     {
         Prepare();
         var full = Path.GetFullPath(notebookPath);
@@ -116,7 +135,7 @@ static class NotebookRunner
         Directory.CreateDirectory(outDir);
         var executed = Path.Combine(outDir, Path.GetFileName(full));
         File.Delete(executed);
-        var env = JupyterEnvironment();
+        var env = JupyterEnvironment(slot);
         env["DIFFUSION_QUICK"] = "1";
         foreach (var (k, v) in environment ?? new Dictionary<string, string>()) env[k] = v;
         var r = Run(Path.GetDirectoryName(full)!, timeout, "jupyter", env, "nbconvert", "--to", "notebook", "--execute",
@@ -175,13 +194,33 @@ static class NotebookRunner
         foreach (var a in args) psi.ArgumentList.Add(a);
         foreach (var (k, v) in env ?? new Dictionary<string, string>()) psi.Environment[k] = v;
         using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(timeout))
+        lock (Live) Live.Add(p);
+        try
         {
-            p.Kill(entireProcessTree: true);
-            return new ProcessResult(-1, $"timed out after {timeout.TotalMinutes} minutes");
+            var stdout = p.StandardOutput.ReadToEndAsync();
+            var stderr = p.StandardError.ReadToEndAsync();
+            if (!p.WaitForExit(timeout))
+            {
+                p.Kill(entireProcessTree: true);
+                return new ProcessResult(-1, $"timed out after {timeout.TotalMinutes} minutes");
+            }
+            return new ProcessResult(p.ExitCode, stdout.Result + stderr.Result);
         }
-        return new ProcessResult(p.ExitCode, stdout.Result + stderr.Result);
+        finally { lock (Live) Live.Remove(p); }
+    }
+
+    /// <summary>Processes still running (a notebook started beside another, see <see cref="NotebookRuns"/>): killed when the test process exits.</summary>
+    static readonly HashSet<Process> Live = CreateLiveSet();
+
+    static HashSet<Process> CreateLiveSet()
+    {
+        var set = new HashSet<Process>();
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            lock (set)
+                foreach (var p in set)
+                    try { p.Kill(entireProcessTree: true); } catch (InvalidOperationException) { } catch (System.ComponentModel.Win32Exception) { }
+        };
+        return set;
     }
 }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Diffusion.Notebooks.Exercises;
@@ -8,8 +7,9 @@ namespace Diffusion.Tests;
 /// <summary>
 /// Classroom mode: every notebook but 00 (00b and 01–11) has its exercises, each followed by a check; the solution files fit
 /// the stubs; <see cref="Solutions.WriteSolvedNotebooks"/> (and the CLI's <c>solutions</c> command) writes the teacher's
-/// copies; the solved copies run clean in quick mode with every check passing, and the committed notebooks run with
-/// every check saying "not attempted".
+/// copies; one run per notebook of its classroom copy (<see cref="NotebookRuns"/>: the committed notebook with each solution
+/// and its check inserted after the stub's check) shows every check saying "not attempted" for the stub and "passed" for
+/// the solution, with no error anywhere.
 /// </summary>
 public class SolvedNotebookTests
 {
@@ -199,26 +199,7 @@ public class SolvedNotebookTests
 
     // ---------------------------------------------------------------- running the notebooks
 
-    static readonly object WriteLock = new();
-    static string? solvedDir;
-
-    /// <summary>The solved notebooks in artifacts/solved-notebooks, written once per test run.</summary>
-    static string SolvedDir()
-    {
-        lock (WriteLock)
-        {
-            if (solvedDir is null)
-            {
-                var dir = Path.Combine(TestSetup.RepoRoot, Solutions.DefaultOutputFolder);
-                if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
-                Solutions.WriteSolvedNotebooks(NotebooksDir, dir);
-                solvedDir = dir;
-            }
-            return solvedDir;
-        }
-    }
-
-    /// <summary>The verdict each exercise's check showed: exercise id → outcome ("passed", "not-attempted", "failed").</summary>
+    /// <summary>The verdict each exercise's check showed, in order: exercise id → outcomes ("passed", "not-attempted", "failed").</summary>
     static Dictionary<string, List<string>> Verdicts(NotebookRunner.Result r)
     {
         var verdicts = new Dictionary<string, List<string>>();
@@ -231,41 +212,48 @@ public class SolvedNotebookTests
         return verdicts;
     }
 
-    [Theory]
-    [MemberData(nameof(CoreNotebooks))]
-    public void SolvedNotebookRunsCleanAndEveryCheckPasses(string notebook)
+    [Fact]
+    public void TheClassroomCopyIsTheCommittedNotebookWithEachSolutionAndItsCheckInserted()
     {
-        var dir = SolvedDir();
-        var r = NotebookRunner.Execute(Path.Combine(dir, notebook), TimeSpan.FromMinutes(15),
-            outputDir: Path.Combine(dir, "executed"));
-        var problems = NotebookTests.Problems(r, NotebookTests.Expected[notebook]);
-        Assert.True(problems.Count == 0, string.Join("\n", problems) + $"\n(executed copy: {r.ExecutedPath})");
-        var verdicts = Verdicts(r);
-        foreach (var id in ExpectedExercises[notebook])
-            Assert.True(verdicts.GetValueOrDefault(id) is ["passed"],
-                $"{notebook}: the check of '{id}' showed [{string.Join(", ", verdicts.GetValueOrDefault(id, []))}], expected exactly one 'passed'" +
-                $"\n{string.Join("\n", r.Outputs.Where(o => o.Text.Contains($"data-exercise=\"{id}\"")).Select(o => o.Text))}");
+        foreach (var notebook in ExpectedExercises.Keys)
+        {
+            var committed = JsonNode.Parse(File.ReadAllText(Path.Combine(NotebooksDir, notebook)))!["cells"]!.AsArray().Select(c => c!).ToList();
+            var copy = NotebookRuns.ClassroomCopy(File.ReadAllText(Path.Combine(NotebooksDir, notebook)), SolutionsDir)["cells"]!.AsArray().Select(c => c!).ToList();
+            Assert.Equal(committed.Count + 2 * ExpectedExercises[notebook].Length, copy.Count);
+            int j = 0;
+            for (int i = 0; i < committed.Count; i++, j++)
+            {
+                Assert.True(JsonNode.DeepEquals(committed[i], copy[j]), $"{notebook}: committed cell {i + 1} is not cell {j + 1} of the classroom copy");
+                if (Solutions.ExerciseId(committed[i]) is not { } id) continue;
+                // the stub, its check, then the solution and the check again
+                i++; j++;
+                Assert.True(JsonNode.DeepEquals(committed[i], copy[j]));
+                Assert.Equal(File.ReadAllText(Path.Combine(SolutionsDir, id + ".csx")).TrimEnd('\n'), Source(copy[j + 1]));
+                Assert.Equal(id, (string?)copy[j + 1]["metadata"]![NotebookRuns.InsertedSolutionKey]);
+                Assert.Null(Solutions.ExerciseId(copy[j + 1]));
+                Assert.Equal(Source(committed[i]), Source(copy[j + 2]));
+                j += 2;
+            }
+        }
     }
 
+    /// <summary>
+    /// One run of the classroom copy (the same run <see cref="NotebookTests.NotebookRunsCleanInQuickMode"/> checks for
+    /// errors, warnings and figures): the committed stub's check says "not attempted" and the notebook runs on, then the
+    /// solution passes the same check in the notebook's own context.
+    /// </summary>
     [Theory]
     [MemberData(nameof(CoreNotebooks))]
-    public void CommittedNotebookSaysNotAttemptedAndRunsOn(string notebook)
+    public void EachCheckSaysNotAttemptedForTheStubThenPassesWithTheSolution(string notebook)
     {
-        // NotebookTests runs the committed notebooks too; reuse its executed copy when it was written by this test run.
-        var path = Path.Combine(NotebooksDir, notebook);
-        var executed = Path.Combine(TestSetup.RepoRoot, "artifacts", "notebooks", notebook);
-        var started = Process.GetCurrentProcess().StartTime.ToUniversalTime();
-        NotebookRunner.Result r;
-        if (File.Exists(executed) && File.GetLastWriteTimeUtc(executed) > started && File.GetLastWriteTimeUtc(executed) > File.GetLastWriteTimeUtc(path))
-        {
-            var outputs = NotebookRunner.ReadOutputs(executed);
-            r = new NotebookRunner.Result(notebook, outputs.Any(o => o.OutputType == "error") ? 2 : 0, outputs, executed, "(executed copy reused)");
-        }
-        else r = NotebookRunner.Execute(path, TimeSpan.FromMinutes(15));
+        var r = NotebookRuns.Get(notebook, ExpectedExercises.Keys);
         Assert.True(r.Failures().Length == 0, r.Failures() + $"\n(executed copy: {r.ExecutedPath})");
         var verdicts = Verdicts(r);
         foreach (var id in ExpectedExercises[notebook])
-            Assert.True(verdicts.GetValueOrDefault(id) is ["not-attempted"],
-                $"{notebook}: the check of '{id}' showed [{string.Join(", ", verdicts.GetValueOrDefault(id, []))}], expected exactly one 'not-attempted'");
+            Assert.True(verdicts.GetValueOrDefault(id) is ["not-attempted", "passed"],
+                $"{notebook}: the checks of '{id}' showed [{string.Join(", ", verdicts.GetValueOrDefault(id, []))}], expected 'not-attempted' " +
+                $"(the committed stub) then 'passed' (its solution)\n" +
+                string.Join("\n", r.Outputs.Where(o => o.Text.Contains($"data-exercise=\"{id}\"")).Select(o => o.Text)) +
+                $"\n(executed copy: {r.ExecutedPath})");
     }
 }
