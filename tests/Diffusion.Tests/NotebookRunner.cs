@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
@@ -98,6 +99,7 @@ static class NotebookRunner
         {
             if (built) return;
             if (MissingJupyter() is { } missing) throw new InvalidOperationException(missing);
+            KillStrayKernels();
             var restore = Run(TestSetup.RepoRoot, TimeSpan.FromMinutes(10), "dotnet", "tool", "restore");
             if (restore.ExitCode != 0) throw new InvalidOperationException("dotnet tool restore failed:\n" + restore.Output);
             var kernels = Path.Combine(JupyterDir, "kernels");
@@ -127,9 +129,31 @@ static class NotebookRunner
     /// goes to <paramref name="outputDir"/> (default artifacts/notebooks/).
     /// </summary>
     public static Result Execute(string notebookPath, TimeSpan timeout, IDictionary<string, string>? environment = null,
-        string? outputDir = null, int slot = 0)
+        string? outputDir = null, Func<bool>? stillWanted = null)
     {
         Prepare();
+        var slot = FreeSlots.Take();                                    // at most Slots kernels at once, each with its own port range
+        try
+        {
+            return stillWanted?.Invoke() == false
+                ? new Result(Path.GetFileName(notebookPath), -2, [], "", "not run: no longer wanted")
+                : Execute(notebookPath, timeout, environment, outputDir, slot);
+        }
+        finally { FreeSlots.Add(slot); }
+    }
+
+    /// <summary>Kills every notebook run still going (with its kernel); see <see cref="NotebookRuns.StopUnclaimedRuns"/>.</summary>
+    public static void KillRunning()
+    {
+        lock (Live)
+            foreach (var p in Live)
+                try { p.Kill(entireProcessTree: true); } catch (InvalidOperationException) { } catch (System.ComponentModel.Win32Exception) { }
+    }
+
+    static readonly BlockingCollection<int> FreeSlots = new(new ConcurrentQueue<int>(Enumerable.Range(0, Slots)));
+
+    static Result Execute(string notebookPath, TimeSpan timeout, IDictionary<string, string>? environment, string? outputDir, int slot)
+    {
         var full = Path.GetFullPath(notebookPath);
         var outDir = outputDir ?? Path.Combine(TestSetup.RepoRoot, "artifacts", "notebooks");
         Directory.CreateDirectory(outDir);
@@ -209,18 +233,38 @@ static class NotebookRunner
         finally { lock (Live) Live.Remove(p); }
     }
 
-    /// <summary>Processes still running (a notebook started beside another, see <see cref="NotebookRuns"/>): killed when the test process exits.</summary>
+    /// <summary>Processes still running (a notebook started beside another, see <see cref="NotebookRuns"/>).</summary>
     static readonly HashSet<Process> Live = CreateLiveSet();
 
     static HashSet<Process> CreateLiveSet()
     {
         var set = new HashSet<Process>();
-        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
-        {
-            lock (set)
-                foreach (var p in set)
-                    try { p.Kill(entireProcessTree: true); } catch (InvalidOperationException) { } catch (System.ComponentModel.Win32Exception) { }
-        };
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => KillStrayKernels();
         return set;
+    }
+
+    /// <summary>
+    /// Kills nbconvert processes and kernels left by an earlier test process (Linux): the test host can be killed before
+    /// its runs end (vstest kills it at the end of a run; no exit handler runs then), and an orphaned dotnet-interactive
+    /// kernel waits for its client for ever. Recognised by the private Jupyter folders in their environment, so nothing
+    /// but this repository's test runs is touched. Called before the first notebook of a test process.
+    /// </summary>
+    static void KillStrayKernels()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        var marker = "JUPYTER_RUNTIME_DIR=" + JupyterDir;                  // slot 0 and the -slotK folders
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var pid) || pid == Environment.ProcessId) continue;
+            try
+            {
+                var environ = File.ReadAllText(Path.Combine(dir, "environ"));
+                if (!environ.Split('\0').Any(v => v.StartsWith(marker, StringComparison.Ordinal))) continue;
+                using var p = Process.GetProcessById(pid);
+                p.Kill();
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException
+                                          or System.ComponentModel.Win32Exception) { }
+        }
     }
 }

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -17,7 +16,8 @@ namespace Diffusion.Tests;
 /// <para>
 /// While a test waits for its notebook, the next notebook of the same test class starts beside it (two at a time at
 /// most): much of a notebook run is single-threaded (kernel start, compiling cells), so on two cores the pair finishes
-/// sooner than one after the other. Runs still going when the test process exits are killed.
+/// sooner than one after the other. Runs no test of the class claimed (a filtered test run) are killed when the class
+/// ends (<see cref="NotebookRunsFixture"/>).
 /// </para>
 /// </summary>
 static class NotebookRuns
@@ -34,7 +34,6 @@ static class NotebookRuns
     public const string InsertedSolutionKey = "classroom-solution";
 
     const int MaxParallel = NotebookRunner.Slots;
-    static readonly BlockingCollection<int> FreeSlots = new(new ConcurrentQueue<int>(Enumerable.Range(0, NotebookRunner.Slots)));
     static readonly object Gate = new();
     static readonly Dictionary<string, Task<NotebookRunner.Result>> Runs = new();
     static bool written;
@@ -71,14 +70,31 @@ static class NotebookRuns
         {
             NotebookRunner.Prepare();                                   // once, before two runs could race to do it
             var path = File.Exists(Path.Combine(ClassroomDir, notebook)) ? Path.Combine(ClassroomDir, notebook) : Path.Combine(NotebooksDir, notebook);
-            Runs[notebook] = task = Task.Factory.StartNew(() =>
-            {
-                var slot = FreeSlots.Take();                            // at most NotebookRunner.Slots at once, each its own kernelspec
-                try { return NotebookRunner.Execute(path, TimeSpan.FromMinutes(15), outputDir: ExecutedDir, slot: slot); }
-                finally { FreeSlots.Add(slot); }
-            }, TaskCreationOptions.LongRunning);
+            int generation = Generation;
+            Runs[notebook] = task = Task.Factory.StartNew(() => NotebookRunner.Execute(path, TimeSpan.FromMinutes(15), outputDir: ExecutedDir,
+                    stillWanted: () => { lock (Gate) return generation == Generation; }),
+                TaskCreationOptions.LongRunning);
         }
         return task;
+    }
+
+    static int Generation;
+
+    /// <summary>
+    /// After a test class: runs it started beside its tests but no test claimed (a filtered test run) are killed and
+    /// forgotten, so that no notebook runs on into the next class (the thread-choice and benchmark tests need the cores)
+    /// and no kernel outlives the test process. In a full run every started notebook was claimed, and nothing is killed.
+    /// </summary>
+    public static void StopUnclaimedRuns()
+    {
+        lock (Gate)
+        {
+            var unclaimed = Runs.Where(kv => !kv.Value.IsCompleted).Select(kv => kv.Key).ToList();
+            if (unclaimed.Count == 0) return;
+            foreach (var n in unclaimed) Runs.Remove(n);
+            Generation++;                                               // runs still waiting for a slot will not start
+        }
+        NotebookRunner.KillRunning();
     }
 
     /// <summary>Writes artifacts/classroom-notebooks/ once per test run: a copy of every notebook with exercises.</summary>
@@ -123,4 +139,10 @@ static class NotebookRuns
     }
 
     static readonly JsonSerializerOptions Json = new() { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+}
+
+/// <summary>Shared by the two test classes that run notebooks: stops what they started and did not claim.</summary>
+public sealed class NotebookRunsFixture : IDisposable
+{
+    public void Dispose() => NotebookRuns.StopUnclaimedRuns();
 }

@@ -8,7 +8,7 @@ namespace Diffusion.Tests;
 /// with exercises runs once, as its classroom copy (<see cref="NotebookRuns"/>). The harness itself is tested on
 /// deliberately broken notebooks.
 /// </summary>
-public class NotebookTests
+public class NotebookTests : IClassFixture<NotebookRunsFixture>
 {
     /// <summary>What each notebook must show at least: PNG images, Plotly charts, GIF animations.</summary>
     public static readonly Dictionary<string, (int Png, int Charts, int Gif)> Expected = new()

@@ -11,7 +11,7 @@ namespace Diffusion.Tests;
 /// and its check inserted after the stub's check) shows every check saying "not attempted" for the stub and "passed" for
 /// the solution, with no error anywhere.
 /// </summary>
-public class SolvedNotebookTests
+public class SolvedNotebookTests : IClassFixture<NotebookRunsFixture>
 {
     /// <summary>The exercises of each core notebook, in order.</summary>
     public static readonly Dictionary<string, string[]> ExpectedExercises = new()
