@@ -14,9 +14,9 @@ namespace Diffusion.Tests;
 /// (<see cref="SolvedNotebookTests.ExercisesAreStubsFollowedByTheirCheckAndNothingElseUsesThem"/>), so the inserted
 /// cells change nothing the rest of the notebook computes.
 /// <para>
-/// While a test waits for its notebook, the next notebook of the same test class starts beside it (two at a time at
-/// most): much of a notebook run is single-threaded (kernel start, compiling cells), so on two cores the pair finishes
-/// sooner than one after the other. Runs no test of the class claimed (a filtered test run) are killed when the class
+/// While a test waits for its notebook, another notebook of the same test class that has not run yet (the slowest first)
+/// starts beside it, two at a time at most: much of a notebook run is single-threaded (kernel start, compiling cells),
+/// so on two cores the pair finishes sooner than one after the other. Runs no test of the class claimed (a filtered test run) are killed when the class
 /// ends (<see cref="NotebookRunsFixture"/>).
 /// </para>
 /// </summary>
