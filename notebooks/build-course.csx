@@ -1,5 +1,6 @@
 // Builds the course library (lib/Diffusion.Notebooks, Release) when it is missing or older than its sources,
-// so that a fresh clone runs top to bottom: about a minute the first time, a second when nothing changed.
+// so that a fresh clone runs top to bottom: about a minute the first time, a second when nothing changed. It prints
+// nothing when the build is up to date.
 // If you change the library while a notebook is open, restart its kernel: a process loads an assembly only once.
 using System.Diagnostics;
 using System.IO;
@@ -19,7 +20,7 @@ static class CourseBuild
                         && !f.Contains($"{sep}bin{sep}") && !f.Contains($"{sep}obj{sep}"))
             .Max(File.GetLastWriteTimeUtc);
         if (File.Exists(dll) && File.GetLastWriteTimeUtc(dll) >= newestSource)
-            return "course library is up to date";
+            return "";
 
         var psi = new ProcessStartInfo("dotnet", $"build \"{Path.Combine(lib, "Diffusion.Notebooks")}\" -c Release -nologo -v q")
         {
@@ -39,4 +40,7 @@ static class CourseBuild
     }
 }
 
-Console.WriteLine(CourseBuild.Run());
+{
+    var message = CourseBuild.Run();
+    if (message.Length > 0) Console.WriteLine(message);
+}

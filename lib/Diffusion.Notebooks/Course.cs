@@ -5,10 +5,17 @@ using Diffusion.Platform;
 
 namespace Diffusion.Notebooks;
 
-/// <summary>What <see cref="Course.Setup"/> found; shown by the setup cell of every notebook.</summary>
+/// <summary>What <see cref="Course.Setup"/> found (<see cref="Course.Environment"/> shows it in full).</summary>
 public sealed record CourseEnvironment(
     string TorchSharp, string LibTorch, string Device, int Threads, bool QuickMode, bool CudaAvailable,
-    string DataFolder, string TorchLoad);
+    string DataFolder, string TorchLoad)
+{
+    /// <summary>The one line the setup cell prints: what a learner needs to know before running anything.</summary>
+    public string Summary =>
+        $"device {Device} · {Threads} thread{(Threads == 1 ? "" : "s")} · " +
+        (QuickMode ? $"quick mode ({Course.QuickModeVariable}=1: tiny settings, minutes on a CPU)"
+                   : $"course mode (the real settings; set {Course.QuickModeVariable}=1 for a quick run)");
+}
 
 /// <summary>
 /// The notebooks' entry point: one call in each notebook's setup cell makes TorchSharp load (even on Debian 12),
@@ -23,7 +30,7 @@ public static class Course
     /// True when <c>DIFFUSION_QUICK=1</c>: notebooks then train and sample with tiny settings so that the whole course
     /// runs in minutes on a CPU (CI does this). Without it they use the real course settings.
     /// </summary>
-    public static bool Quick => Environment.GetEnvironmentVariable(QuickModeVariable) is "1" or "true" or "yes";
+    public static bool Quick => System.Environment.GetEnvironmentVariable(QuickModeVariable) is "1" or "true" or "yes";
 
     /// <summary>Picks the quick-mode or the course value.</summary>
     public static T Pick<T>(T quick, T course) => Quick ? quick : course;
@@ -31,7 +38,8 @@ public static class Course
     static CourseEnvironment? environment;
 
     /// <summary>
-    /// Call once at the top of every notebook. Idempotent.
+    /// Call once at the top of every notebook (the setup cell does): prints one line (device, threads, quick or course
+    /// mode; <see cref="CourseEnvironment.Summary"/>). Idempotent; call again to change the device or the threads.
     /// </summary>
     /// <param name="device">"auto" (CUDA when available, else CPU), "cpu" or "cuda".</param>
     /// <param name="threads">libtorch threads (null: one per core).</param>
@@ -56,8 +64,13 @@ public static class Course
             CudaAvailable: torch.cuda.is_available(),
             DataFolder: DataFolder,
             TorchLoad: load.Summary);
+        Console.WriteLine(environment.Summary);
         return environment;
     }
+
+    /// <summary>What the last <see cref="Setup"/> found, in full (versions, data folder, how TorchSharp's native library
+    /// was loaded); null before it ran.</summary>
+    public static CourseEnvironment? Environment => environment;
 
     /// <summary>The repository's data/ folder, found by walking up from the current folder (the notebook's folder).</summary>
     public static string DataFolder
