@@ -292,8 +292,32 @@ public class ExerciseTests
         var r = QSample((s, x0, t, e) => tensor(s.SqrtAlphasCumprod).to(ScalarType.Float32).index_select(0, t) * x0 + e);
         Assert.Equal(FailureIds.Threw, r.MistakeId);
         Assert.Contains("must match the size", r.Message);
-        Assert.Contains("s.Extract(name, t, x.shape)", r.Hint);
+        Assert.Contains("s.Extract(s.SqrtAlphasCumprod, t, x.shape)", r.Hint);
         AssertFriendly(r);
+    }
+
+    /// <summary>
+    /// Every <c>s.Extract(…)</c> a hint, an exercise or a notebook quotes must compile: its first argument is one of the
+    /// schedule's double[] arrays (Extract takes the array or a tensor, never a name).
+    /// </summary>
+    [Fact]
+    public void EveryQuotedExtractCallNamesAScheduleArray()
+    {
+        var arrays = typeof(NoiseSchedule).GetProperties().Where(p => p.PropertyType == typeof(double[])).Select(p => p.Name).ToHashSet();
+        var sources = Directory.GetFiles(Path.Combine(TestSetup.RepoRoot, "lib", "Diffusion.Notebooks"), "*.cs*", SearchOption.AllDirectories)
+            .Where(f => !f.Contains($"{Path.DirectorySeparatorChar}bin{Path.DirectorySeparatorChar}") && !f.Contains($"{Path.DirectorySeparatorChar}obj{Path.DirectorySeparatorChar}"))
+            .Concat(Directory.GetFiles(Path.Combine(TestSetup.RepoRoot, "notebooks"), "*.ipynb"))
+            .Append(Path.Combine(TestSetup.RepoRoot, "notebooks", "TEACHERS.md"));
+        int seen = 0;
+        foreach (var file in sources)
+            foreach (System.Text.RegularExpressions.Match m in System.Text.RegularExpressions.Regex.Matches(File.ReadAllText(file), @"\bs\.Extract\(([^,()]+),"))
+            {
+                seen++;
+                var arg = m.Groups[1].Value.Trim();
+                Assert.True(arg.StartsWith("s.", StringComparison.Ordinal) && arrays.Contains(arg[2..]),
+                    $"{Path.GetFileName(file)} quotes s.Extract({arg}, …): pass one of the schedule's arrays, e.g. s.Extract(s.Betas, t, x.shape)");
+            }
+        Assert.True(seen >= 5, $"only {seen} quoted Extract calls found: is the pattern still right?");
     }
 
     [Fact]

@@ -372,7 +372,7 @@ internal static class Checker
                    "and the schedule arrays are indexed with t itself (index 0 is the paper's t = 1).";
         if (m.Contains("must match the size") || m.Contains("size mismatch") || m.Contains("shape") || m.Contains("broadcast"))
             return "Two tensors of incompatible shapes met. A schedule term picked per image must be reshaped to " +
-                   "[B, 1, 1, 1] to broadcast over channels and pixels: s.Extract(name, t, x.shape) does both.";
+                   "[B, 1, 1, 1] to broadcast over channels and pixels: s.Extract(s.SqrtAlphasCumprod, t, x.shape) does both (pass the schedule's array of the term you need).";
         if (m.Contains("scalar type") || m.Contains("dtype") || m.Contains("Long") || m.Contains("Float"))
             return "A tensor has the wrong element type: t holds Int64 indices, images and noise are Float32. " +
                    "Use t for indexing, and .to(ScalarType.Float32) where you compute with t itself.";

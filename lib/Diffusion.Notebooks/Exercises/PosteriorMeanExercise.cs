@@ -70,11 +70,11 @@ public static class PosteriorMeanExercise
                     i => Mean(i, Term(i, i.S.PosteriorVariance), Term(i, i.S.AlphasCumprodPrev), Term(i, i.S.Alphas), Term(i, i.S.AlphasCumprod))),
                 new("off-by-one-prev", "You took every term from index t − 1. " + offByOne, i => Right(i, -1)),
                 new("off-by-one-next", "You took every term from index t + 1. " + offByOne, i => Right(i, 1)),
-                SameT<Input>("the terms", "s.Extract(name, t, xt.shape)", plural: true, i => AtFirst(i.S.PosteriorMeanCoef1, i.T, i.Xt.shape) * i.X0 + AtFirst(i.S.PosteriorMeanCoef2, i.T, i.Xt.shape) * i.Xt),
+                SameT<Input>("the terms", "s.Extract(s.PosteriorMeanCoef1, t, xt.shape)", plural: true, i => AtFirst(i.S.PosteriorMeanCoef1, i.T, i.Xt.shape) * i.X0 + AtFirst(i.S.PosteriorMeanCoef2, i.T, i.Xt.shape) * i.Xt),
             ],
             GenericHint = "μ̃_t = β_t·√ᾱ_{t−1}/(1 − ᾱ_t)·x_0 + (1 − ᾱ_{t−1})·√α_t/(1 − ᾱ_t)·x_t, with each term picked per image " +
                           "at index t: s.Extract(s.Betas, t, xt.shape), s.Alphas, s.AlphasCumprod and s.AlphasCumprodPrev.",
-            ShapeHint = PerImageShapeHint("x_t", "s.Extract(name, t, xt.shape)"),
+            ShapeHint = PerImageShapeHint("x_t", "s.Extract(s.PosteriorMeanCoef1, t, xt.shape)"),
             DescribeIndex = (i, ix) => DescribeImage(i.T, ix,
                 t => $"β_t = {Checker.Fmt(i.S.Betas[t])}, ᾱ_t = {Checker.Fmt(i.S.AlphasCumprod[t])}, ᾱ_(t−1) = {Checker.Fmt(i.S.AlphasCumprodPrev[t])}",
                 $"x_0 = {Value(i.X0, ix)} and x_t = {Value(i.Xt, ix)}"),

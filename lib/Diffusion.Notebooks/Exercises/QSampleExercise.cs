@@ -49,11 +49,11 @@ public static class QSampleExercise
                 new("wrong-sign", "Add the noise, don't subtract it. (−√(1 − ᾱ_t)·ε has the same distribution, but the check " +
                     "hands you the ε to use, and training needs exactly this x_t: the network learns to find that ε.)",
                     i => Ab(i).sqrt() * i.X - (1 - Ab(i)).sqrt() * i.Noise),
-                SameT<NoisedImages>("ᾱ_t", "s.Extract(name, t, x0.shape)", plural: false, i => AtFirst(i.S.SqrtAlphasCumprod, i.T, i.X.shape) * i.X + AtFirst(i.S.SqrtOneMinusAlphasCumprod, i.T, i.X.shape) * i.Noise),
+                SameT<NoisedImages>("ᾱ_t", "s.Extract(s.SqrtAlphasCumprod, t, x0.shape)", plural: false, i => AtFirst(i.S.SqrtAlphasCumprod, i.T, i.X.shape) * i.X + AtFirst(i.S.SqrtOneMinusAlphasCumprod, i.T, i.X.shape) * i.Noise),
             ],
             GenericHint = "Compare with the boxed formula term by term: x_t = √ᾱ_t·x_0 + √(1 − ᾱ_t)·ε, with ᾱ_t picked per image " +
                           "at index t: s.Extract(s.SqrtAlphasCumprod, t, x0.shape) and s.Extract(s.SqrtOneMinusAlphasCumprod, t, x0.shape).",
-            ShapeHint = PerImageShapeHint("x_0", "s.Extract(name, t, x0.shape)"),
+            ShapeHint = PerImageShapeHint("x_0", "s.Extract(s.SqrtAlphasCumprod, t, x0.shape)"),
             DescribeIndex = (i, ix) => DescribeImage(i.T, ix, t => $"ᾱ_t = {Checker.Fmt(i.S.AlphasCumprod[t])}",
                 $"x_0 = {Value(i.X, ix)} and ε = {Value(i.Noise, ix)}"),
         };
