@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 
 namespace Diffusion.Tests;
 
@@ -102,6 +103,83 @@ public class NotebookTests : IClassFixture<NotebookRunsFixture>
             int i = path.IndexOf(notebook);
             if (i < path.Count - 1) Assert.Contains($"({path[i + 1]})", last);
         }
+    }
+
+    /// <summary>The markdown cells of a notebook, with their indices.</summary>
+    static IEnumerable<(int Cell, string Text)> MarkdownCells(string notebook) =>
+        JsonNode.Parse(File.ReadAllText(Path.Combine(NotebooksDir, notebook)))!["cells"]!.AsArray()
+            .Select((c, i) => (Cell: i, Node: c!))
+            .Where(c => (string?)c.Node["cell_type"] == "markdown")
+            .Select(c => (c.Cell, string.Concat(c.Node["source"]!.AsArray().Select(x => (string?)x))));
+
+    /// <summary>
+    /// Measurement history: a date (2026-12-02) or a CPU model or family (EPYC, Xeon, Ryzen, Zen 3, "CPU family 25").
+    /// Explanations say what is true now; the runs behind a number live in docs/ (docs/notebook-measurements.md).
+    /// </summary>
+    internal static readonly Regex MachineDiary = new(
+        @"\b(19|20)\d\d-[01]\d-[0-3]\d\b|\b(EPYC|Xeon|Ryzen|Threadripper|Opteron|Core i[3579]|Zen ?\d|Zen\b|CPU family|family \d+)",
+        RegexOptions.Compiled);
+
+    static List<string> DiaryLines(string name, IEnumerable<(int Cell, string Text)> parts) =>
+        parts.SelectMany(p => p.Text.Split('\n').Where(l => MachineDiary.IsMatch(l))
+                                .Select(l => $"{name} cell {p.Cell}: {MachineDiary.Match(l).Value} in \"{l.Trim()}\""))
+             .ToList();
+
+    [Theory]
+    [MemberData(nameof(Notebooks))]
+    public void NotebookProseCarriesNoDatesOrMachineNames(string notebook)
+    {
+        var found = DiaryLines(notebook, MarkdownCells(notebook));
+        Assert.True(found.Count == 0, "measurement history in a lesson (move it to docs/notebook-measurements.md):\n" + string.Join("\n", found));
+    }
+
+    [Fact]
+    public void TeachersGuideCarriesNoDatesOrMachineNames()
+    {
+        var found = DiaryLines("TEACHERS.md", [(0, File.ReadAllText(Path.Combine(NotebooksDir, "TEACHERS.md")))]);
+        Assert.True(found.Count == 0, "measurement history in the teacher's guide (move it to docs/notebook-measurements.md):\n" + string.Join("\n", found));
+    }
+
+    [Fact]
+    public void TheDiaryPatternCatchesWhatItShould()
+    {
+        string[] diary = ["since 2026-12-02 the default", "a 2-core Zen 4 EPYC", "an Intel Xeon", "CPU family 25", "on a Zen 3", "AMD Ryzen 7"];
+        string[] fine = ["Ho et al. 2020", "T = 1000 steps", "family of schedules", "a 2-core CPU", "x_{t-1}", "zenith"];
+        Assert.All(diary, d => Assert.Matches(MachineDiary, d));
+        Assert.All(fine, f => Assert.DoesNotMatch(MachineDiary, f));
+    }
+
+    /// <summary>
+    /// The inline math spans ($…$, outside code and $$…$$) of a markdown text that GitHub's renderer breaks: it reads
+    /// <c>\{ \} \| \, \; \!</c> as markdown escapes before the math is typeset.
+    /// </summary>
+    internal static List<string> BrokenInlineMath(string text)
+    {
+        var masked = Regex.Replace(text, @"```.*?```", m => new string(' ', m.Length), RegexOptions.Singleline);
+        masked = Regex.Replace(masked, @"`[^`\n]*`", m => new string(' ', m.Length));
+        masked = Regex.Replace(masked, @"\$\$.*?\$\$", m => new string(' ', m.Length), RegexOptions.Singleline);
+        string[] bad = [@"\{", @"\}", @"\|", @"\,", @"\;", @"\!"];
+        return Regex.Matches(masked, @"(?<!\\)\$([^$]+?)(?<!\\)\$")
+            .Select(m => text.Substring(m.Groups[1].Index, m.Groups[1].Length))
+            .Where(span => bad.Any(b => span.Contains(b, StringComparison.Ordinal)))
+            .ToList();
+    }
+
+    [Theory]
+    [MemberData(nameof(Notebooks))]
+    public void InlineMathRendersOnGitHubJupyterAndVsCode(string notebook)
+    {
+        var found = MarkdownCells(notebook).SelectMany(c => BrokenInlineMath(c.Text).Select(span => $"{notebook} cell {c.Cell}: ${span}$")).ToList();
+        Assert.True(found.Count == 0, "inline math with \\{ \\} \\| \\, \\; or \\! (GitHub eats them; use \\lbrace \\rbrace, \\lVert \\rVert or \\mid, plain spaces):\n" +
+                                      string.Join("\n", found));
+    }
+
+    [Fact]
+    public void TheInlineMathLintCatchesWhatItShould()
+    {
+        Assert.Equal([@"D(q\,\|\,p)"], BrokenInlineMath(@"the bound $D(q\,\|\,p)$ and $x \in \lbrace 0, 1 \rbrace$"));
+        Assert.Equal([@"\{0, 1\}"], BrokenInlineMath(@"pixels $\{0, 1\}$ and $a \mid b$"));
+        Assert.Empty(BrokenInlineMath("display math is not inline: $$\n\\left\\| x \\right\\|\\,\n$$ and code `$x\\,y$` is not math"));
     }
 
     [Fact]
