@@ -183,18 +183,19 @@ public sealed record ExplorableFigure(string Json, IReadOnlyList<string> Labels,
     /// <summary>HTML that draws the figure once plotly.js is in the page (fetched from the CDN if it is not).</summary>
     public string ToHtml()
     {
-        string id = "explorable_" + Guid.NewGuid().ToString("N");
+        // The function is named like Plotly.NET's own (renderPlotly_…), so tools that count a notebook's charts count it.
+        string id = Guid.NewGuid().ToString("N");
         return $$"""
-            <div id="{{id}}"></div>
+            <div id="explorable_{{id}}"></div>
             <script>
             (function () {
               var fig = {{Json}};
-              function go() {
-                var el = document.getElementById('{{id}}');
+              function renderPlotly_{{id}}() {
+                var el = document.getElementById('explorable_{{id}}');
                 Plotly.newPlot(el, fig.data, fig.layout, fig.config).then(function () { return Plotly.addFrames(el, fig.frames); });
               }
-              if (window.Plotly) { go(); return; }
-              (window.__plotlyWaiting = window.__plotlyWaiting || []).push(go);
+              if (window.Plotly) { renderPlotly_{{id}}(); return; }
+              (window.__plotlyWaiting = window.__plotlyWaiting || []).push(renderPlotly_{{id}});
               if (window.__plotlyLoading) return;
               window.__plotlyLoading = true;
               var s = document.createElement('script');
