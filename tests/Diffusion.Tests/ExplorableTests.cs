@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Diffusion.Evaluation;
 using Diffusion.Notebooks;
 using Diffusion.Visuals;
 
@@ -92,5 +93,27 @@ public class ExplorableTests
         Assert.Equal(new long[] { 2, 3, 4, 4 }, overlays.shape);
         var summary = result.Summary().Single();
         Assert.Equal((0.25, 0.4, 0.1), (Math.Round(summary.Mean, 6), Math.Round(summary.Largest, 6), Math.Round(summary.Smallest, 6)));
+    }
+
+    [Fact]
+    public void ForwardMomentsAgreeWithExactSamplesAndCatchAWrongVariance()
+    {
+        // Draws made exactly as the closed form says must sit within a few standard errors; draws with 1.2× the standard
+        // deviation (1.44× the variance) and draws with too much x_0 left must not.
+        var gen = new Generator(3);
+        var x0 = rand(new long[] { 1, 1, 8, 8 }, generator: gen) * 2 - 1;
+        double ab = 0.3;
+        var eps = randn(new long[] { 4000, 1, 8, 8 }, generator: gen);
+        var exact = ForwardMomentCheck.Measure(Math.Sqrt(ab) * x0 + Math.Sqrt(1 - ab) * eps, x0, ab);
+        Assert.InRange(exact.Left, Math.Sqrt(ab) - 0.02, Math.Sqrt(ab) + 0.02);
+        Assert.InRange(exact.Variance, 0.7 * 0.97, 0.7 * 1.03);
+        Assert.True(Math.Abs(exact.ZLeft) < 4 && Math.Abs(exact.ZVariance) < 4 && exact.WorstPixel < 5, exact.ToString());
+
+        var tooWide = ForwardMomentCheck.Measure(Math.Sqrt(ab) * x0 + 1.2 * Math.Sqrt(1 - ab) * eps, x0, ab);
+        Assert.InRange(tooWide.Variance / 0.7, 1.40, 1.48);
+        Assert.True(tooWide.ZVariance > 20, tooWide.ToString());
+        var tooMuchLeft = ForwardMomentCheck.Measure(0.7 * x0 + Math.Sqrt(1 - ab) * eps, x0, ab);
+        Assert.True(tooMuchLeft.ZLeft > 20 && tooMuchLeft.WorstPixel > 6, tooMuchLeft.ToString());
+        Assert.Throws<ArgumentException>(() => ForwardMomentCheck.Measure(eps, x0.expand(2, 1, 8, 8), ab));
     }
 }
