@@ -49,6 +49,7 @@ class Site:
         self.out = out
         self.docs = {f"notebooks/{n}": n for n in notebooks}        # repository path -> file name in the sources
         self.docs["README.md"] = "index.md"
+        self.docs["docs/README.md"] = "index.md"
         for repo_path, name, _ in PAGES:
             if (REPO / repo_path).exists():
                 self.docs[repo_path] = name + ".md"
