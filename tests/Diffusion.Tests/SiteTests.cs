@@ -91,7 +91,7 @@ public class SiteTests(ITestOutputHelper output) : IClassFixture<NotebookRunsFix
 
     /// <summary>
     /// The checker must be able to fail: on a copy of the site, notebook 06's page gets one picture whose file is not an
-    /// image, one chart whose data cannot be drawn, and one link to a page that does not exist.
+    /// image, one chart whose script never draws it, and one link to a page that does not exist.
     /// </summary>
     [Fact]
     public async Task TheCheckerReportsABrokenPictureChartAndLink()
@@ -106,9 +106,9 @@ public class SiteTests(ITestOutputHelper output) : IClassFixture<NotebookRunsFix
         var src = System.Text.RegularExpressions.Regex.Match(html, "<img[^>]*src=\"([^\"]+\\.png)\"").Groups[1].Value;
         Assert.NotEqual("", src);
         File.WriteAllText(Path.Combine(copy, src), "not a picture");                         // a picture that does not decode
-        var chart = html.IndexOf("var data = [", StringComparison.Ordinal);
+        var chart = html.IndexOf("Plotly.newPlot(", StringComparison.Ordinal);
         Assert.True(chart > 0, "06-sampling.html has no Plotly chart");
-        html = html[..chart] + "var data = null; var unused = [" + html[(chart + "var data = [".Length)..];  // a chart that draws nothing
+        html = html[..chart] + "void (" + html[(chart + "Plotly.newPlot(".Length)..];        // a chart whose script draws nothing
         html = html.Replace("</article>", "<a href=\"no-such-page.html\">broken</a></article>");
         File.WriteAllText(page, html);
 
