@@ -96,7 +96,10 @@ def prepare_notebook(site, executed: Path, name, mode, plotly_pages, thumbs):
     pictures = []
     for index, cell in enumerate(cells):
         if cell["cell_type"] == "markdown":
-            cell["source"] = site.rewrite_links(join(cell["source"]), "notebooks")
+            text = site.rewrite_links(join(cell["source"]), "notebooks")
+            # nbsphinx goes through reStructuredText, which cannot nest code inside bold: **the `Trainer`** would show
+            # its backticks. Inside bold, code is shown as bold text.
+            cell["source"] = re.sub(r"\*\*([^*\n]*`[^*\n]*)\*\*", lambda m: "**" + m.group(1).replace("`", "") + "**", text)
             continue
         if cell["cell_type"] != "code":
             continue
@@ -129,8 +132,8 @@ def prepare_notebook(site, executed: Path, name, mode, plotly_pages, thumbs):
         cell["outputs"] = kept
     if mode == "quick":
         cells.insert(1, {"cell_type": "markdown", "id": "quick-mode-note", "metadata": {}, "source":
-                         "*This page shows a quick-mode run (`DIFFUSION_QUICK=1`): small training and sample sizes, so "
-                         "numbers and pictures that depend on them are rougher than in the course settings.*"})
+                         "**Quick mode.** This page shows a quick-mode run (`DIFFUSION_QUICK=1`): small training and "
+                         "sample sizes, so numbers and pictures that depend on them are rougher than in the course settings."})
     seen = set()
     for k, cell in enumerate(cells):                          # nbformat 4.5 wants a unique id on every cell
         if not cell.get("id") or cell["id"] in seen:

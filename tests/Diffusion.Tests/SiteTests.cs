@@ -246,12 +246,15 @@ sealed class Chromium : IAsyncDisposable
         {
             var shot = await Send("Page.captureScreenshot", new JsonObject { ["format"] = "png" });
             await File.WriteAllBytesAsync(screenshot, Convert.FromBase64String((string)shot["data"]!));
-            // and the page's first chart or animation, scrolled into view
-            var scrolled = await Evaluate("(() => { const e = document.querySelector('img.course-gif') || document.querySelector('.js-plotly-plot'); if (!e) return false; e.scrollIntoView({block: 'center'}); return true; })()");
-            if (scrolled?.GetValue<bool>() == true)
+            // and the page's first chart or animation with what is above it
+            var top = await Evaluate("(() => { const e = [...document.querySelectorAll('img.course-gif, .js-plotly-plot')].find(x => x.offsetHeight > 50); return e ? e.getBoundingClientRect().top + window.scrollY : -1; })()");
+            if (top?.GetValue<double>() is double y && y >= 0)
             {
-                await Task.Delay(300);
-                shot = await Send("Page.captureScreenshot", new JsonObject { ["format"] = "png" });
+                shot = await Send("Page.captureScreenshot", new JsonObject
+                {
+                    ["format"] = "png", ["captureBeyondViewport"] = true,
+                    ["clip"] = new JsonObject { ["x"] = 0, ["y"] = Math.Max(0, y - 250), ["width"] = 1280, ["height"] = 900, ["scale"] = 1 },
+                });
                 await File.WriteAllBytesAsync(Path.ChangeExtension(screenshot, ".figure.png"), Convert.FromBase64String((string)shot["data"]!));
             }
         }
