@@ -68,5 +68,6 @@ fi
 "$python" docs/site/prepare.py --executed "$executed" --out artifacts/site-src --mode "$mode"
 rm -rf artifacts/site
 "$python" -m sphinx -b html -q -d artifacts/site-doctrees artifacts/site-src artifacts/site
-rm -f artifacts/site/.buildinfo
+# nbsphinx copies each notebook beside its page; no page links them, and the repository has the notebooks.
+rm -f artifacts/site/.buildinfo artifacts/site/*.ipynb
 echo "== site: artifacts/site/index.html ($(du -sh artifacts/site | cut -f1), $(find artifacts/site -name '*.html' | wc -l) pages) in $(( $(date +%s) - start )) s"
