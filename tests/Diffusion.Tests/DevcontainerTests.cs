@@ -33,8 +33,10 @@ public class DevcontainerTests
         Assert.Equal("10.0", (string?)dotnet["version"]);
 
         var extensions = dc["customizations"]!["vscode"]!["extensions"]!.AsArray().Select(e => (string?)e).ToList();
-        Assert.Contains("ms-dotnettools.dotnet-interactive-vscode", extensions);   // Polyglot Notebooks
+        // The maintained route: VS Code's Jupyter extension; Polyglot Notebooks was deprecated in 2026.
         Assert.Contains("ms-toolsai.jupyter", extensions);
+        Assert.DoesNotContain("ms-dotnettools.dotnet-interactive-vscode", extensions);
+        Assert.DoesNotContain("dotnet-interactive", dc["customizations"]!["vscode"]!["settings"]?.ToJsonString() ?? "");
 
         // The post-create step restores and builds; the script it names exists, is executable, and builds the solution.
         var post = (string)dc["postCreateCommand"]!;
@@ -44,9 +46,17 @@ public class DevcontainerTests
         if (!OperatingSystem.IsWindows())
             Assert.True((File.GetUnixFileMode(scriptPath) & UnixFileMode.UserExecute) != 0, $"{script} is not executable");
         var body = File.ReadAllText(scriptPath);
-        Assert.Contains("dotnet tool restore", body);
         Assert.Contains("dotnet build Notebooks.sln", body);
         Assert.Contains("TorchBackend", body);
+        // Jupyter from Debian's packages, then README's set-up steps, in README's order, registering the kernel.
+        foreach (var package in new[] { "jupyter-notebook", "jupyter-client", "python3-ipykernel", "jupyter-nbconvert" })
+            Assert.Contains(package, body);
+        var steps = ReadmeSetupSteps();
+        Assert.Equal(["dotnet tool restore", "dotnet tool run dotnet-interactive jupyter install"], steps);
+        var at = steps.Select(step => body.IndexOf("\n" + step + "\n", StringComparison.Ordinal)).ToList();
+        Assert.All(at, i => Assert.True(i > 0, $"{script} does not run README's set-up steps:\n{string.Join("\n", steps)}"));
+        Assert.True(at.SequenceEqual(at.Order()), $"{script} runs README's set-up steps out of order");
+        Assert.True(body.IndexOf("apt-get install", StringComparison.Ordinal) < at[0], "Jupyter must be installed before the kernel is registered");
 
         var backend = (string?)dc["containerEnv"]?["TorchBackend"];
         if (gpu)
@@ -62,6 +72,16 @@ public class DevcontainerTests
         var props = File.ReadAllText(Path.Combine(TestSetup.RepoRoot, "lib", "TorchBackend.props"));
         Assert.Contains("'$(TorchBackend)' == 'cuda'", props);
         Assert.Contains("'$(TorchBackend)' == 'cpu'", props);
+    }
+
+    /// <summary>The command lines of README's set-up block (the one after "How to run it"), comments stripped.</summary>
+    static List<string> ReadmeSetupSteps()
+    {
+        var readme = File.ReadAllText(Path.Combine(TestSetup.RepoRoot, "README.md"));
+        var section = readme[readme.IndexOf("## How to run it", StringComparison.Ordinal)..];
+        var block = section[(section.IndexOf("```bash\n", StringComparison.Ordinal) + 8)..];
+        block = block[..block.IndexOf("```", StringComparison.Ordinal)];
+        return block.Split('\n').Select(l => l.Split('#')[0].Trim()).Where(l => l.Length > 0).ToList();
     }
 
     [Fact]
