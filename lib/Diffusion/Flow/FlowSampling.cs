@@ -56,7 +56,8 @@ public static class FlowSampling
                 cancel.ThrowIfCancellationRequested();
                 using (var scope = NewDisposeScope())
                 {
-                    var t = full([x.shape[0]], sampler.Time(k), dtype: ScalarType.Float32, device: x.device);
+                    // t in x's precision (float32 for a network, float64 where a test integrates an exact field)
+                    var t = full([x.shape[0]], sampler.Time(k), dtype: x.dtype, device: x.device);
                     var velocity = model(x, t);
                     var next = sampler.Step(velocity, x, k).MoveToOuterDisposeScope();
                     x.Dispose();
