@@ -151,7 +151,8 @@ public class NotebookTests : IClassFixture<NotebookRunsFixture>
 
     /// <summary>
     /// The inline math spans ($…$, outside code and $$…$$) of a markdown text that GitHub's renderer breaks: it reads
-    /// <c>\{ \} \| \, \; \!</c> as markdown escapes before the math is typeset.
+    /// <c>\{ \} \| \, \; \!</c> as markdown escapes before the math is typeset, and a span that begins or ends with a
+    /// space is not read as math at all (pandoc, nbsphinx and GitHub leave it as raw TeX).
     /// </summary>
     internal static List<string> BrokenInlineMath(string text)
     {
@@ -161,7 +162,7 @@ public class NotebookTests : IClassFixture<NotebookRunsFixture>
         string[] bad = [@"\{", @"\}", @"\|", @"\,", @"\;", @"\!"];
         return Regex.Matches(masked, @"(?<!\\)\$([^$]+?)(?<!\\)\$")
             .Select(m => text.Substring(m.Groups[1].Index, m.Groups[1].Length))
-            .Where(span => bad.Any(b => span.Contains(b, StringComparison.Ordinal)))
+            .Where(span => bad.Any(b => span.Contains(b, StringComparison.Ordinal)) || span != span.Trim())
             .ToList();
     }
 
@@ -179,6 +180,8 @@ public class NotebookTests : IClassFixture<NotebookRunsFixture>
     {
         Assert.Equal([@"D(q\,\|\,p)"], BrokenInlineMath(@"the bound $D(q\,\|\,p)$ and $x \in \lbrace 0, 1 \rbrace$"));
         Assert.Equal([@"\{0, 1\}"], BrokenInlineMath(@"pixels $\{0, 1\}$ and $a \mid b$"));
+        // a span that starts or ends with a space is not math to pandoc, nbsphinx or GitHub: "$a / b $" stays raw TeX
+        Assert.Equal([@"\lVert a \rVert "], BrokenInlineMath(@"the ratio $\lVert a \rVert $ and $b$"));
         Assert.Empty(BrokenInlineMath("display math is not inline: $$\n\\left\\| x \\right\\|\\,\n$$ and code `$x\\,y$` is not math"));
     }
 
