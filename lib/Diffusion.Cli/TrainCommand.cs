@@ -38,15 +38,15 @@ static class TrainCommand
         var data = Opt("--data", "Training data: fashion-mnist, a folder of MNIST-format files, an IDX image file, or a folder of PNG/JPEG images (subfolders = classes)", DataLocator.FashionMnist);
         var labels = OptionalOpt<string>("--labels", "IDX label file for an IDX image file given to --data");
         var imageSize = new Option<int?>("--image-size") { Description = "Resize images to this square size (default: the data's own size; an image folder of mixed sizes needs it)" };
-        imageSize.Range(4, 1024);
+        imageSize.Range(4, DiffusionModelConfig.MaxImageSize);
         var channels = Opt("--channels", "Channels for an image folder: 1 (grayscale) or 3 (RGB)", 3).Range(1, 3);
-        var dim = Opt("--dim", "U-Net base channel count", m.Unet.Dim).Range(2, 1024);
+        var dim = Opt("--dim", "U-Net base channel count", m.Unet.Dim).Range(2, UnetConfig.MaxDim);
         var dimMults = IntList("--dim-mults", "Channel multipliers per resolution level", m.Unet.DimMults);
         var block = Choice("--block", "Residual block type", m.Unet.Block, Blocks);
-        var groups = Opt("--groups", "GroupNorm groups in ResNet blocks", m.Unet.ResnetBlockGroups).Range(1, 1024);
+        var groups = Opt("--groups", "GroupNorm groups in ResNet blocks", m.Unet.ResnetBlockGroups).Range(1, UnetConfig.MaxChannels);
         var attention = Opt("--attention-levels", "Levels with linear attention: auto (every level but full resolution), all, none, or a list such as 1,2 (0 = full resolution)", "auto");
         var conditional = Opt("--conditional", "Class-conditional model (labels with dropout, for classifier-free guidance)", false);
-        var timesteps = Opt("--timesteps", "T, the number of diffusion steps", m.Timesteps).Range(1, 100000);
+        var timesteps = Opt("--timesteps", "T, the number of diffusion steps", m.Timesteps).Range(1, DiffusionModelConfig.MaxTimesteps);
         var schedule = Choice("--schedule", "β schedule", m.Schedule, Schedules);
         var prediction = Choice("--prediction", "What the network predicts", m.Prediction, Predictions);
         var loss = Choice("--loss", "Loss between prediction and target", o.Loss, Losses);
@@ -60,7 +60,7 @@ static class TrainCommand
                           "count fixed from it (printed and stored in run.json; --steps N repeats the run exactly). Sampling comes after",
         };
         minutes.Range(0.01, 1e6);
-        var batch = Opt("--batch-size", "Images per step", o.BatchSize).Range(1, 65536);
+        var batch = Opt("--batch-size", "Images per step", o.BatchSize).Range(1, TrainingOptions.MaxBatchSize);
         var lr = Opt("--lr", "Peak learning rate (AdamW)", o.LearningRate).Range(1e-8, 1);
         var warmup = Opt("--warmup", "Learning-rate warm-up steps", o.WarmupSteps).Range(0, 1e9);
         var lrSchedule = Choice("--lr-schedule", "Learning rate after warm-up", o.LearningRateSchedule, LrSchedules);
@@ -178,9 +178,12 @@ static class TrainCommand
             var dev = machine.Apply(p).Device;
             var outDir = p.GetValue(output)!;
             var checkpointPath = Path.Combine(outDir, Trainer.CheckpointFileName);
-            var previous = Previous(p, checkpointPath, outDir);
+            if (p.GetValue(resume) && !File.Exists(checkpointPath))
+                throw new CliException($"--resume: no checkpoint at {checkpointPath}. Start a new run without --resume.");
             EnsureWritable(outDir);
-            RemoveStaleTemporaryFiles(outDir);
+            // One run per folder, held until this process ends (the kernel releases it if the process is killed).
+            using var folder = RunFolder.Claim(outDir, resume: p.GetValue(resume));
+            var previous = Previous(p, checkpointPath, outDir);
             Console.WriteLine($"TorchSharp: {TorchNative.Report?.Summary}");
             using var ds = DataLocator.Load(p.GetValue(data)!, p.GetValue(labels), p.GetValue(imageSize) ?? previous?.Model.ImageSize, p.GetValue(channels));
             Console.WriteLine($"data: {ds.Description}: {ds.Count} images {ds.Width}×{ds.Height}×{ds.Channels}");
@@ -295,7 +298,7 @@ static class TrainCommand
         catch (OperationCanceledException)
         {
             var path = trainer.SaveCheckpoint();
-            throw new CliException($"stopped at step {trainer.Step}; checkpoint saved to {path}. Continue with the same command and --resume.");
+            throw new StoppedException($"stopped at step {trainer.Step}; checkpoint saved to {path}. Continue with the same command and --resume.");
         }
         finally
         {
@@ -334,21 +337,6 @@ static class TrainCommand
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new CliException($"cannot write to the run folder --out {outDir}: {e.Message} Choose a folder you can write to.");
-        }
-    }
-
-    /// <summary>
-    /// A run killed while writing (power cut, SIGKILL) leaves its temporary file behind; the checkpoint itself is intact
-    /// (it is only ever replaced by a rename). Those leftovers are removed when the run folder is used again.
-    /// </summary>
-    static void RemoveStaleTemporaryFiles(string outDir)
-    {
-        if (!Directory.Exists(outDir)) return;
-        foreach (var tmp in Directory.EnumerateFiles(outDir, ".*.tmp"))
-        {
-            try { File.Delete(tmp); }
-            catch (IOException) { }
-            catch (UnauthorizedAccessException) { }
         }
     }
 
