@@ -182,7 +182,7 @@ static class TrainCommand
                 throw new CliException($"--resume: no checkpoint at {checkpointPath}. Start a new run without --resume.");
             EnsureWritable(outDir);
             // One run per folder, held until this process ends (the kernel releases it if the process is killed).
-            using var folder = RunFolder.Claim(outDir, resume: p.GetValue(resume));
+            using var folder = ClaimFolder(outDir, p.GetValue(resume));
             var previous = Previous(p, checkpointPath, outDir);
             Console.WriteLine($"TorchSharp: {TorchNative.Report?.Summary}");
             using var ds = DataLocator.Load(p.GetValue(data)!, p.GetValue(labels), p.GetValue(imageSize) ?? previous?.Model.ImageSize, p.GetValue(channels));
@@ -324,17 +324,24 @@ static class TrainCommand
         AtomicFile.WriteAllText(Path.Combine(outDir, "run.json"), JsonSerializer.Serialize(summary, Checkpoint.JsonOptions));
     }
 
-    /// <summary>Fails early, before minutes of work, if the run folder cannot be created or written.</summary>
+    /// <summary>Fails early, before minutes of work, if the run folder cannot be created (claiming it then writes its marker).</summary>
     static void EnsureWritable(string outDir)
     {
         try
         {
             Directory.CreateDirectory(outDir);
-            var probe = Path.Combine(outDir, $".write-test.{Environment.ProcessId}.tmp");
-            File.WriteAllText(probe, "");
-            File.Delete(probe);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new CliException($"cannot write to the run folder --out {outDir}: {e.Message} Choose a folder you can write to.");
+        }
+    }
+
+    /// <summary>The run folder, locked for this process; a folder that cannot be written is the same clear error as one that cannot be created.</summary>
+    static RunFolder ClaimFolder(string outDir, bool resume)
+    {
+        try { return RunFolder.Claim(outDir, resume); }
+        catch (UnauthorizedAccessException e)
         {
             throw new CliException($"cannot write to the run folder --out {outDir}: {e.Message} Choose a folder you can write to.");
         }

@@ -69,6 +69,20 @@ public class FaultTests
                 Assert.InRange(info.Step, lastStep, 30);
                 lastStep = info.Step;
             }
+            // The loss log as the kill left it: whole rows with strictly increasing steps; only the last line may be torn
+            // (the next --resume drops it).
+            var log = Path.Combine(run, "loss.csv");
+            if (File.Exists(log))
+            {
+                var rows = File.ReadAllLines(log).Skip(1).Where(l => l.Length > 0).ToList();
+                int previous = 0;
+                for (int i = 0; i < rows.Count; i++)
+                {
+                    var fields = rows[i].Split(',');
+                    bool whole = fields.Length == 5 && int.TryParse(fields[0], out var step) && step > previous && (previous = step) > 0;
+                    Assert.True(whole || i == rows.Count - 1, $"loss.csv row {i + 1} after a kill: '{rows[i]}'");
+                }
+            }
             Console.WriteLine($"attempt {attempt}: kill after step {killAfterStep} + {extraDelayMs} ms; killed: {kills}; checkpoint at step {lastStep}; exit {(p.HasExited ? p.ExitCode : -1)} {stderr}");
         }
         Assert.True(kills >= 4, $"only {kills} runs were killed; the test did not exercise crashes");

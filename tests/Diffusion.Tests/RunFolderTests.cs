@@ -20,10 +20,19 @@ public class RunFolderTests
         int step = -1;
         readonly System.Text.StringBuilder output = new();
         public string Output { get { lock (output) return output.ToString(); } }
+        const string Python = "/usr/bin/python3";
 
         public Background(params string[] args)
         {
             var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+            if (File.Exists(Python))
+            {
+                // A process started in the background by a shell inherits SIGINT ignored, and so would the CLI (which then
+                // rightly ignores Ctrl+C): start it with SIGINT's default disposition, as a terminal would.
+                psi = new ProcessStartInfo(Python) { RedirectStandardOutput = true, RedirectStandardError = true };
+                foreach (var a in new[] { "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp('dotnet', ['dotnet'] + sys.argv[1:])" })
+                    psi.ArgumentList.Add(a);
+            }
             psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "Diffusion.Cli.dll"));
             foreach (var a in args) psi.ArgumentList.Add(a);
             psi.Environment["DIFFUSION_DATA_DIR"] = Path.Combine(TestSetup.RepoRoot, "data");

@@ -118,7 +118,7 @@ public sealed record TrainingOptions
         }
         Require(Steps >= 1, $"steps must be ≥ 1, got {Steps}");
         Require(BatchSize is >= 1 and <= MaxBatchSize, $"batch size must be 1 to {MaxBatchSize}, got {BatchSize}");
-        Require(LearningRate is > 0 and <= 1, $"learning rate must be a number in (0, 1], got {LearningRate}");
+        Require(LearningRate > 0 && double.IsFinite(LearningRate), $"learning rate must be a positive number, got {LearningRate}");
         Require(WarmupSteps >= 0, $"warm-up steps must be ≥ 0, got {WarmupSteps}");
         Require(Enum.IsDefined(LearningRateSchedule) && Enum.IsDefined(Loss), $"unknown learning-rate schedule or loss ({(int)LearningRateSchedule}, {(int)Loss})");
         Require(MinLearningRateFraction is >= 0 and <= 1, $"min learning-rate fraction must be in [0, 1], got {MinLearningRateFraction}");

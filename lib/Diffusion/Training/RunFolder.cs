@@ -28,10 +28,13 @@ public sealed class RunFolder : IDisposable
     /// <summary>The folder, as given.</summary>
     public string Path { get; }
 
-    RunFolder(string path, FileStream marker)
+    readonly bool createdMarker;
+
+    RunFolder(string path, FileStream marker, bool createdMarker)
     {
         Path = path;
         this.marker = marker;
+        this.createdMarker = createdMarker;
     }
 
     /// <summary>
@@ -76,7 +79,7 @@ public sealed class RunFolder : IDisposable
             stream.Write(System.Text.Encoding.UTF8.GetBytes(string.Create(CultureInfo.InvariantCulture,
                 $"{MarkerText}; in use by process {Environment.ProcessId} while this file is locked\n")));
             stream.Flush(flushToDisk: true);
-            var folder = new RunFolder(path, stream);
+            var folder = new RunFolder(path, stream, createdMarker: !existed);
             folder.RemoveTemporaryFiles(own);
             return folder;
         }
@@ -156,8 +159,21 @@ public sealed class RunFolder : IDisposable
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { return null; }
     }
 
-    /// <summary>Releases the lock (the marker stays: the folder remains a run folder).</summary>
-    public void Dispose() => marker.Dispose();
+    /// <summary>
+    /// Releases the lock. The marker stays (the folder remains a run folder), unless this claim made it and the run wrote
+    /// nothing beside it (it failed before its first file): then the folder is left as empty as it was found.
+    /// </summary>
+    public void Dispose()
+    {
+        try
+        {
+            // Deleted while still locked, so that no other process can have claimed this marker in between.
+            if (createdMarker && Directory.EnumerateFileSystemEntries(Path).All(e => System.IO.Path.GetFileName(e) == MarkerFileName))
+                TryDelete(marker.Name);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+        marker.Dispose();
+    }
 
     [DllImport("libc", SetLastError = true)]
     static extern int flock(int fd, int operation);
