@@ -25,6 +25,9 @@ sealed class OutputOptions
                 throw new CliException($"{option} {path} is the {inputOption} this command reads: it is never written over (not even with --overwrite). Choose another {option}.");
         if (Directory.Exists(path))
             throw new CliException($"{option} {path} is a folder: name a file to write.");
+        // A device or FIFO (/dev/null, /dev/stdout) would be replaced by a regular file by the atomic rename: never.
+        if (InputFile.SpecialKind(path) is { } kind)
+            throw new CliException($"{option} {path} is {kind}, not a file: name a regular file to write (not even --overwrite replaces it).");
         if (File.Exists(path) && !p.GetValue(overwrite))
             throw new CliException($"{option} {path} already exists: choose another {option}, or pass --overwrite to replace it.");
         return path;

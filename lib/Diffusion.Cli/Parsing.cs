@@ -93,9 +93,14 @@ static class Parsing
     {
         // The first error that names what was typed ("Unrecognized command or argument 'x'") before a general one.
         var first = (parsed.Errors.FirstOrDefault(e => e.Message.Contains('\'')) ?? parsed.Errors[0]).Message.ReplaceLineEndings(" ").Trim();
+        // "Cannot parse argument 'abc' for option '--lr' as expected type 'System.Double'." → "--lr: 'abc' is not a number."
+        var m = System.Text.RegularExpressions.Regex.Match(first, @"^Cannot parse argument '(.*)' for option '(.*)' as expected type '(.*)'\.?$");
+        if (m.Success)
+            first = $"{m.Groups[2].Value}: '{m.Groups[1].Value}' is not {(m.Groups[3].Value.Contains("Int") ? "a whole number" : m.Groups[3].Value.Contains("Double") ? "a number" : m.Groups[3].Value)}.";
         var command = parsed.CommandResult.Command;
-        var name = command is RootCommand ? "" : command.Name + " ";
-        return $"{first} (see '{name}--help' for the options and their ranges)";
+        return command is RootCommand
+            ? $"{first} (see '--help' for the commands)"
+            : $"{first} (see '{command.Name} --help' for the options and their ranges)";
     }
 
     /// <summary>The line that says how many threads libtorch uses and why.</summary>

@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using Diffusion;
 
 namespace Diffusion.Tests;
 
@@ -38,6 +39,10 @@ public class OutputTests
         AssertRefused(Cli.Run(dir.Path, ["sample", "--checkpoint", ckpt, "--out", ckpt, "--overwrite", .. quick]), "--checkpoint");
         AssertRefused(Cli.Run(dir.Path, ["sample", "--checkpoint", ckpt, "--out", dir["a.png"], "--gif", ckpt, .. quick]), "--checkpoint");
         Assert.Equal(before, Hash(ckpt));
+        // A FIFO (or a device such as /dev/null) is never replaced by the atomic rename, not even with --overwrite.
+        System.Diagnostics.Process.Start("mkfifo", dir["pipe.png"])!.WaitForExit();
+        AssertRefused(Cli.Run(dir.Path, ["sample", "--checkpoint", ckpt, "--out", dir["pipe.png"], "--overwrite", .. quick]), "FIFO");
+        Assert.Equal("a FIFO (named pipe)", InputFile.SpecialKind(dir["pipe.png"]));
 
         // An existing file: refused naming --overwrite; given --overwrite, replaced.
         File.WriteAllText(dir["old.png"], "mine");
