@@ -319,8 +319,13 @@ public class FuzzTests
         Cli.TrainTiny(dir.Path, run, "--samples", "0", "--threads", "1");
         var path = Path.Combine(run, "checkpoint.ckpt");
         var good = Checkpoint.Load(path);
+        // A state of the right size whose fields libtorch refuses by aborting the process (left = 0).
+        var state = Convert.FromBase64String(good.Info.GeneratorState);
+        Assert.Equal(5056, state.Length);
+        BitConverter.TryWriteBytes(state.AsSpan(8, 4), 0);
         foreach (var (name, info) in new (string, CheckpointInfo)[]
                  {
+                     ("a generator state with invalid fields", good.Info with { GeneratorState = Convert.ToBase64String(state) }),
                      ("a generator state of 3 bytes", good.Info with { GeneratorState = "AAAA" }),
                      ("a generator state that is not base64", good.Info with { GeneratorState = "%%%" }),
                      ("step −10", good.Info with { Step = -10 }),
