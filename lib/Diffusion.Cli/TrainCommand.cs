@@ -103,6 +103,12 @@ static class TrainCommand
                 throw new CliException(
                     $"{outDir} already holds a checkpoint ({checkpointPath}). Continue it with --resume, or choose another --out; " +
                     "nothing was overwritten.");
+            // Results of an earlier run whose checkpoint is gone (the sampling weights, the summary, the pictures) are not
+            // replaced by a new run; only a loss log of a run that ended before its first checkpoint is.
+            if (new[] { ModelFileName, "run.json", "samples.png", "denoising.gif" }.FirstOrDefault(f => File.Exists(Path.Combine(outDir, f))) is { } result)
+                throw new CliException(
+                    $"{outDir} holds {result} of an earlier run: a new run would replace it. Choose another --out, or move that run's files away; " +
+                    "nothing was overwritten.");
             return null;
         }
 

@@ -149,6 +149,16 @@ public class RunFolderTests
         foreach (var (name, text) in files) Assert.Equal(text, File.ReadAllText(Path.Combine(folder, name)));
         Assert.Equal(files.Count, Directory.GetFiles(folder).Length);
 
+        // A run folder whose checkpoint was deleted still holds that run's results: a new run does not replace them.
+        var earlier = dir["earlier"];
+        Cli.TrainTiny(dir.Path, earlier, "--samples", "0", "--threads", "1");
+        File.Delete(Path.Combine(earlier, "checkpoint.ckpt"));
+        var model = File.ReadAllBytes(Path.Combine(earlier, "model.ckpt"));
+        var again = Cli.Run(dir.Path, [.. Long(2), "--out", earlier]);
+        Assert.Equal(2, again.ExitCode);
+        Assert.Contains("model.ckpt", again.Stderr);
+        Assert.Equal(model, File.ReadAllBytes(Path.Combine(earlier, "model.ckpt")));
+
         // A folder holding only a hidden file is not empty either.
         var hidden = dir["hidden"];
         Directory.CreateDirectory(hidden);
