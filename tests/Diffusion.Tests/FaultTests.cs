@@ -307,6 +307,18 @@ public class FaultTests
     }
 
     [Fact]
+    public void TheAtomicWriterNeverReplacesADeviceOrFifo()
+    {
+        using var dir = TestSetup.Temp();
+        var fifo = dir["pipe"];
+        Process.Start("mkfifo", fifo)!.WaitForExit();
+        var e = Assert.Throws<IOException>(() => AtomicFile.WriteAllText(fifo, "text"));
+        Assert.Contains("FIFO", e.Message);
+        Assert.Equal("a FIFO (named pipe)", InputFile.SpecialKind(fifo));             // still the FIFO
+        Assert.Single(Directory.GetFileSystemEntries(dir.Path));                        // and no temporary file beside it
+    }
+
+    [Fact]
     public void TheLossLogDropsATornLastRowAndRowsThatRepeatAStep()
     {
         using var dir = TestSetup.Temp();

@@ -22,6 +22,9 @@ public static class AtomicFile
     public static void Write(string path, Action<Stream> write)
     {
         var full = Path.GetFullPath(path);
+        // The rename would replace a device or FIFO (/dev/null, as root) with a regular file: never.
+        if (InputFile.SpecialKind(full) is { } kind)
+            throw new IOException($"{path} is {kind}, not a file: name a regular file to write.");
         var dir = Path.GetDirectoryName(full)!;
         Directory.CreateDirectory(dir);
         var tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
