@@ -21,8 +21,10 @@ static class BenchCommand
             steps, memorySteps, samplingMemorySteps, quick, json, profile, peer,
         };
         var machine = new MachineOptions(cmd, withDevice: false);
+        var outputs = new OutputOptions(cmd);
         cmd.SetAction(p =>
         {
+            if (p.GetValue(json) is { } jsonOut) outputs.Check(p, jsonOut, "--json");
             int threadCount = machine.Apply(p).Threads;
             bool q = p.GetValue(quick);
             if (p.GetValue(peer))

@@ -38,10 +38,14 @@ static class EvalCommand
         };
         var checkpoint = new CheckpointOptions(cmd);
         var machine = new MachineOptions(cmd);
+        var outputs = new OutputOptions(cmd);
         cmd.SetAction(p =>
         {
+            (string, string?)[] inputs = [("--checkpoint", p.GetValue(realOnly) ? null : checkpoint.File(p)), ("--classifier", p.GetValue(classifier) ?? FashionClassifier.ShippedPath())];
+            if (p.GetValue(json) is { } jsonPath) outputs.Check(p, jsonPath, "--json", inputs);
             var specs = ParseSamplers(p.GetValue(samplers)!).Select(s => s with { Eta = p.GetValue(eta), Variance = p.GetValue(variance) }).ToList();
             var request = new EvalRequest(specs, p.GetValue(guidance)!, p.GetValue(count), p.GetValue(batch), p.GetValue(seed), p.GetValue(grids));
+            if (request.GridFolder is { } gridFolder) outputs.CheckFolder(p, gridFolder, "--grids", "*.png");
             var run = machine.Apply(p);
             var classifierPath = p.GetValue(classifier) ?? FashionClassifier.ShippedPath();
             using var net = FashionClassifier.Load(classifierPath);

@@ -30,8 +30,12 @@ static class EvalTextToImageCommand
         };
         var t2i = new TextToImageOptions(cmd);
         var machine = new MachineOptions(cmd);
+        var outputs = new OutputOptions(cmd);
         cmd.SetAction(p =>
         {
+            if (p.GetValue(json) is { } jsonOut)
+                outputs.Check(p, jsonOut, "--json", ("--checkpoint", t2i.File(p)), ("--clip", p.GetValue(judge)),
+                    ("--classifier", p.GetValue(classifierFile) ?? FashionClassifier.ShippedPath()));
             var ws = Guidance.ParseList(p.GetValue(weights)!, numClasses: 1);
             var grid = Grid(p.GetValue(prompts)!);
             int captions = p.GetValue(fcdCount), n = p.GetValue(perPrompt);

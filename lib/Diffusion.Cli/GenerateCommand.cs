@@ -27,8 +27,10 @@ static class GenerateCommand
         };
         var model = new TextToImageOptions(cmd);
         var machine = new MachineOptions(cmd);
+        var outputs = new OutputOptions(cmd);
         cmd.SetAction(p =>
         {
+            var png = outputs.Check(p, p.GetValue(output)!, "--out", ("--checkpoint", model.File(p)));
             double w = p.GetValue(guidance);
             Guidance.Check(w, numClasses: 1);
             var dev = machine.Apply(p).Device;
@@ -43,7 +45,6 @@ static class GenerateCommand
             using var images = ConsoleProgress.Run($"drawing {n} × {what} ({spec}, w = {w.ToString("0.###", CultureInfo.InvariantCulture)})", spec.Steps ?? t2i.Info.Timesteps, report =>
                 t2i.Generate([checkedPrompt.Text], n, w, spec, model.Seed(p), dev,
                     new SyncProgress<SamplingProgress>(q => report(q.Step, $"t={q.Timestep}"))));
-            var png = p.GetValue(output)!;
             ImageGrid.SaveGridPng(images, png, columns: (int)Math.Ceiling(Math.Sqrt(n)), padding: 2, scale: 2);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wrote {png} ({n} pictures of {what}, {sw.Elapsed.TotalSeconds:F1} s)"));
             return 0;

@@ -104,7 +104,7 @@ static class InteropCommands
             var template = Checkpoint.ReadInfo(CheckpointFile(likePath));
             var config = template.Model;
             if (PyTorchWeights.FormatOf(weightsPath) == WeightsFormat.Safetensors
-                && PyTorchWeights.ConfigFrom(SafetensorsFile.ReadHeader(File.ReadAllBytes(weightsPath), weightsPath).Metadata, weightsPath) is { } own
+                && PyTorchWeights.ConfigFrom(SafetensorsFile.ReadHeader(InputFile.ReadAllBytes(weightsPath, InputFile.MaxModelFileBytes, "safetensors file"), weightsPath).Metadata, weightsPath) is { } own
                 && own.DifferencesFrom(config) is { Count: > 0 } differences)
                 Console.WriteLine($"note: {weightsPath} was exported with other settings than --like ({string.Join("; ", differences)}); using --like's.");
             return (config, template, $"Pass --like a checkpoint whose U-Net matches the one the weights came from (this one: Unet({PythonArguments(config.Unet)})), " +
@@ -113,7 +113,7 @@ static class InteropCommands
         if (PyTorchWeights.FormatOf(weightsPath) != WeightsFormat.Safetensors)
             throw new CliException($"--like is needed for {weightsPath}: a .pt state_dict does not say which network it belongs to. " +
                                    "Pass --like <checkpoint or run folder> trained with the same U-Net options.");
-        var header = SafetensorsFile.ReadHeader(File.ReadAllBytes(weightsPath), weightsPath);
+        var header = SafetensorsFile.ReadHeader(InputFile.ReadAllBytes(weightsPath, InputFile.MaxModelFileBytes, "safetensors file"), weightsPath);
         var fromFile = PyTorchWeights.ConfigFrom(header.Metadata, weightsPath)
                   ?? throw new CliException($"{weightsPath} carries no '{PyTorchWeights.ConfigMetadataKey}' metadata (it was not exported by this course). " +
                                            "Pass --like <checkpoint or run folder> trained with the same U-Net options.");

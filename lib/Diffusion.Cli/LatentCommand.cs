@@ -35,9 +35,10 @@ static class LatentCommand
         {
             var dev = machine.Apply(p).Device;
             var outDir = p.GetValue(output)!;
+            // One run per folder (held until this process ends), in a new, empty or run folder only.
+            using var folder = RunFolder.Claim(outDir, ownFiles: [DiffusionFileName, AutoencoderFileName, "ae-loss.csv", "reconstructions.png"]);
             if (File.Exists(Path.Combine(outDir, DiffusionFileName)) || File.Exists(Path.Combine(outDir, Trainer.CheckpointFileName)))
                 throw new CliException($"{outDir} already holds a latent run; choose another --out (nothing was overwritten).");
-            Directory.CreateDirectory(outDir);
             int batchSize = p.GetValue(batch), s = p.GetValue(seed);
             using var train = ImageDataset.FashionMnist(DataLocator.FashionMnistFolder(), train: true);
             using var test = ImageDataset.FashionMnist(DataLocator.FashionMnistFolder(), train: false);

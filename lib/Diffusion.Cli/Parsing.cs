@@ -66,10 +66,41 @@ static class Parsing
         {
             if (r.Tokens.Count == 0) return;
             var text = r.Tokens[^1].Value;
-            if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && (v < min || v > max))
+            // !(v >= min && v <= max) also refuses NaN, which every comparison calls false.
+            if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && !(v >= min && v <= max))
                 r.AddError($"{option.Name} must be between {min.ToString(CultureInfo.InvariantCulture)} and {max.ToString(CultureInfo.InvariantCulture)}, got {text}");
         });
         return option;
+    }
+
+    /// <summary>Adds to every floating-point option of every command a check that its value is a finite number (not NaN or ∞).</summary>
+    public static void RequireFiniteNumbers(Command command)
+    {
+        foreach (var option in command.Options)
+            if (option is Option<double> or Option<double?>)
+                option.Validators.Add(r =>
+                {
+                    if (r.Tokens.Count == 0) return;
+                    var text = r.Tokens[^1].Value;
+                    if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && !double.IsFinite(v))
+                        r.AddError($"{option.Name} must be a finite number, got {text}");
+                });
+        foreach (var sub in command.Subcommands) RequireFiniteNumbers(sub);
+    }
+
+    /// <summary>The first parse error as one line, with where to read the command's options.</summary>
+    public static string Describe(ParseResult parsed)
+    {
+        // The first error that names what was typed ("Unrecognized command or argument 'x'") before a general one.
+        var first = (parsed.Errors.FirstOrDefault(e => e.Message.Contains('\'')) ?? parsed.Errors[0]).Message.ReplaceLineEndings(" ").Trim();
+        // "Cannot parse argument 'abc' for option '--lr' as expected type 'System.Double'." → "--lr: 'abc' is not a number."
+        var m = System.Text.RegularExpressions.Regex.Match(first, @"^Cannot parse argument '(.*)' for option '(.*)' as expected type '(.*)'\.?$");
+        if (m.Success)
+            first = $"{m.Groups[2].Value}: '{m.Groups[1].Value}' is not {(m.Groups[3].Value.Contains("Int") ? "a whole number" : m.Groups[3].Value.Contains("Double") ? "a number" : m.Groups[3].Value)}.";
+        var command = parsed.CommandResult.Command;
+        return command is RootCommand
+            ? $"{first} (see '--help' for the commands)"
+            : $"{first} (see '{command.Name} --help' for the options and their ranges)";
     }
 
     /// <summary>The line that says how many threads libtorch uses and why.</summary>

@@ -17,7 +17,19 @@ root.Subcommands.Add(TrainClipCommand.Create());
 root.Subcommands.Add(TrainTextToImageCommand.Create());
 root.Subcommands.Add(GenerateCommand.Create());
 root.Subcommands.Add(EvalTextToImageCommand.Create());
-int exitCode = CliErrors.Run(() => root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
+Parsing.RequireFiniteNumbers(root);
+// A command line that does not parse is one error line (the first problem, naming the option and its value) and exit 2;
+// the help is printed only when asked for (--help).
+int exitCode = CliErrors.Run(() =>
+{
+    var parsed = root.Parse(args);
+    if (parsed.Errors.Count > 0)
+    {
+        Console.Error.WriteLine($"error: {Parsing.Describe(parsed)}");
+        return CliErrors.BadInput;
+    }
+    return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+});
 // For the leak tests: tensors this thread created and did not dispose (a finalizer's late release does not count).
 if (Environment.GetEnvironmentVariable("DIFFUSION_REPORT_LIVE_TENSORS") == "1")
     Console.Error.WriteLine($"live tensors: {TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount}");

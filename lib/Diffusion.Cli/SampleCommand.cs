@@ -25,8 +25,13 @@ static class SampleCommand
         };
         var checkpoint = new CheckpointOptions(cmd);
         var machine = new MachineOptions(cmd);
+        var outputs = new OutputOptions(cmd);
         cmd.SetAction(p =>
         {
+            // Outputs are checked before anything is loaded or drawn.
+            var input = ("--checkpoint", (string?)checkpoint.File(p));
+            var png = outputs.Check(p, p.GetValue(output)!, "--out", input);
+            var gifPath = p.GetValue(gif) is { } g ? outputs.Check(p, g, "--gif", input, ("--out", png)) : null;
             var dev = machine.Apply(p).Device;
             var (model, info, path) = checkpoint.Load(p, dev);
             using (model)
@@ -41,8 +46,8 @@ static class SampleCommand
                 };
                 SampleWriter.Write(model, info.Model, new SampleRequest
                 {
-                    Count = p.GetValue(count), Sampler = spec, Seed = p.GetValue(seed), PngPath = p.GetValue(output)!,
-                    GifPath = p.GetValue(gif), Class = ParseClass(p.GetValue(cls)!), Guidance = p.GetValue(guidance),
+                    Count = p.GetValue(count), Sampler = spec, Seed = p.GetValue(seed), PngPath = png,
+                    GifPath = gifPath, Class = ParseClass(p.GetValue(cls)!), Guidance = p.GetValue(guidance),
                 }, dev);
             }
             return 0;

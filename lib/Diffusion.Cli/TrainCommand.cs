@@ -38,15 +38,15 @@ static class TrainCommand
         var data = Opt("--data", "Training data: fashion-mnist, a folder of MNIST-format files, an IDX image file, or a folder of PNG/JPEG images (subfolders = classes)", DataLocator.FashionMnist);
         var labels = OptionalOpt<string>("--labels", "IDX label file for an IDX image file given to --data");
         var imageSize = new Option<int?>("--image-size") { Description = "Resize images to this square size (default: the data's own size; an image folder of mixed sizes needs it)" };
-        imageSize.Range(4, 1024);
+        imageSize.Range(4, DiffusionModelConfig.MaxImageSize);
         var channels = Opt("--channels", "Channels for an image folder: 1 (grayscale) or 3 (RGB)", 3).Range(1, 3);
-        var dim = Opt("--dim", "U-Net base channel count", m.Unet.Dim).Range(2, 1024);
+        var dim = Opt("--dim", "U-Net base channel count", m.Unet.Dim).Range(2, UnetConfig.MaxDim);
         var dimMults = IntList("--dim-mults", "Channel multipliers per resolution level", m.Unet.DimMults);
         var block = Choice("--block", "Residual block type", m.Unet.Block, Blocks);
-        var groups = Opt("--groups", "GroupNorm groups in ResNet blocks", m.Unet.ResnetBlockGroups).Range(1, 1024);
+        var groups = Opt("--groups", "GroupNorm groups in ResNet blocks", m.Unet.ResnetBlockGroups).Range(1, UnetConfig.MaxChannels);
         var attention = Opt("--attention-levels", "Levels with linear attention: auto (every level but full resolution), all, none, or a list such as 1,2 (0 = full resolution)", "auto");
         var conditional = Opt("--conditional", "Class-conditional model (labels with dropout, for classifier-free guidance)", false);
-        var timesteps = Opt("--timesteps", "T, the number of diffusion steps", m.Timesteps).Range(1, 100000);
+        var timesteps = Opt("--timesteps", "T, the number of diffusion steps", m.Timesteps).Range(1, DiffusionModelConfig.MaxTimesteps);
         var schedule = Choice("--schedule", "β schedule", m.Schedule, Schedules);
         var prediction = Choice("--prediction", "What the network predicts", m.Prediction, Predictions);
         var loss = Choice("--loss", "Loss between prediction and target", o.Loss, Losses);
@@ -60,7 +60,7 @@ static class TrainCommand
                           "count fixed from it (printed and stored in run.json; --steps N repeats the run exactly). Sampling comes after",
         };
         minutes.Range(0.01, 1e6);
-        var batch = Opt("--batch-size", "Images per step", o.BatchSize).Range(1, 65536);
+        var batch = Opt("--batch-size", "Images per step", o.BatchSize).Range(1, TrainingOptions.MaxBatchSize);
         var lr = Opt("--lr", "Peak learning rate (AdamW)", o.LearningRate).Range(1e-8, 1);
         var warmup = Opt("--warmup", "Learning-rate warm-up steps", o.WarmupSteps).Range(0, 1e9);
         var lrSchedule = Choice("--lr-schedule", "Learning rate after warm-up", o.LearningRateSchedule, LrSchedules);
@@ -102,6 +102,12 @@ static class TrainCommand
             if (File.Exists(checkpointPath))
                 throw new CliException(
                     $"{outDir} already holds a checkpoint ({checkpointPath}). Continue it with --resume, or choose another --out; " +
+                    "nothing was overwritten.");
+            // Results of an earlier run whose checkpoint is gone (the sampling weights, the summary, the pictures) are not
+            // replaced by a new run; only a loss log of a run that ended before its first checkpoint is.
+            if (new[] { ModelFileName, "run.json", "samples.png", "denoising.gif" }.FirstOrDefault(f => File.Exists(Path.Combine(outDir, f))) is { } result)
+                throw new CliException(
+                    $"{outDir} holds {result} of an earlier run: a new run would replace it. Choose another --out, or move that run's files away; " +
                     "nothing was overwritten.");
             return null;
         }
@@ -178,9 +184,12 @@ static class TrainCommand
             var dev = machine.Apply(p).Device;
             var outDir = p.GetValue(output)!;
             var checkpointPath = Path.Combine(outDir, Trainer.CheckpointFileName);
-            var previous = Previous(p, checkpointPath, outDir);
+            if (p.GetValue(resume) && !File.Exists(checkpointPath))
+                throw new CliException($"--resume: no checkpoint at {checkpointPath}. Start a new run without --resume.");
             EnsureWritable(outDir);
-            RemoveStaleTemporaryFiles(outDir);
+            // One run per folder, held until this process ends (the kernel releases it if the process is killed).
+            using var folder = ClaimFolder(outDir, p.GetValue(resume));
+            var previous = Previous(p, checkpointPath, outDir);
             Console.WriteLine($"TorchSharp: {TorchNative.Report?.Summary}");
             using var ds = DataLocator.Load(p.GetValue(data)!, p.GetValue(labels), p.GetValue(imageSize) ?? previous?.Model.ImageSize, p.GetValue(channels));
             Console.WriteLine($"data: {ds.Description}: {ds.Count} images {ds.Width}×{ds.Height}×{ds.Channels}");
@@ -295,7 +304,7 @@ static class TrainCommand
         catch (OperationCanceledException)
         {
             var path = trainer.SaveCheckpoint();
-            throw new CliException($"stopped at step {trainer.Step}; checkpoint saved to {path}. Continue with the same command and --resume.");
+            throw new StoppedException($"stopped at step {trainer.Step}; checkpoint saved to {path}. Continue with the same command and --resume.");
         }
         finally
         {
@@ -321,15 +330,12 @@ static class TrainCommand
         AtomicFile.WriteAllText(Path.Combine(outDir, "run.json"), JsonSerializer.Serialize(summary, Checkpoint.JsonOptions));
     }
 
-    /// <summary>Fails early, before minutes of work, if the run folder cannot be created or written.</summary>
+    /// <summary>Fails early, before minutes of work, if the run folder cannot be created (claiming it then writes its marker).</summary>
     static void EnsureWritable(string outDir)
     {
         try
         {
             Directory.CreateDirectory(outDir);
-            var probe = Path.Combine(outDir, $".write-test.{Environment.ProcessId}.tmp");
-            File.WriteAllText(probe, "");
-            File.Delete(probe);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -337,18 +343,13 @@ static class TrainCommand
         }
     }
 
-    /// <summary>
-    /// A run killed while writing (power cut, SIGKILL) leaves its temporary file behind; the checkpoint itself is intact
-    /// (it is only ever replaced by a rename). Those leftovers are removed when the run folder is used again.
-    /// </summary>
-    static void RemoveStaleTemporaryFiles(string outDir)
+    /// <summary>The run folder, locked for this process; a folder that cannot be written is the same clear error as one that cannot be created.</summary>
+    static RunFolder ClaimFolder(string outDir, bool resume)
     {
-        if (!Directory.Exists(outDir)) return;
-        foreach (var tmp in Directory.EnumerateFiles(outDir, ".*.tmp"))
+        try { return RunFolder.Claim(outDir, resume); }
+        catch (UnauthorizedAccessException e)
         {
-            try { File.Delete(tmp); }
-            catch (IOException) { }
-            catch (UnauthorizedAccessException) { }
+            throw new CliException($"cannot write to the run folder --out {outDir}: {e.Message} Choose a folder you can write to.");
         }
     }
 

@@ -179,9 +179,51 @@ public class CliTests
         }).ToList();
         if (resolved[0] == "train" && !resolved.Contains("--out")) resolved.AddRange(["--out", dir["run"]]);
         var r = Cli.Run(dir.Path, [.. resolved]);
-        Assert.True(r.ExitCode != 0, $"exit 0 for {string.Join(' ', args)}:\n{r.All}");
+        Assert.True(r.ExitCode == 2, $"exit {r.ExitCode} for {string.Join(' ', args)}:\n{r.All}");
+        Assert.StartsWith("error:", r.Stderr.Trim());
         Assert.Contains(expected, r.Stderr);
         Assert.DoesNotContain("   at ", r.Stderr);                                            // no stack trace
         Assert.False(File.Exists(Path.Combine(dir["run"], "checkpoint.ckpt")));
+    }
+
+    public static TheoryData<string[], string[]> ParseErrors => new()
+    {
+        // args, the words the one error line must contain (the option and the value)
+        { ["train", "--steps", "0"], ["--steps", "0"] },
+        { ["train", "--lr", "abc"], ["--lr", "abc"] },
+        { ["train", "--lr", "NaN"], ["--lr", "NaN"] },
+        { ["train", "--ema-decay", "nan"], ["--ema-decay", "nan"] },
+        { ["sample", "--guidance", "NaN"], ["--guidance", "NaN"] },
+        { ["sample", "--eta", "Infinity"], ["--eta", "Infinity"] },
+        { ["train", "--no-such-option", "3"], ["--no-such-option"] },
+        { ["train", "--steps", "5", "--steps", "6"], ["--steps"] },
+        { ["sample", "--count"], ["--count"] },
+        { ["frobnicate"], ["frobnicate"] },
+    };
+
+    [Theory]
+    [MemberData(nameof(ParseErrors))]
+    public void ParseErrorsAreOneErrorLineWithExit2AndNoHelp(string[] args, string[] mentions)
+    {
+        using var dir = TestSetup.Temp();
+        var r = Cli.Run(dir.Path, [.. args, .. (args[0] == "train" ? new[] { "--out", dir["run"] } : [])]);
+        Assert.True(r.ExitCode == 2, $"exit {r.ExitCode} for {string.Join(' ', args)}:\n{r.All}");
+        var lines = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(lines.Length == 1, r.Stderr);
+        Assert.StartsWith("error: ", lines[0]);
+        foreach (var m in mentions) Assert.Contains(m, lines[0]);
+        Assert.Contains("--help", lines[0]);                                            // where to read the options
+        Assert.DoesNotContain("Options:", r.All);                                       // help only when asked for
+        Assert.False(Directory.Exists(dir["run"]));
+    }
+
+    [Fact]
+    public void HelpIsShownWhenAskedFor()
+    {
+        using var dir = TestSetup.Temp();
+        var r = Cli.Run(dir.Path, "train", "--help");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains("--overwrite", Cli.Run(dir.Path, "sample", "--help").Stdout);
+        Assert.Contains("Options:", r.Stdout);
     }
 }

@@ -69,6 +69,20 @@ public class FaultTests
                 Assert.InRange(info.Step, lastStep, 30);
                 lastStep = info.Step;
             }
+            // The loss log as the kill left it: whole rows with strictly increasing steps; only the last line may be torn
+            // (the next --resume drops it).
+            var log = Path.Combine(run, "loss.csv");
+            if (File.Exists(log))
+            {
+                var rows = File.ReadAllLines(log).Skip(1).Where(l => l.Length > 0).ToList();
+                int previous = 0;
+                for (int i = 0; i < rows.Count; i++)
+                {
+                    var fields = rows[i].Split(',');
+                    bool whole = fields.Length == 5 && int.TryParse(fields[0], out var step) && step > previous && (previous = step) > 0;
+                    Assert.True(whole || i == rows.Count - 1, $"loss.csv row {i + 1} after a kill: '{rows[i]}'");
+                }
+            }
             Console.WriteLine($"attempt {attempt}: kill after step {killAfterStep} + {extraDelayMs} ms; killed: {kills}; checkpoint at step {lastStep}; exit {(p.HasExited ? p.ExitCode : -1)} {stderr}");
         }
         Assert.True(kills >= 4, $"only {kills} runs were killed; the test did not exercise crashes");
@@ -290,5 +304,84 @@ public class FaultTests
         Assert.True(ok > 10 && rejected > 1000, $"{ok} accepted, {rejected} rejected: the mutations did not cover both outcomes");
         // A lying header never makes the reader allocate more than the file holds (plus a 1 MB read buffer).
         Assert.True(worstAllocation < 8_000_000, $"a case allocated {worstAllocation} bytes");
+    }
+
+    [Fact]
+    public void TheAtomicWriterNeverReplacesADeviceOrFifo()
+    {
+        using var dir = TestSetup.Temp();
+        var fifo = dir["pipe"];
+        Process.Start("mkfifo", fifo)!.WaitForExit();
+        var e = Assert.Throws<IOException>(() => AtomicFile.WriteAllText(fifo, "text"));
+        Assert.Contains("FIFO", e.Message);
+        Assert.Equal("a FIFO (named pipe)", InputFile.SpecialKind(fifo));             // still the FIFO
+        Assert.Single(Directory.GetFileSystemEntries(dir.Path));                        // and no temporary file beside it
+    }
+
+    [Fact]
+    public void TheLossLogDropsATornLastRowAndRowsThatRepeatAStep()
+    {
+        using var dir = TestSetup.Temp();
+        var path = dir["loss.csv"];
+        var header = "step,loss,learning_rate,images_per_second,elapsed_seconds";
+        string Row(int step) => $"{step},0.5,0.001,10.00,{step}.00";
+        // Rows 1..5, a repeated step 3 (a resumed run that wrote over an old log), and a row torn by a crash mid-write.
+        File.WriteAllText(path, string.Join('\n', [header, Row(1), Row(2), Row(3), Row(3), Row(4), Row(5), "6,0.4"]));
+        using (new LossLog(dir.Path, step: 6)) { }
+        Assert.Equal([header, Row(1), Row(2), Row(3), Row(4), Row(5)], File.ReadAllLines(path));
+        File.WriteAllText(path, string.Join('\n', [header, Row(1), Row(2), "3,"]));
+        using (new LossLog(dir.Path, step: 3)) { }
+        Assert.Equal([header, Row(1), Row(2)], File.ReadAllLines(path));
+    }
+
+    [Fact]
+    public void CtrlCSavesTheCheckpointAndExits130()
+    {
+        using var dir = TestSetup.Temp();
+        var run = dir["run"];
+        using var training = new RunFolderTests.Background(["train", "--steps", "400", "--batch-size", "4", "--dim", "8", "--dim-mults", "1,2",
+            "--attention-levels", "1", "--timesteps", "20", "--checkpoint-every", "100", "--samples", "0", "--threads", "1", "--out", run]);
+        training.WaitForStep(3);
+        Process.Start("kill", $"-INT {training.Process.Id}")!.WaitForExit();    // what Ctrl+C sends
+        Assert.True(training.Process.WaitForExit(TimeSpan.FromMinutes(1)), training.Output);
+        training.Process.WaitForExit();
+        Assert.True(training.Process.ExitCode == 130, $"exit {training.Process.ExitCode}:\n{training.Output}");
+        Assert.Contains("--resume", training.Output);
+        Assert.InRange(Checkpoint.ReadInfo(Path.Combine(run, "checkpoint.ckpt")).Step, 3, 399);
+    }
+
+    [Fact]
+    public void TheAtomicWriterSyncsTheFileAndItsFolder()
+    {
+        if (!File.Exists("/usr/bin/strace"))
+        {
+            Console.WriteLine("TheAtomicWriterSyncsTheFileAndItsFolder: strace is not installed; skipped");
+            return;
+        }
+        using var dir = TestSetup.Temp();
+        var ckpt = dir["model.ckpt"];
+        File.Copy(Path.Combine(TestSetup.RepoRoot, "data", "checkpoints", "fashion-mnist-default.ckpt"), ckpt);
+        // export writes one file through the atomic writer; strace shows the system calls on the folder's descriptor.
+        var log = dir["strace.log"];
+        var psi = new ProcessStartInfo("strace", ["-f", "-o", log, "-e", "trace=openat,fsync,fdatasync,rename,renameat,renameat2",
+            "dotnet", Path.Combine(AppContext.BaseDirectory, "Diffusion.Cli.dll"), "export", "--checkpoint", ckpt, "--format", "safetensors",
+            "--out", dir["w.safetensors"]]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        using (var p = Process.Start(psi)!)
+        {
+            p.StandardOutput.ReadToEnd();
+            p.StandardError.ReadToEnd();
+            p.WaitForExit();
+            Assert.Equal(0, p.ExitCode);
+        }
+        var lines = File.ReadAllLines(log);
+        int rename = Array.FindIndex(lines, l => l.Contains("rename") && l.Contains("w.safetensors\""));
+        Assert.True(rename > 0, "no rename onto the output");
+        // The folder is opened and synced after the rename; the temporary file was synced before it.
+        var folderOpen = lines.Skip(rename).Select(l => System.Text.RegularExpressions.Regex.Match(l, $@"openat\(AT_FDCWD, ""{System.Text.RegularExpressions.Regex.Escape(dir.Path)}"", O_RDONLY[^)]*\) = (\d+)"))
+            .FirstOrDefault(m => m.Success);
+        Assert.True(folderOpen is not null, "the folder is not opened after the rename:\n" + string.Join('\n', lines.Skip(rename).Take(20)));
+        var fd = folderOpen.Groups[1].Value;
+        Assert.Contains(lines.Skip(rename), l => System.Text.RegularExpressions.Regex.IsMatch(l, $@"f(data)?sync\({fd}\)"));
+        Assert.Contains(lines.Take(rename), l => System.Text.RegularExpressions.Regex.IsMatch(l, @"f(data)?sync\(\d+\)"));
     }
 }

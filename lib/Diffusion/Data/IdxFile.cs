@@ -27,6 +27,7 @@ public static class IdxFile
     {
         if (!File.Exists(path))
             throw new DataFormatException($"{path}: file not found. Check the path (Fashion-MNIST ships in data/fashion-mnist).");
+        InputFile.EnsureRegular(path, m => new DataFormatException(m));
         try
         {
             using var file = File.OpenRead(path);

@@ -17,6 +17,9 @@ public sealed class ImageDataset : IDisposable
     public string Description { get; }
 
     public long Count => Images.shape[0];
+
+    /// <summary>The largest picture an image folder may hold (64 megapixels, 8192×8192): a header claiming more is refused before decoding.</summary>
+    public const long MaxPicturePixels = 8192L * 8192;
     public int Channels => (int)Images.shape[1];
     public int Height => (int)Images.shape[2];
     public int Width => (int)Images.shape[3];
@@ -153,6 +156,7 @@ public sealed class ImageDataset : IDisposable
             foreach (var f in files)
             {
                 IImageInfo? info;
+                InputFile.EnsureRegular(f, m => new DataFormatException(m));
                 try { info = Image.Identify(f); }
                 catch (Exception e) when (e is UnknownImageFormatException or InvalidImageContentException or IOException or NotSupportedException)
                 {
@@ -170,8 +174,8 @@ public sealed class ImageDataset : IDisposable
                 throw new DataFormatException(
                     $"{folder}: the images are {w}×{h}, not square. Pass an image size (train --image-size N) to crop and resize them.");
             size = w;
-            if (size is < 4 or > 1024)
-                throw new DataFormatException($"{folder}: the images are {w}×{h}; pass --image-size between 4 and 1024 to resize them.");
+            if (size is < 4 or > Training.DiffusionModelConfig.MaxImageSize)
+                throw new DataFormatException($"{folder}: the images are {w}×{h}; pass --image-size between 4 and {Training.DiffusionModelConfig.MaxImageSize} to resize them.");
         }
         int side = size.Value;
 
@@ -179,12 +183,19 @@ public sealed class ImageDataset : IDisposable
         bool labelled = classOf.All(c => c != ".") && classOf.Distinct().Count() > 1;
         var classNames = labelled ? classOf.Distinct().Order(StringComparer.Ordinal).ToArray() : [];
 
+        Training.MemoryBudget.Check(checked(5L * files.Count * channels * side * side), $"{files.Count} images of {side}×{side}×{channels}",
+            "pass a smaller --image-size or fewer images", m => new DataFormatException(m));
         var pixels = new byte[(long)files.Count * channels * side * side];
         var resize = new ResizeOptions { Size = new SixLabors.ImageSharp.Size(side, side), Mode = ResizeMode.Crop, Sampler = KnownResamplers.Bicubic };
         for (int i = 0; i < files.Count; i++)
         {
             try
             {
+                // A picture's header can claim any size; one is decoded only if it is of a sane size (a "decompression bomb" is refused).
+                InputFile.EnsureRegular(files[i], m => new DataFormatException(m));
+                var header = Image.Identify(files[i]) ?? throw new DataFormatException($"{files[i]}: not a readable image. Remove or replace it.");
+                if ((long)header.Width * header.Height > MaxPicturePixels)
+                    throw new DataFormatException($"{files[i]}: the picture claims {header.Width}×{header.Height} pixels, more than the {MaxPicturePixels / 1_000_000} megapixels read. Shrink it or remove it.");
                 using var image = Image.Load<Rgb24>(files[i]);
                 if (image.Width != side || image.Height != side) image.Mutate(x => x.Resize(resize));
                 long plane = (long)side * side, offset = (long)i * channels * plane;
@@ -239,7 +250,11 @@ public sealed class ImageDataset : IDisposable
     {
         if (Height == size && Width == size) return this;
         if (IsModelSpace) throw new InvalidOperationException("float (model-space) data cannot be resized as pixels");
-        if (size is < 4 or > 1024) throw new ArgumentException($"image size must be between 4 and 1024 pixels, got {size}");
+        if (size is < 4 or > Training.DiffusionModelConfig.MaxImageSize)
+            throw new ArgumentException($"image size must be between 4 and {Training.DiffusionModelConfig.MaxImageSize} pixels, got {size}");
+        // The float copy of every image at the new size, and the stored bytes.
+        Training.MemoryBudget.Check(checked(Count * Channels * (5L * size * size + 4L * Height * Width)),
+            $"resizing {Count} images to {size}×{size}", "use a smaller --image-size");
         using var scope = NewDisposeScope();
         var resized = nn.functional.interpolate(Images.to(ScalarType.Float32), [size, size],
                 mode: InterpolationMode.Bilinear, align_corners: false, antialias: size < Height)

@@ -115,15 +115,26 @@ public sealed class FashionClassifier : Module<Tensor, Tensor>
             throw new FileNotFoundException(
                 $"classifier {path} not found. The course ships it as data/classifier/{ShippedFileName}; " +
                 "make a new one with: dotnet run -c Release --project lib/Diffusion.Cli -- train-classifier", path);
-        using var r = HashedFile.Open(File.ReadAllBytes(path), Magic,
+        using var r = HashedFile.Open(InputFile.ReadAllBytes(path, InputFile.MaxModelFileBytes, "classifier file", m => new InvalidDataException(m)), Magic,
             () => new InvalidDataException($"{path} is not a Fashion-MNIST classifier file of this course (wrong header)."),
             () => new InvalidDataException(
                 $"{path} is damaged or truncated (its SHA-256 check failed). Restore it with git checkout, or train a new one with train-classifier."),
             minimumBody: 4);
-        var info = JsonSerializer.Deserialize<ClassifierInfo>(r.ReadBytes(r.ReadInt32()))
-                   ?? throw new InvalidDataException($"{path}: empty classifier description");
+        var info = HashedFile.Guard(path, "classifier file", () =>
+        {
+            var info = JsonSerializer.Deserialize<ClassifierInfo>(HashedFile.ReadJson(r))
+                       ?? throw new InvalidDataException($"{path}: empty classifier description");
+            if (info.FeatureDim is < 1 or > 4096 || info.NumClasses is < 1 or > 1000)
+                throw new InvalidDataException($"FeatureDim must be 1..4096 and NumClasses 1..1000, got {info.FeatureDim} and {info.NumClasses}");
+            return info;
+        });
         var model = new FashionClassifier(info.FeatureDim, info.NumClasses) { Info = info };
-        model.load(r, strict: true);
+        try { HashedFile.Guard(path, "classifier file", () => model.load(r, strict: true)); }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
         model.eval();
         return model;
     }

@@ -1,8 +1,11 @@
+using System.Runtime.InteropServices;
+
 namespace Diffusion;
 
 /// <summary>
 /// Writes files so that a reader (or a crash) never sees half of one: the bytes go to a temporary file in the same
-/// folder, are flushed to disk, and the temporary file is renamed over the target (an atomic step on POSIX and NTFS).
+/// folder, are flushed to disk (fsync), the temporary file is renamed over the target (an atomic step on POSIX and NTFS),
+/// and on POSIX the folder is synced too, so that the rename itself survives a power cut.
 /// </summary>
 public static class AtomicFile
 {
@@ -19,6 +22,9 @@ public static class AtomicFile
     public static void Write(string path, Action<Stream> write)
     {
         var full = Path.GetFullPath(path);
+        // The rename would replace a device or FIFO (/dev/null, as root) with a regular file: never.
+        if (InputFile.SpecialKind(full) is { } kind)
+            throw new IOException($"{path} is {kind}, not a file: name a regular file to write.");
         var dir = Path.GetDirectoryName(full)!;
         Directory.CreateDirectory(dir);
         var tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
@@ -30,6 +36,7 @@ public static class AtomicFile
                 stream.Flush(flushToDisk: true);
             }
             File.Move(tmp, full, overwrite: true);
+            SyncFolder(dir);
         }
         catch
         {
@@ -37,4 +44,31 @@ public static class AtomicFile
             throw;
         }
     }
+
+    /// <summary>The name <see cref="Write"/> gives its temporary file for <paramref name="fileName"/>: hidden, with this process's id and a GUID.</summary>
+    public static bool IsTemporaryFileOf(string name, string fileName) =>
+        System.Text.RegularExpressions.Regex.IsMatch(name, "^\\." + System.Text.RegularExpressions.Regex.Escape(fileName) + "\\.[0-9]+\\.[0-9a-f]{32}\\.tmp$");
+
+    /// <summary>fsync on the folder, which makes a rename in it durable (POSIX; on Windows NTFS journals the rename itself).</summary>
+    static void SyncFolder(string dir)
+    {
+        if (OperatingSystem.IsWindows()) return;
+        try
+        {
+            int fd = open(dir, 0);                                     // O_RDONLY: a folder can be opened for reading and synced
+            if (fd < 0) return;
+            try { fsync(fd); }
+            finally { close(fd); }
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { }
+    }
+
+    [DllImport("libc", SetLastError = true)]
+    static extern int open([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags);
+
+    [DllImport("libc", SetLastError = true)]
+    static extern int fsync(int fd);
+
+    [DllImport("libc", SetLastError = true)]
+    static extern int close(int fd);
 }

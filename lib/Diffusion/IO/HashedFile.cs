@@ -55,7 +55,8 @@ public static class HashedFile
     {
         if (Directory.Exists(path)) throw new CheckpointException(say.Folder);
         if (!File.Exists(path)) throw new CheckpointException(say.Missing);
-        return Open(File.ReadAllBytes(path), magic, () => new CheckpointException(say.WrongHeader), () => new CheckpointException(say.Damaged), minimumBody);
+        var bytes = InputFile.ReadAllBytes(path, InputFile.MaxModelFileBytes, "model file");
+        return Open(bytes, magic, () => new CheckpointException(say.WrongHeader), () => new CheckpointException(say.Damaged), minimumBody);
     }
 
     /// <summary>Writes <paramref name="value"/> as UTF-8 JSON after its length as an int32 (the description block of the formats that start with one).</summary>
@@ -75,6 +76,23 @@ public static class HashedFile
 
     /// <summary>Reads a block written by <see cref="WriteBlock"/>.</summary>
     public static byte[] ReadBlock(BinaryReader r) => ReadBytes(r, r.ReadInt64());
+
+    /// <summary>Reads the JSON block of <see cref="WriteJson"/> (an int32 length, then UTF-8 JSON); the length is checked against the file first.</summary>
+    public static byte[] ReadJson(BinaryReader r) => ReadBytes(r, r.ReadInt32());
+
+    /// <summary>
+    /// Reads a hashed format's contents with <paramref name="read"/>; whatever a crafted file makes the parser throw (a length
+    /// past the end, JSON of the wrong types, values out of bounds, weights that do not fit) becomes one
+    /// <see cref="CheckpointException"/> that names <paramref name="path"/>.
+    /// </summary>
+    public static T Guard<T>(string path, string what, Func<T> read)
+    {
+        try { return read(); }
+        catch (Exception e) when (e is not CheckpointException and not OutOfMemoryException)
+        {
+            throw new CheckpointException($"{path}: the {what}'s contents are malformed ({e.Message}).", e);
+        }
+    }
 
     /// <summary>Reads <paramref name="length"/> bytes; <see cref="EndOfStreamException"/> when the rest of the file is shorter (or the length negative).</summary>
     public static byte[] ReadBytes(BinaryReader r, long length) =>

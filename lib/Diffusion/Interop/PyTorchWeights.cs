@@ -132,12 +132,22 @@ public static class PyTorchWeights
     }
 
     /// <summary>Reads a .pt (torch.save of a state_dict) or .safetensors file into CPU tensors, with clear errors.</summary>
-    public static (List<KeyValuePair<string, Tensor>> Tensors, IReadOnlyDictionary<string, string> Metadata) Read(string path)
+    public static (List<KeyValuePair<string, Tensor>> Tensors, IReadOnlyDictionary<string, string> Metadata) Read(string path) =>
+        Read(path, InputFile.MaxModelFileBytes);
+
+    /// <summary>
+    /// As <see cref="Read(string)"/>, reading at most <paramref name="maxTensorBytes"/> bytes of tensors (what the expected
+    /// network can hold): a .pt's zip entries are measured as they inflate before PyTorch's unpickler reads any of them, so
+    /// a small file that inflates to gigabytes is refused instead of read.
+    /// </summary>
+    public static (List<KeyValuePair<string, Tensor>> Tensors, IReadOnlyDictionary<string, string> Metadata) Read(string path, long maxTensorBytes)
     {
         if (!File.Exists(path))
             throw new CheckpointException($"weights file {path} not found. Export one with: export --checkpoint <ckpt> --format pt|safetensors --out {path}");
+        InputFile.EnsureRegular(path);
         var format = FormatOf(path);
         if (format == WeightsFormat.Safetensors) return SafetensorsFile.Read(path);
+        CheckZipSizes(path, maxTensorBytes);
         try
         {
             using var stream = File.OpenRead(path);
@@ -157,6 +167,47 @@ public static class PyTorchWeights
                 $"{path} cannot be read as a PyTorch state_dict ({e.GetType().Name}: {e.Message}). It must be what " +
                 "torch.save(model.state_dict(), path) writes (a zip with data.pkl and data/…); a whole pickled model, a " +
                 "TorchScript file or a truncated copy does not work. Save it again, or use safetensors.", e);
+        }
+    }
+
+    /// <summary>
+    /// Refuses a .pt whose entries, inflated, hold more than <paramref name="maxBytes"/> bytes, or more than 64 times the file
+    /// (stored weights do not compress; torch.save stores them uncompressed): every entry is inflated into a counter, never
+    /// into memory, and the count stops at the bound. A declared size that the data does not keep is refused too.
+    /// </summary>
+    static void CheckZipSizes(string path, long maxBytes)
+    {
+        long fileLength = new FileInfo(path).Length;
+        long limit = Math.Min(maxBytes, Math.Max(16L << 20, 64 * fileLength));
+        string Refuse(string why) =>
+            $"{path} cannot be read as a PyTorch state_dict: {why}. A torch.save of this course's networks holds at most {limit / 1e6:0.#} MB; " +
+            "save the state_dict again, or use safetensors.";
+        try
+        {
+            using var zip = ZipFile.OpenRead(path);
+            if (zip.Entries.Count > 100_000) throw new CheckpointException(Refuse($"it has {zip.Entries.Count} entries"));
+            long total = 0;
+            var buffer = new byte[1 << 16];
+            foreach (var entry in zip.Entries)
+            {
+                if (entry.Length < 0 || entry.Length > limit - total)
+                    throw new CheckpointException(Refuse($"its entry {entry.FullName} claims {entry.Length / 1e6:0.#} MB"));
+                using var s = entry.Open();
+                long read = 0;
+                for (int k; (k = s.Read(buffer)) > 0;)
+                {
+                    read += k;
+                    if (read > entry.Length)
+                        throw new CheckpointException(Refuse($"its entry {entry.FullName} inflates beyond the {entry.Length} bytes it declares"));
+                }
+                total += read;
+            }
+        }
+        catch (Exception e) when (e is not CheckpointException and not OutOfMemoryException)
+        {
+            throw new CheckpointException(
+                $"{path} cannot be read as a PyTorch state_dict ({e.GetType().Name}: {e.Message}). It must be what " +
+                "torch.save(model.state_dict(), path) writes (a zip with data.pkl and data/…). Save it again, or use safetensors.", e);
         }
     }
 
@@ -203,9 +254,12 @@ public static class PyTorchWeights
         if (!metadata.TryGetValue(ConfigMetadataKey, out var json)) return null;
         try
         {
-            return System.Text.Json.JsonSerializer.Deserialize<DiffusionModelConfig>(json, Checkpoint.JsonOptions);
+            var config = System.Text.Json.JsonSerializer.Deserialize<DiffusionModelConfig>(json, Checkpoint.JsonOptions)
+                         ?? throw new System.Text.Json.JsonException("null");
+            config.Validate();                                            // bounds before any network is built from it
+            return config;
         }
-        catch (System.Text.Json.JsonException e)
+        catch (Exception e) when (e is System.Text.Json.JsonException or ArgumentException or NotSupportedException or InvalidOperationException)
         {
             throw new CheckpointException($"{source}: the '{ConfigMetadataKey}' metadata is not a valid configuration ({e.Message}). Pass --like <checkpoint> instead.", e);
         }
@@ -236,7 +290,12 @@ public static class PyTorchWeights
     {
         if (File.Exists(outPath) || Directory.Exists(outPath))
             throw new ArgumentException($"{outPath} already exists; it is not overwritten. Choose another --out or delete the file first.");
-        var (tensors, _) = Read(weightsPath);
+        try { config.Validate(); }
+        catch (ArgumentException e) { throw new CheckpointException($"{weightsPath}: the network's configuration is invalid ({e.Message}).", e); }
+        MemoryBudget.Check(MemoryBudget.Sampling(config, 1), "the network to import into", "it is too large for this machine", m => new CheckpointException(m));
+        // The file may hold float64 tensors (8 bytes a parameter, as PyTorch's .double() writes), and a little pickle.
+        long expected = 8 * config.Unet.EstimatedParameters() + (16 << 20);
+        var (tensors, _) = Read(weightsPath, expected);
         try
         {
             using var model = new Unet(config.Unet);

@@ -101,46 +101,46 @@ public static class SafetensorsFile
         if (n > MaxHeaderBytes) throw new CheckpointException(Bad($"its header claims {n} bytes"));
         if ((long)n > bytes.Length - 8)
             throw new CheckpointException(Bad($"it is truncated: the header claims {n} bytes but only {bytes.Length - 8} follow"));
-        JsonObject root;
-        try
-        {
-            root = JsonNode.Parse(bytes.Slice(8, (int)n)) as JsonObject ?? throw new JsonException("the header is not a JSON object");
-        }
-        catch (Exception e) when (e is JsonException or ArgumentException or DecoderFallbackException)
-        {
-            throw new CheckpointException(Bad($"its header is not JSON ({e.Message})"), e);
-        }
         long dataStart = 8 + (long)n, dataLength = bytes.Length - dataStart;
         var metadata = new Dictionary<string, string>();
         var entries = new List<Entry>();
-        foreach (var (name, node) in root)
+        string? current = null;
+        try
         {
-            if (name == "__metadata__")
+            // Parsing the header whole first: invalid UTF-8, duplicate keys and wrong types surface here or below, and every one
+            // of them is this file's error (the catch at the end), never a crash.
+            var root = JsonNode.Parse(bytes.Slice(8, (int)n)) as JsonObject ?? throw new JsonException("the header is not a JSON object");
+            foreach (var (name, node) in root)
             {
-                if (node is JsonObject meta)
+                current = name;
+                if (name == "__metadata__")
+                {
+                    var meta = node as JsonObject ?? throw new JsonException("__metadata__ is not an object of strings");
                     foreach (var (k, v) in meta) metadata[k] = v?.GetValueKind() == JsonValueKind.String ? v.GetValue<string>() : v?.ToJsonString() ?? "";
-                continue;
-            }
-            try
-            {
+                    continue;
+                }
                 var o = node as JsonObject ?? throw new JsonException("not an object");
-                var dtype = o["dtype"]!.GetValue<string>();
-                var shape = o["shape"]!.AsArray().Select(d => d!.GetValue<long>()).ToArray();
-                var offsets = o["data_offsets"]!.AsArray().Select(d => d!.GetValue<long>()).ToArray();
+                var dtype = o["dtype"]?.GetValue<string>() ?? throw new JsonException("no dtype");
+                var shape = (o["shape"] ?? throw new JsonException("no shape")).AsArray().Select(d => d!.GetValue<long>()).ToArray();
+                var offsets = (o["data_offsets"] ?? throw new JsonException("no data_offsets")).AsArray().Select(d => d!.GetValue<long>()).ToArray();
                 if (offsets.Length != 2) throw new JsonException("data_offsets must be [begin, end]");
                 var type = FromName(dtype) ?? throw new JsonException($"unknown dtype {dtype}");
-                long expected = shape.Aggregate(1L, (a, d) => a * d) * DType(type).Size;
-                if (shape.Any(d => d < 0) || offsets[0] < 0 || offsets[1] - offsets[0] != expected)
+                if (shape.Length > 16 || shape.Any(d => d < 0)) throw new JsonException($"shape [{string.Join(", ", shape)}] has negative or too many dimensions");
+                if (offsets[0] < 0 || offsets[1] < offsets[0]) throw new JsonException($"data_offsets [{offsets[0]}, {offsets[1]}] are not an increasing pair of positions");
+                long expected;
+                try { expected = checked(shape.Aggregate(1L, (a, d) => a * d) * DType(type).Size); }
+                catch (OverflowException) { throw new JsonException($"shape [{string.Join(", ", shape)}] has more elements than any file can hold"); }
+                if (offsets[1] - offsets[0] != expected)
                     throw new JsonException($"shape [{string.Join(", ", shape)}] of {dtype} needs {expected} bytes, data_offsets give {offsets[1] - offsets[0]}");
                 if (offsets[1] > dataLength)
                     throw new CheckpointException(Bad($"it is truncated: tensor '{name}' needs bytes {offsets[0]}..{offsets[1]} of the data, " +
                                                       $"but the file holds only {dataLength}"));
                 entries.Add(new Entry(name, dtype, shape, offsets[0], offsets[1]));
             }
-            catch (Exception e) when (e is JsonException or InvalidOperationException or NullReferenceException or FormatException)
-            {
-                throw new CheckpointException(Bad($"its entry for '{name}' is malformed ({e.Message})"), e);
-            }
+        }
+        catch (Exception e) when (e is not CheckpointException and not OutOfMemoryException)
+        {
+            throw new CheckpointException(Bad(current is null ? $"its header is not JSON ({e.Message})" : $"its entry for '{current}' is malformed ({e.Message})"), e);
         }
         return new Header(entries, metadata, dataStart);
     }
@@ -148,7 +148,7 @@ public static class SafetensorsFile
     /// <summary>Reads every tensor of a safetensors file (CPU tensors, in file order) and its metadata.</summary>
     public static (List<KeyValuePair<string, Tensor>> Tensors, IReadOnlyDictionary<string, string> Metadata) Read(string path)
     {
-        var bytes = File.ReadAllBytes(path);
+        var bytes = InputFile.ReadAllBytes(path, InputFile.MaxModelFileBytes, "safetensors file");
         var header = ReadHeader(bytes, path);
         var tensors = new List<KeyValuePair<string, Tensor>>();
         foreach (var e in header.Entries)

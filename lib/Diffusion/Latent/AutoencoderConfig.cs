@@ -43,7 +43,10 @@ public sealed record AutoencoderConfig
             if (!ok) throw new ArgumentException(message);
         }
         Require(Channels is >= 1 and <= 4, $"Channels must be 1..4, got {Channels}");
-        Require(LevelChannels is { Length: >= 1 } && LevelChannels.All(c => c >= 1), "LevelChannels must list one or more positive channel counts");
+        // Bounds (docs/guarantees.md): far above the course's autoencoder, far below what a crafted file could ask for.
+        Require(ImageSize is >= 1 and <= 256 && PaddedSize is >= 1 and <= 512, $"ImageSize must be 1..256 and PaddedSize 1..512, got {ImageSize} and {PaddedSize}");
+        Require(LevelChannels is { Length: >= 1 and <= 6 } && LevelChannels.All(c => c is >= 1 and <= 1024), "LevelChannels must list 1 to 6 channel counts from 1 to 1024");
+        Require(Groups is >= 1 and <= 1024, $"Groups must be 1..1024, got {Groups}");
         Require(LevelChannels.All(c => c % Groups == 0), $"every level's channel count must be divisible by Groups = {Groups}");
         Require(PaddedSize >= ImageSize && (PaddedSize - ImageSize) % 2 == 0,
             $"PaddedSize ({PaddedSize}) must be ≥ ImageSize ({ImageSize}) with an even difference (equal padding on both sides)");

@@ -45,11 +45,22 @@ public static class AutoencoderFile
             Missing: $"autoencoder file {path} not found. Make it with the CLI's 'latent' command (see data/README.md).",
             WrongHeader: $"{path} is not an autoencoder file of this course (wrong header).",
             Damaged: $"{path} is damaged or truncated (its SHA-256 check failed). Use an earlier copy, or train it again with the 'latent' command."));
-        var info = JsonSerializer.Deserialize<AutoencoderInfo>(r.ReadBytes(r.ReadInt32()), Checkpoint.JsonOptions)
-                   ?? throw new CheckpointException($"{path}: empty description");
-        var weights = r.ReadBytes((int)r.ReadInt64());
-        var model = new Autoencoder(info.Config);
-        Checkpoint.LoadModule(model, weights, "autoencoder");
+        var (info, weights) = HashedFile.Guard(path, "autoencoder file", () =>
+        {
+            var info = JsonSerializer.Deserialize<AutoencoderInfo>(HashedFile.ReadJson(r), Checkpoint.JsonOptions)
+                       ?? throw new CheckpointException($"{path}: empty description");
+            if (info.Config is null) throw new InvalidDataException("the description has no Config");
+            info.Config.Validate();                                       // bounds before anything is built
+            if (!double.IsFinite(info.ScalingFactor) || info.ScalingFactor <= 0) throw new InvalidDataException($"scaling factor {info.ScalingFactor} is not a positive number");
+            return (info, HashedFile.ReadBlock(r));
+        });
+        var model = HashedFile.Guard(path, "autoencoder file", () => new Autoencoder(info.Config));
+        try { Checkpoint.LoadModule(model, weights, "autoencoder"); }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
         if (device is not null) model.to(device);
         model.eval();
         return (model, info);

@@ -58,24 +58,52 @@ public sealed record UnetConfig
         {
             if (!ok) throw new ArgumentException(message);
         }
-        Require(Dim >= 2 && Dim % 2 == 0, $"Dim must be an even number ≥ 2 (the sinusoidal embedding has Dim/2 frequencies), got {Dim}");
-        Require(ResolvedInitDim >= 1, $"InitDim must be ≥ 1, got {ResolvedInitDim}");
-        Require(ResolvedOutDim >= 1, $"OutDim must be ≥ 1, got {ResolvedOutDim}");
+        // The bounds (docs/guarantees.md): far above every model of the course, far below what a file could ask for.
+        Require(Dim is >= 2 and <= MaxDim && Dim % 2 == 0, $"Dim must be an even number from 2 to {MaxDim} (the sinusoidal embedding has Dim/2 frequencies), got {Dim}");
+        Require(ResolvedInitDim is >= 1 and <= MaxChannels, $"InitDim must be 1 to {MaxChannels}, got {ResolvedInitDim}");
+        Require(ResolvedOutDim is >= 1 and <= 2 * 4, $"OutDim must be 1 to 8, got {ResolvedOutDim}");
         Require(Channels is >= 1 and <= 4, $"Channels must be 1 (grayscale) to 4, got {Channels}");
-        Require(DimMults is { Length: >= 1 } && DimMults.All(m => m >= 1),
-            $"DimMults must be one or more positive multipliers such as 1,2,4, got [{string.Join(",", DimMults ?? [])}]");
-        Require(ResnetBlockGroups >= 1, $"ResnetBlockGroups must be ≥ 1, got {ResnetBlockGroups}");
+        Require(DimMults is { Length: >= 1 and <= MaxLevels } && DimMults.All(m => m is >= 1 and <= MaxDimMult),
+            $"DimMults must be 1 to {MaxLevels} multipliers from 1 to {MaxDimMult}, such as 1,2,4, got [{string.Join(",", DimMults ?? [])}]");
+        Require(DimMults!.All(m => (long)m * Dim <= MaxChannels), $"every level's channels Dim·mult must be at most {MaxChannels}, got Dim {Dim} and DimMults [{string.Join(",", DimMults!)}]");
+        Require(ResnetBlockGroups is >= 1 and <= MaxChannels, $"ResnetBlockGroups must be 1 to {MaxChannels}, got {ResnetBlockGroups}");
         if (Block == BlockType.ResNet)
             foreach (var c in Dims())
                 Require(c % ResnetBlockGroups == 0,
                     $"every level's channel count must be divisible by ResnetBlockGroups={ResnetBlockGroups}; {c} is not " +
                     $"(channels per level: {string.Join(",", Dims())}). Pick Dim and groups so that they divide.");
-        Require(ConvNextMult >= 1, $"ConvNextMult must be ≥ 1, got {ConvNextMult}");
-        Require(AttentionHeads >= 1 && AttentionDimHead >= 1, "AttentionHeads and AttentionDimHead must be ≥ 1");
-        Require(NumClasses >= 0, $"NumClasses must be ≥ 0, got {NumClasses}");
+        Require(ConvNextMult is >= 1 and <= 16, $"ConvNextMult must be 1 to 16, got {ConvNextMult}");
+        Require(AttentionHeads is >= 1 and <= 64 && AttentionDimHead is >= 1 and <= 512, $"AttentionHeads must be 1 to 64 and AttentionDimHead 1 to 512, got {AttentionHeads} and {AttentionDimHead}");
+        Require(NumClasses is >= 0 and <= MaxClasses, $"NumClasses must be 0 to {MaxClasses}, got {NumClasses}");
         if (LinearAttentionLevels is not null)
-            Require(LinearAttentionLevels.All(l => l >= 0 && l < Levels),
+            Require(LinearAttentionLevels.Length <= MaxLevels && LinearAttentionLevels.All(l => l >= 0 && l < Levels),
                 $"LinearAttentionLevels must name levels 0..{Levels - 1}, got [{string.Join(",", LinearAttentionLevels)}]");
+    }
+
+    /// <summary>Largest <see cref="Dim"/> accepted (from the command line and from files alike).</summary>
+    public const int MaxDim = 1024;
+    /// <summary>Most resolution levels (DimMults entries) and largest multiplier accepted.</summary>
+    public const int MaxLevels = 6, MaxDimMult = 16;
+    /// <summary>Most channels at any level (Dim · mult, InitDim, GroupNorm groups).</summary>
+    public const int MaxChannels = 4096;
+    /// <summary>Most classes of a class-conditional model.</summary>
+    public const int MaxClasses = 10_000;
+
+    /// <summary>
+    /// An upper estimate of the parameter count, without building the network: per level two blocks down and two up (3×3
+    /// convolutions, the up path on concatenated skips), the time MLPs, attention and the middle, about 200·c² for a level of
+    /// c channels (the course's U-Net at dim 28 has 1.99 M parameters; this says 2.6 M).
+    /// </summary>
+    public long EstimatedParameters()
+    {
+        long sum = (long)TimeDim * TimeDim * 2 + (long)NumClasses * TimeDim;
+        long widest = 0;
+        foreach (long c in Dims())
+        {
+            sum = checked(sum + 200 * c * c + 8 * c * TimeDim);
+            widest = Math.Max(widest, c);
+        }
+        return checked(sum + 100 * widest * widest);
     }
 
     /// <summary>The channel counts [init_dim, dim·m_0, dim·m_1, ...] of the annotated notebook.</summary>

@@ -62,7 +62,11 @@ public static class MiniClipFile
     public static (MiniClip Model, WordTokenizer Tokenizer, MiniClipInfo Info) Load(string path, Device? device = null)
     {
         var (info, weights) = Parse(path);
-        var tokenizer = new WordTokenizer(info.Vocabulary);
+        var tokenizer = HashedFile.Guard(path, "mini-CLIP file", () =>
+        {
+            info.Config.Validate();                                       // bounds before anything is built
+            return new WordTokenizer(info.Vocabulary);
+        });
         if (!tokenizer.Words.SequenceEqual(info.Vocabulary) || tokenizer.Count != info.Config.VocabularySize)
             throw new CheckpointException($"{path}: its vocabulary ({info.Vocabulary.Length} words) does not give the text encoder's {info.Config.VocabularySize} token ids in order.");
         MiniClip model;
@@ -96,10 +100,11 @@ public static class MiniClipFile
                 throw new CheckpointException($"{path} has mini-CLIP format {version}; this library reads format {FormatVersion}.");
             var info = JsonSerializer.Deserialize<MiniClipInfo>(HashedFile.ReadBytes(r, r.ReadInt32()), Checkpoint.JsonOptions)
                        ?? throw new CheckpointException($"{path}: empty description");
+            if (info.Config is null || info.Vocabulary is null || info.Thresholds is null) throw new InvalidDataException("the description lacks Config, Vocabulary or Thresholds");
             var weights = HashedFile.ReadBlock(r);
             return (info, weights);
         }
-        catch (Exception e) when (e is EndOfStreamException or JsonException or IOException)
+        catch (Exception e) when (e is not CheckpointException and not OutOfMemoryException)
         {
             throw new CheckpointException($"{path}: the mini-CLIP file's contents are malformed ({e.Message}).", e);
         }

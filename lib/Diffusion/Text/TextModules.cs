@@ -122,10 +122,10 @@ public sealed record TextEncoderConfig
 
     public void Validate()
     {
-        if (VocabularySize < WordTokenizer.FirstWord + 1) throw new ArgumentException($"the vocabulary needs the 4 special ids and a word, got {VocabularySize}");
-        if (ContextLength < 2) throw new ArgumentException($"the context needs room for start and end, got {ContextLength}");
-        if (Dim < 1 || Heads < 1 || Dim % Heads != 0) throw new ArgumentException($"Dim ({Dim}) must be a positive multiple of Heads ({Heads})");
-        if (Layers < 1 || EmbedDim < 1) throw new ArgumentException("Layers and EmbedDim must be ≥ 1");
+        if (VocabularySize is < WordTokenizer.FirstWord + 1 or > 100_000) throw new ArgumentException($"the vocabulary needs the 4 special ids and a word, and at most 100 000 ids, got {VocabularySize}");
+        if (ContextLength is < 2 or > 512) throw new ArgumentException($"the context needs room for start and end, and at most 512 tokens, got {ContextLength}");
+        if (Dim is < 1 or > 1024 || Heads is < 1 or > 64 || Dim % Heads != 0) throw new ArgumentException($"Dim ({Dim}, at most 1024) must be a positive multiple of Heads ({Heads}, at most 64)");
+        if (Layers is < 1 or > 24 || EmbedDim is < 1 or > 1024) throw new ArgumentException($"Layers must be 1..24 and EmbedDim 1..1024, got {Layers} and {EmbedDim}");
     }
 }
 

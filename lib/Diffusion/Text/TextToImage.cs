@@ -54,7 +54,7 @@ public sealed record TextToImageInfo
         Unet.Validate();
         TextEncoder.Validate();
         Autoencoder.Validate();
-        BetaSchedules.CheckTimesteps(Timesteps);
+        Diffusion.Validate();                                             // the bounds on T and the latent size, as for every model
         if (Unet.ContextDim != TextEncoder.Dim)
             throw new ArgumentException($"the U-Net reads text features of width {Unet.ContextDim}, the text encoder writes {TextEncoder.Dim}");
         if (Unet.Unet.Channels != Autoencoder.LatentChannels || LatentSize != Autoencoder.LatentSize)
@@ -166,15 +166,25 @@ public static class TextToImageFile
             encoderBytes = HashedFile.ReadBlock(r);
             aeBytes = HashedFile.ReadBlock(r);
         }
-        catch (Exception e) when (e is EndOfStreamException or JsonException or IOException)
+        catch (Exception e) when (e is not CheckpointException and not OutOfMemoryException)
         {
             throw new CheckpointException($"{path}: the text-to-image file's contents are malformed ({e.Message}).", e);
         }
         if (info.FormatVersion != FormatVersion)
             throw new CheckpointException($"{path} has text-to-image format {info.FormatVersion}; this library reads format {FormatVersion}.");
-        try { info.Validate(); }
-        catch (ArgumentException e) { throw new CheckpointException($"{path}: its configuration is inconsistent ({e.Message}).", e); }
-        var tokenizer = new WordTokenizer(info.Vocabulary);
+        try
+        {
+            if (info.Unet is null || info.TextEncoder is null || info.Autoencoder is null || info.Vocabulary is null)
+                throw new ArgumentException("the description lacks a network or the vocabulary");
+            info.Validate();
+            MemoryBudget.Check(MemoryBudget.Sampling(new DiffusionModelConfig { Unet = info.Unet.Unet, ImageSize = Math.Max(1, info.LatentSize) }, 1),
+                "its U-Net", "it is too large for this machine");
+        }
+        catch (Exception e) when (e is ArgumentException or NullReferenceException)
+        {
+            throw new CheckpointException($"{path}: its configuration is inconsistent ({e.Message}).", e);
+        }
+        var tokenizer = HashedFile.Guard(path, "text-to-image file", () => new WordTokenizer(info.Vocabulary));
         if (!tokenizer.Words.SequenceEqual(info.Vocabulary))
             throw new CheckpointException($"{path}: its vocabulary is not in the tokenizer's (sorted, lower-case) order.");
 

@@ -33,10 +33,10 @@ public sealed record TextUnetConfig
     {
         Unet.Validate();
         if (Unet.NumClasses != 0) throw new ArgumentException("the text U-Net is conditioned on text, not on class labels: set Unet.NumClasses = 0");
-        if (ContextDim < 1) throw new ArgumentException($"ContextDim must be ≥ 1, got {ContextDim}");
-        if (Heads < 1 || DimHead < 1) throw new ArgumentException("Heads and DimHead must be ≥ 1");
-        if (TransformerLevels.Any(l => l < 0 || l >= Unet.Levels))
-            throw new ArgumentException($"TransformerLevels must name levels 0..{Unet.Levels - 1}, got [{string.Join(",", TransformerLevels)}]");
+        if (ContextDim is < 1 or > 4096) throw new ArgumentException($"ContextDim must be 1..4096, got {ContextDim}");
+        if (Heads is < 1 or > 64 || DimHead is < 1 or > 512) throw new ArgumentException($"Heads must be 1..64 and DimHead 1..512, got {Heads} and {DimHead}");
+        if (TransformerLevels is null || TransformerLevels.Length > UnetConfig.MaxLevels || TransformerLevels.Any(l => l < 0 || l >= Unet.Levels))
+            throw new ArgumentException($"TransformerLevels must name levels 0..{Unet.Levels - 1}, got [{string.Join(",", TransformerLevels ?? [])}]");
     }
 
     static readonly JsonSerializerOptions Json = new() { WriteIndented = false };

@@ -73,12 +73,7 @@ public static class Checkpoint
             throw new CheckpointException($"{path} is a folder: pass the checkpoint file inside it (e.g. {Path.Combine(path, "checkpoint.ckpt")}).");
         if (!File.Exists(path))
             throw new CheckpointException($"checkpoint {path} not found. Train first (train --out DIR writes DIR/checkpoint.ckpt).");
-        byte[] bytes;
-        try { bytes = File.ReadAllBytes(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new CheckpointException($"checkpoint {path} cannot be read: {e.Message}", e);
-        }
+        var bytes = InputFile.ReadAllBytes(path, InputFile.MaxModelFileBytes, "checkpoint");
         return Parse(bytes, path);
     }
 
@@ -100,14 +95,41 @@ public static class Checkpoint
                 throw new CheckpointException($"{path} has checkpoint format {version}; this library reads format {FormatVersion}.");
             var info = JsonSerializer.Deserialize<CheckpointInfo>(HashedFile.ReadBlock(reader), Json)
                        ?? throw new CheckpointException($"{path}: empty checkpoint description");
+            Check(info, path);
             var model = HashedFile.ReadBlock(reader);
             var ema = HashedFile.ReadBlock(reader);
             var optimizer = HashedFile.ReadBlock(reader);
             return new Parts(info, model, ema.Length > 0 ? ema : null, optimizer.Length > 0 ? optimizer : null);
         }
-        catch (Exception e) when (e is EndOfStreamException or JsonException or IOException)
+        catch (Exception e) when (e is not CheckpointException and not OutOfMemoryException)
         {
+            // Whatever a crafted description or block length makes the parser throw (JSON of the wrong types, a length
+            // past the end, a value out of its type's range) is one error about this file.
             throw new CheckpointException($"{path}: the checkpoint's contents are malformed ({e.Message}).", e);
+        }
+    }
+
+    /// <summary>
+    /// The description's values within their bounds (the same validation the command line uses), before anything is built
+    /// from them: a file with a valid hash may still have been written to harm.
+    /// </summary>
+    static void Check(CheckpointInfo info, string path)
+    {
+        try
+        {
+            if (info.Model is null || info.Training is null) throw new ArgumentException("the model or training description is missing");
+            info.Model.Validate();
+            info.Training.Validate();
+            if (info.Step < 0) throw new ArgumentException($"it claims step {info.Step}; steps count from 0");
+            if (info.DataPosition.Epoch < 0 || info.DataPosition.Offset < 0)
+                throw new ArgumentException($"its data position (epoch {info.DataPosition.Epoch}, offset {info.DataPosition.Offset}) is negative");
+            if (info.GeneratorState is null || info.GeneratorState.Length > 1 << 20) throw new ArgumentException("its random-generator state is missing or too long");
+            if (!double.IsFinite(info.TrainingSeconds) || info.TrainingSeconds < 0)
+                throw new ArgumentException($"its training time {info.TrainingSeconds} s is not a number ≥ 0");
+        }
+        catch (ArgumentException e)
+        {
+            throw new CheckpointException($"{path} cannot be used: {e.Message}. Use the checkpoint 'train' wrote, or an earlier copy.", e);
         }
     }
 
@@ -127,7 +149,8 @@ public static class Checkpoint
             using var r = new BinaryReader(new MemoryStream(bytes));
             module.load(r, strict: true);
         }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException or EndOfStreamException or IOException)
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or EndOfStreamException or IOException
+                                       or FormatException or OverflowException or System.Runtime.InteropServices.ExternalException)
         {
             throw new CheckpointException(
                 $"the {what} weights in the checkpoint do not fit the network built from its configuration ({e.Message}).", e);
@@ -139,6 +162,8 @@ public static class Checkpoint
         TorchSharp.torch.Device? device = null)
     {
         var parts = Load(path);
+        MemoryBudget.Check(MemoryBudget.Sampling(parts.Info.Model, 1), $"the network of {path}", "it is too large for this machine",
+            m => new CheckpointException(m));
         var model = new Unet(parts.Info.Model.Unet);
         bool ema = preferEma && parts.Ema is not null;
         LoadModule(model, ema ? parts.Ema! : parts.Model, ema ? "EMA" : "model");

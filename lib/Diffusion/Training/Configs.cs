@@ -31,10 +31,23 @@ public sealed record DiffusionModelConfig
     /// <summary>The noise schedule this model was trained on (its <see cref="NoiseSchedule.Kind"/> set). Dispose it.</summary>
     public NoiseSchedule CreateSchedule() => new(Schedule, Timesteps);
 
+    /// <summary>Largest image side and most diffusion steps accepted (docs/guarantees.md).</summary>
+    public const int MaxImageSize = 256, MaxTimesteps = 10_000;
+
+    /// <summary>
+    /// Throws an <see cref="ArgumentException"/> naming the field, its value and its bounds unless the configuration can
+    /// build a network: the one check for the command line, the trainer and every file that carries a configuration.
+    /// </summary>
     public void Validate()
     {
+        if (Unet is null) throw new ArgumentException("the configuration has no Unet");
         Unet.Validate();
+        if (ImageSize is < 1 or > MaxImageSize) throw new ArgumentException($"ImageSize must be 1 to {MaxImageSize}, got {ImageSize}");
         Unet.ValidateImageSize(ImageSize);
+        if (Timesteps is < 1 or > MaxTimesteps) throw new ArgumentException($"Timesteps (T) must be 1 to {MaxTimesteps}, got {Timesteps}");
+        if (!Enum.IsDefined(Schedule) || !Enum.IsDefined(Prediction) || !Enum.IsDefined(Variance))
+            throw new ArgumentException($"unknown schedule, prediction or variance ({(int)Schedule}, {(int)Prediction}, {(int)Variance})");
+        if (ClassNames is null) throw new ArgumentException("ClassNames must be a list (empty for an unconditional model)");
         BetaSchedules.CheckTimesteps(Timesteps);
         if (Variance == VarianceType.Learned && Unet.ResolvedOutDim != 2 * Unet.Channels)
             throw new ArgumentException(
@@ -94,6 +107,9 @@ public sealed record TrainingOptions
     /// <summary>Write a checkpoint every this many steps (and always at the end).</summary>
     public int CheckpointEvery { get; init; } = 250;
 
+    /// <summary>Largest batch accepted (docs/guarantees.md).</summary>
+    public const int MaxBatchSize = 65_536;
+
     public void Validate()
     {
         static void Require(bool ok, string message)
@@ -101,12 +117,13 @@ public sealed record TrainingOptions
             if (!ok) throw new ArgumentException(message);
         }
         Require(Steps >= 1, $"steps must be ≥ 1, got {Steps}");
-        Require(BatchSize >= 1, $"batch size must be ≥ 1, got {BatchSize}");
+        Require(BatchSize is >= 1 and <= MaxBatchSize, $"batch size must be 1 to {MaxBatchSize}, got {BatchSize}");
         Require(LearningRate > 0 && double.IsFinite(LearningRate), $"learning rate must be a positive number, got {LearningRate}");
         Require(WarmupSteps >= 0, $"warm-up steps must be ≥ 0, got {WarmupSteps}");
+        Require(Enum.IsDefined(LearningRateSchedule) && Enum.IsDefined(Loss), $"unknown learning-rate schedule or loss ({(int)LearningRateSchedule}, {(int)Loss})");
         Require(MinLearningRateFraction is >= 0 and <= 1, $"min learning-rate fraction must be in [0, 1], got {MinLearningRateFraction}");
-        Require(WeightDecay >= 0, $"weight decay must be ≥ 0, got {WeightDecay}");
-        Require(GradientClipNorm >= 0, $"gradient clip norm must be ≥ 0 (0 = off), got {GradientClipNorm}");
+        Require(WeightDecay >= 0 && double.IsFinite(WeightDecay), $"weight decay must be ≥ 0, got {WeightDecay}");
+        Require(GradientClipNorm >= 0 && double.IsFinite(GradientClipNorm), $"gradient clip norm must be ≥ 0 (0 = off), got {GradientClipNorm}");
         Require(EmaDecay is >= 0 and < 1, $"EMA decay must be in [0, 1) (0 = off; typical 0.995–0.9999), got {EmaDecay}");
         Require(ClassDropout is >= 0 and <= 1, $"class dropout must be in [0, 1], got {ClassDropout}");
         Require(MinSnrGamma >= 0 && double.IsFinite(MinSnrGamma), $"min-SNR γ must be ≥ 0 (0 = off; the paper uses 5), got {MinSnrGamma}");

@@ -23,6 +23,13 @@ public sealed partial class Trainer
                 $"the checkpoint is already at step {parts.Info.Step}, beyond the {options.Steps} steps asked for; ask for more steps.");
         var trainer = new Trainer(parts.Info.Model, options, data, runDirectory, device);
         try { trainer.Restore(parts); }
+        catch (Exception e) when (e is not CheckpointException and not OutOfMemoryException)
+        {
+            // A state that does not fit (a crafted generator state, an optimiser block of another network, a data position
+            // beyond this data): one error about the checkpoint instead of a native error.
+            trainer.Dispose();
+            throw new CheckpointException($"{checkpointPath}: its training state cannot be restored ({e.Message}). Resume from the run's own checkpoint, or start a new run.", e);
+        }
         catch
         {
             trainer.Dispose();
@@ -46,7 +53,20 @@ public sealed partial class Trainer
             using var r = new BinaryReader(new MemoryStream(saved.Optimizer));
             optimizer.Optimizer.load_state_dict(r);
         }
-        using (var state = torch.tensor(Convert.FromBase64String(info.GeneratorState), dtype: ScalarType.Byte))
+        var savedState = Convert.FromBase64String(info.GeneratorState);
+        using (var own = generator.get_state())
+            if (savedState.LongLength != own.numel())
+                throw new InvalidDataException($"its random-generator state has {savedState.Length} bytes, a generator's has {own.numel()}");
+        // libtorch aborts the whole process (not an exception) on a state it finds invalid: check the fields it checks first.
+        // CPUGeneratorImplState: uint64 seed, int32 left, int32 seeded, uint64 next, then the Mersenne-Twister words.
+        if (savedState.Length >= 24)
+        {
+            int left = BitConverter.ToInt32(savedState, 8), seeded = BitConverter.ToInt32(savedState, 12);
+            ulong next = BitConverter.ToUInt64(savedState, 16);
+            if (left is < 1 or > 624 || seeded is not (0 or 1) || next > 624)
+                throw new InvalidDataException($"its random-generator state is not one a generator writes (left {left}, seeded {seeded}, next {next})");
+        }
+        using (var state = torch.tensor(savedState, dtype: ScalarType.Byte))
             generator.set_state(state);
         sampler = new BatchSampler((int)Data.Count, Options.BatchSize, Options.Seed, info.DataPosition);
         Step = info.Step;

@@ -62,6 +62,9 @@ public sealed partial class Trainer : IDisposable
         config.Validate();
         options.Validate();
         CheckData(config, options, data);
+        MemoryBudget.Check(MemoryBudget.Training(config, options.BatchSize),
+            $"training a U-Net of about {config.Unet.EstimatedParameters() / 1e6:0.#} M parameters at batch {options.BatchSize} on {config.ImageSize}×{config.ImageSize} images",
+            "use a smaller --dim, fewer --dim-mults, a smaller --batch-size or --image-size");
         Config = config;
         Options = options;
         Data = data;
