@@ -75,13 +75,54 @@ public static class ForwardProcess
     }
 
     /// <summary>
-    /// Turns a network output into both estimates (x̂_0, ε̂), whatever the network was trained to predict.
-    /// With <paramref name="clipStart"/>, x̂_0 is clamped to the data range [−1, 1] and ε̂ recomputed from it.
+    /// The one place a network output becomes both estimates (x̂_0, ε̂), whatever the network was trained to predict
+    /// (ε, x_0 or v), and the one place x̂_0 is clipped: with <paramref name="clipStart"/>, x̂_0 is clamped to
+    /// [−<paramref name="range"/>, <paramref name="range"/>] (the data range: 1 for pixels in [−1, 1]) and ε̂ recomputed
+    /// from it. t is a LongTensor [B] of time steps of <paramref name="s"/>.
     /// </summary>
     public static (Tensor Start, Tensor Noise) StartAndNoise(NoiseSchedule s, Tensor xt, Tensor t, Tensor output,
-        Prediction prediction, bool clipStart)
+        Prediction prediction, bool clipStart, double range = 1.0) =>
+        StartAndNoise(xt, output, prediction, Coefficients.At(s, t, xt.shape), clipStart, range);
+
+    /// <summary>
+    /// <see cref="StartAndNoise(NoiseSchedule, Tensor, Tensor, Tensor, Prediction, bool, double)"/> at one ᾱ for the whole
+    /// batch (a sampler's step): the same formulas, with the terms computed from <paramref name="alphaBar"/> as
+    /// <see cref="NoiseSchedule"/> computes them.
+    /// </summary>
+    public static (Tensor Start, Tensor Noise) StartAndNoise(Tensor xt, Tensor output, double alphaBar, Prediction prediction,
+        bool clipStart, double range = 1.0)
     {
         using var scope = NewDisposeScope();
+        var (start, noise) = StartAndNoise(xt, output, prediction, Coefficients.At(alphaBar, xt), clipStart, range);
+        return (start.MoveToOuterDisposeScope(), noise.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>√ᾱ_t, √(1−ᾱ_t), 1/√ᾱ_t and √(1/ᾱ_t − 1), as float32 tensors that broadcast over x.</summary>
+    readonly record struct Coefficients(Tensor SqrtAlphaBar, Tensor SqrtOneMinusAlphaBar, Tensor SqrtRecipAlphaBar, Tensor SqrtRecipm1AlphaBar)
+    {
+        /// <summary>Per image, from the schedule's float32 terms at t ([B, 1, 1, …]).</summary>
+        public static Coefficients At(NoiseSchedule s, Tensor t, long[] shape) => new(
+            s.Extract(s.SqrtAlphasCumprod, t, shape), s.Extract(s.SqrtOneMinusAlphasCumprod, t, shape),
+            s.Extract(s.SqrtRecipAlphasCumprod, t, shape), s.Extract(s.SqrtRecipm1AlphasCumprod, t, shape));
+
+        /// <summary>
+        /// One ᾱ for the batch: 0-dimensional tensors holding the values <see cref="NoiseSchedule"/> would hold, float32
+        /// (as its tensors) unless x is float64.
+        /// </summary>
+        public static Coefficients At(double alphaBar, Tensor x) => new(
+            Scalar(Math.Sqrt(alphaBar), x), Scalar(Math.Sqrt(1 - alphaBar), x),
+            Scalar(1 / Math.Sqrt(alphaBar), x), Scalar(Math.Sqrt(1 / alphaBar - 1), x));
+
+        static Tensor Scalar(double value, Tensor x) => torch.tensor(value, dtype: ScalarType.Float64)
+            .to(x.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32).to(x.device);
+    }
+
+    static (Tensor Start, Tensor Noise) StartAndNoise(Tensor xt, Tensor output, Prediction prediction, Coefficients c,
+        bool clipStart, double range)
+    {
+        using var scope = NewDisposeScope();
+        // ε = (√(1/ᾱ_t) x_t − x_0)/√(1/ᾱ_t − 1)                                              (eq. 4 solved for ε)
+        Tensor NoiseFrom(Tensor x0) => (c.SqrtRecipAlphaBar * xt - x0) / c.SqrtRecipm1AlphaBar;
         Tensor x0, eps;
         switch (prediction)
         {
@@ -89,22 +130,24 @@ public static class ForwardProcess
             // scope outwards (MoveToOuterDisposeScope acts on the scope that owns it), one leaked tensor per step.
             case Prediction.Epsilon:
                 eps = output.alias();
-                x0 = PredictStartFromNoise(s, xt, t, eps);
+                // x_0 = √(1/ᾱ_t) x_t − √(1/ᾱ_t − 1) ε                                                (eq. 4 solved for x_0)
+                x0 = c.SqrtRecipAlphaBar * xt - c.SqrtRecipm1AlphaBar * eps;
                 break;
             case Prediction.Start:
                 x0 = output.alias();
-                eps = PredictNoiseFromStart(s, xt, t, x0);
+                eps = NoiseFrom(x0);
                 break;
             case Prediction.Velocity:
-                x0 = PredictStartFromVelocity(s, xt, t, output);
-                eps = PredictNoiseFromStart(s, xt, t, x0);
+                // x_0 = √ᾱ_t x_t − √(1−ᾱ_t) v                                                     (Salimans & Ho 2022)
+                x0 = c.SqrtAlphaBar * xt - c.SqrtOneMinusAlphaBar * output;
+                eps = NoiseFrom(x0);
                 break;
             default: throw new ArgumentOutOfRangeException(nameof(prediction), prediction, null);
         }
         if (clipStart)
         {
-            x0 = x0.clamp(-1, 1);
-            eps = PredictNoiseFromStart(s, xt, t, x0);
+            x0 = x0.clamp(-range, range);
+            eps = NoiseFrom(x0);
         }
         return (x0.MoveToOuterDisposeScope(), eps.MoveToOuterDisposeScope());
     }
