@@ -12,7 +12,7 @@ public enum ReverseVariance
     /// <summary>σ²_t = β̃_t = β_t(1−ᾱ_{t−1})/(1−ᾱ_t) ("fixed small"): right when x_0 is a single point.</summary>
     BetaTilde,
     /// <summary>
-    /// σ²_t = exp(v log β_t + (1−v) log β̃_t), v from the network's second half of output channels (Improved DDPM eq. 15).
+    /// σ²_t = exp(u log β_t + (1−u) log β̃_t), u from the network's second half of output channels (Improved DDPM eq. 15).
     /// Needs a model trained with <see cref="VarianceType.Learned"/>.
     /// </summary>
     Learned,
