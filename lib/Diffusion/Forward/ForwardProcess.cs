@@ -49,30 +49,19 @@ public static class ForwardProcess
 
     /// <summary>x_0 = (x_t − √(1−ᾱ_t) ε)/√ᾱ_t = √(1/ᾱ_t) x_t − √(1/ᾱ_t − 1) ε  (eq. 4 solved for x_0).</summary>
     public static Tensor PredictStartFromNoise(NoiseSchedule s, Tensor xt, Tensor t, Tensor noise) =>
-        Difference(s, t, s.SqrtRecipAlphasCumprod, xt, s.SqrtRecipm1AlphasCumprod, noise);
+        Coefficients.Scoped(s, t, xt.shape, c => c.StartFromNoise(xt, noise));
 
     /// <summary>ε = (√(1/ᾱ_t) x_t − x_0)/√(1/ᾱ_t − 1)  (eq. 4 solved for ε).</summary>
-    public static Tensor PredictNoiseFromStart(NoiseSchedule s, Tensor xt, Tensor t, Tensor x0)
-    {
-        using var scope = NewDisposeScope();
-        return ((s.Extract(s.SqrtRecipAlphasCumprod, t, xt.shape) * xt - x0)
-              / s.Extract(s.SqrtRecipm1AlphasCumprod, t, xt.shape)).MoveToOuterDisposeScope();
-    }
+    public static Tensor PredictNoiseFromStart(NoiseSchedule s, Tensor xt, Tensor t, Tensor x0) =>
+        Coefficients.Scoped(s, t, xt.shape, c => c.NoiseFromStart(xt, x0));
 
     /// <summary>The velocity v = √ᾱ_t ε − √(1−ᾱ_t) x_0 (Salimans &amp; Ho 2022).</summary>
     public static Tensor Velocity(NoiseSchedule s, Tensor x0, Tensor t, Tensor noise) =>
-        Difference(s, t, s.SqrtAlphasCumprod, noise, s.SqrtOneMinusAlphasCumprod, x0);
+        Coefficients.Scoped(s, t, x0.shape, c => c.SqrtAlphaBar * noise - c.SqrtOneMinusAlphaBar * x0);
 
     /// <summary>x_0 = √ᾱ_t x_t − √(1−ᾱ_t) v.</summary>
     public static Tensor PredictStartFromVelocity(NoiseSchedule s, Tensor xt, Tensor t, Tensor v) =>
-        Difference(s, t, s.SqrtAlphasCumprod, xt, s.SqrtOneMinusAlphasCumprod, v);
-
-    /// <summary>a_t·x − b_t·y with the schedule terms a and b picked per image (the shape of the three formulas above).</summary>
-    static Tensor Difference(NoiseSchedule s, Tensor t, double[] a, Tensor x, double[] b, Tensor y)
-    {
-        using var scope = NewDisposeScope();
-        return (s.Extract(a, t, x.shape) * x - s.Extract(b, t, x.shape) * y).MoveToOuterDisposeScope();
-    }
+        Coefficients.Scoped(s, t, xt.shape, c => c.StartFromVelocity(xt, v));
 
     /// <summary>
     /// The one place a network output becomes both estimates (x̂_0, ε̂), whatever the network was trained to predict
@@ -81,8 +70,12 @@ public static class ForwardProcess
     /// from it. t is a LongTensor [B] of time steps of <paramref name="s"/>.
     /// </summary>
     public static (Tensor Start, Tensor Noise) StartAndNoise(NoiseSchedule s, Tensor xt, Tensor t, Tensor output,
-        Prediction prediction, bool clipStart, double range = 1.0) =>
-        StartAndNoise(xt, output, prediction, Coefficients.At(s, t, xt.shape), clipStart, range);
+        Prediction prediction, bool clipStart, double range = 1.0)
+    {
+        using var scope = NewDisposeScope();
+        var (start, noise) = StartAndNoise(xt, output, prediction, Coefficients.At(s, t, xt.shape), clipStart, range);
+        return (start.MoveToOuterDisposeScope(), noise.MoveToOuterDisposeScope());
+    }
 
     /// <summary>
     /// <see cref="StartAndNoise(NoiseSchedule, Tensor, Tensor, Tensor, Prediction, bool, double)"/> at one ᾱ for the whole
@@ -113,6 +106,20 @@ public static class ForwardProcess
             Scalar(Math.Sqrt(alphaBar), x), Scalar(Math.Sqrt(1 - alphaBar), x),
             Scalar(1 / Math.Sqrt(alphaBar), x), Scalar(Math.Sqrt(1 / alphaBar - 1), x));
 
+        /// <summary>f of the coefficients at t, computed in its own dispose scope (the result is the caller's).</summary>
+        public static Tensor Scoped(NoiseSchedule s, Tensor t, long[] shape, Func<Coefficients, Tensor> f)
+        {
+            using var scope = NewDisposeScope();
+            return f(At(s, t, shape)).MoveToOuterDisposeScope();
+        }
+
+        // x_0 = √(1/ᾱ_t) x_t − √(1/ᾱ_t − 1) ε                                                    (eq. 4 solved for x_0)
+        public Tensor StartFromNoise(Tensor xt, Tensor eps) => SqrtRecipAlphaBar * xt - SqrtRecipm1AlphaBar * eps;
+        // ε = (√(1/ᾱ_t) x_t − x_0)/√(1/ᾱ_t − 1)                                                  (eq. 4 solved for ε)
+        public Tensor NoiseFromStart(Tensor xt, Tensor x0) => (SqrtRecipAlphaBar * xt - x0) / SqrtRecipm1AlphaBar;
+        // x_0 = √ᾱ_t x_t − √(1−ᾱ_t) v                                                         (Salimans & Ho 2022)
+        public Tensor StartFromVelocity(Tensor xt, Tensor v) => SqrtAlphaBar * xt - SqrtOneMinusAlphaBar * v;
+
         static Tensor Scalar(double value, Tensor x) => torch.tensor(value, dtype: ScalarType.Float64)
             .to(x.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32).to(x.device);
     }
@@ -121,8 +128,6 @@ public static class ForwardProcess
         bool clipStart, double range)
     {
         using var scope = NewDisposeScope();
-        // ε = (√(1/ᾱ_t) x_t − x_0)/√(1/ᾱ_t − 1)                                              (eq. 4 solved for ε)
-        Tensor NoiseFrom(Tensor x0) => (c.SqrtRecipAlphaBar * xt - x0) / c.SqrtRecipm1AlphaBar;
         Tensor x0, eps;
         switch (prediction)
         {
@@ -130,24 +135,22 @@ public static class ForwardProcess
             // scope outwards (MoveToOuterDisposeScope acts on the scope that owns it), one leaked tensor per step.
             case Prediction.Epsilon:
                 eps = output.alias();
-                // x_0 = √(1/ᾱ_t) x_t − √(1/ᾱ_t − 1) ε                                                (eq. 4 solved for x_0)
-                x0 = c.SqrtRecipAlphaBar * xt - c.SqrtRecipm1AlphaBar * eps;
+                x0 = c.StartFromNoise(xt, eps);
                 break;
             case Prediction.Start:
                 x0 = output.alias();
-                eps = NoiseFrom(x0);
+                eps = c.NoiseFromStart(xt, x0);
                 break;
             case Prediction.Velocity:
-                // x_0 = √ᾱ_t x_t − √(1−ᾱ_t) v                                                     (Salimans & Ho 2022)
-                x0 = c.SqrtAlphaBar * xt - c.SqrtOneMinusAlphaBar * output;
-                eps = NoiseFrom(x0);
+                x0 = c.StartFromVelocity(xt, output);
+                eps = c.NoiseFromStart(xt, x0);
                 break;
             default: throw new ArgumentOutOfRangeException(nameof(prediction), prediction, null);
         }
         if (clipStart)
         {
             x0 = x0.clamp(-range, range);
-            eps = NoiseFrom(x0);
+            eps = c.NoiseFromStart(xt, x0);
         }
         return (x0.MoveToOuterDisposeScope(), eps.MoveToOuterDisposeScope());
     }
