@@ -59,27 +59,29 @@ public sealed class DdpmSampler : ISampler
     /// </summary>
     public DdpmSampler(NoiseSchedule schedule, Prediction prediction = Prediction.Epsilon,
         ReverseVariance variance = ReverseVariance.BetaTilde, bool clipDenoised = true, int[]? modelTimesteps = null)
-        : this(schedule, prediction, variance, clipDenoised)
+        : this(schedule, TimestepPlan.All(schedule.Timesteps), prediction, variance, clipDenoised)
     {
-        if (modelTimesteps is not null && modelTimesteps.Length != schedule.Timesteps)
+        if (modelTimesteps is null) return;
+        if (modelTimesteps.Length != schedule.Timesteps)
             throw new ArgumentException($"one model time step per schedule step: {modelTimesteps.Length} given for T = {schedule.Timesteps}", nameof(modelTimesteps));
-        ModelTimesteps = modelTimesteps is null ? null : (int[])modelTimesteps.Clone();
-        int T = schedule.Timesteps;
-        Plan = new TimestepPlan(Enumerable.Range(0, T).Reverse().Select(ModelTimestep).ToArray());
-        // Step i is step j = T − 1 − i of the schedule's own chain.
-        chain = Enumerable.Range(0, T).Reverse()
-            .Select(j => new ChainStep(schedule.AlphasCumprod[j], schedule.AlphasCumprodPrev[j], schedule.Betas[j])).ToArray();
+        // The chain stays every step of the (respaced) schedule; only the network's time steps change.
+        ModelTimesteps = (int[])modelTimesteps.Clone();
+        Plan = new TimestepPlan(modelTimesteps.Reverse().ToArray());
     }
 
     /// <summary>DDPM on <paramref name="plan"/>'s time steps of <paramref name="schedule"/> (not owned).</summary>
     public DdpmSampler(NoiseSchedule schedule, TimestepPlan plan, Prediction prediction = Prediction.Epsilon,
         ReverseVariance variance = ReverseVariance.BetaTilde, bool clipDenoised = true)
-        : this(schedule, prediction, variance, clipDenoised)
     {
+        ArgumentNullException.ThrowIfNull(schedule);
         ArgumentNullException.ThrowIfNull(plan);
         if (plan.Timesteps[0] >= schedule.Timesteps)
             throw new ArgumentOutOfRangeException(nameof(plan), plan.Timesteps[0], $"the plan starts beyond the schedule's T = {schedule.Timesteps}");
+        Schedule = schedule;
         Plan = plan;
+        Prediction = prediction;
+        Variance = variance;
+        ClipDenoised = clipDenoised;
         bool every = plan.Count == schedule.Timesteps;
         chain = new ChainStep[plan.Count];
         for (int i = 0; i < plan.Count; i++)
@@ -89,17 +91,6 @@ public sealed class DdpmSampler : ISampler
             // β′ = 1 − ᾱ_t/ᾱ_t′                                                                  (Improved DDPM §4)
             chain[i] = new ChainStep(alphaBar, alphaBarPrev, every ? schedule.Betas[t] : 1 - alphaBar / alphaBarPrev);
         }
-    }
-
-    DdpmSampler(NoiseSchedule schedule, Prediction prediction, ReverseVariance variance, bool clipDenoised)
-    {
-        ArgumentNullException.ThrowIfNull(schedule);
-        Schedule = schedule;
-        Prediction = prediction;
-        Variance = variance;
-        ClipDenoised = clipDenoised;
-        Plan = null!;
-        chain = null!;
     }
 
     /// <summary>The schedule whose ᾱ the steps read (not owned).</summary>
