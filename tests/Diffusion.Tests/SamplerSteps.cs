@@ -7,7 +7,7 @@ static class SamplerSteps
     public static Tensor StepAt(this ISampler sampler, DenoisingModel model, Tensor xt, int t, Generator? generator = null)
     {
         int i = sampler.Plan.IndexOf(t);
-        using var output = model(xt, full([xt.shape[0]], sampler.Plan.ModelTimesteps[i], dtype: ScalarType.Int64));
+        using var output = model(xt, full([xt.shape[0]], sampler.Plan.Timesteps[i], dtype: ScalarType.Int64));
         return sampler.Step(output, xt, i, generator);
     }
 }

@@ -173,4 +173,56 @@ public class SamplerTests
         Assert.Equal(Enumerable.Range(0, 10).Reverse(), TimestepPlan.EvenlySpaced(10, 10).Timesteps);
         Assert.Throws<ArgumentOutOfRangeException>(() => new DdimSampler(new NoiseSchedule(ScheduleKind.Linear, 10), 11));
     }
+
+    [Theory]
+    [InlineData(ReverseVariance.Beta)]
+    [InlineData(ReverseVariance.BetaTilde)]
+    public void RespacedDdpmStepReadsItsCoefficientsAtThePlansTwoTimes(ReverseVariance variance)
+    {
+        // Improved DDPM §4 by hand, from the original schedule only: step t → t′ of a respaced plan has
+        // β′ = 1 − ᾱ_t/ᾱ_t′, β̃′ = β′(1 − ᾱ_t′)/(1 − ᾱ_t), μ̃ = β′√ᾱ_t′/(1 − ᾱ_t) x̂_0 + (1 − ᾱ_t′)√(1 − β′)/(1 − ᾱ_t) x_t.
+        // An x_0-predicting network, so that x̂_0 is its output exactly and only the step's coefficients are compared.
+        using var s = new NoiseSchedule(ScheduleKind.Cosine, 200);
+        DenoisingModel model = (x, t) => 0.4 + 0.5 * (x * 0.3 - t.to(ScalarType.Float32).reshape(-1, 1, 1, 1) / 400).tanh();
+        using var sampler = DdpmSampler.Respaced(s, 9, Prediction.Start, variance, clipDenoised: false);
+        Assert.Equal(TimestepPlan.EvenlySpaced(200, 9).Timesteps, sampler.Plan.Timesteps);
+        for (int i = 0; i < sampler.Plan.Count; i++)
+        {
+            int t = sampler.Plan.Timesteps[i], next = sampler.Plan.Next(i);
+            double ab = s.AlphasCumprod[t], abPrev = next >= 0 ? s.AlphasCumprod[next] : 1.0;
+            double beta = 1 - ab / abPrev, betaTilde = beta * (1 - abPrev) / (1 - ab);
+            var x32 = randn(16, 1, 2, 2, generator: new Generator(1));
+            var x = x32.to(ScalarType.Float64);                                    // the sampler's input, exactly
+            var x0 = model(x32, full([16], t, dtype: ScalarType.Int64)).to(ScalarType.Float64);
+            var mean = beta * Math.Sqrt(abPrev) / (1 - ab) * x0 + (1 - abPrev) * Math.Sqrt(1 - beta) / (1 - ab) * x;
+            var z = randn(16, 1, 2, 2, generator: new Generator(2)).to(ScalarType.Float64);
+            var expected = next >= 0 ? mean + Math.Sqrt(variance == ReverseVariance.Beta ? beta : betaTilde) * z : mean;
+            var got = sampler.StepAt(model, x32, t, new Generator(2)).to(ScalarType.Float64);
+            Assert.True(allclose(got, expected, rtol: 1e-5, atol: 1e-5), $"t={t} → {next}: {(got - expected).abs().max().item<double>()}");
+        }
+    }
+
+    [Fact]
+    public void RespacedDdpmWithBetaTildeIsDdimWithEtaOneOnTheSamePlan()
+    {
+        // DDIM §4.1: η = 1 gives σ² = (1 − ᾱ_t′)/(1 − ᾱ_t)(1 − ᾱ_t/ᾱ_t′) = β̃′, and the same mean: one process, two derivations.
+        using var s = new NoiseSchedule(ScheduleKind.Linear, 300);
+        var model = OptimalEpsilon(s);
+        using var ddpm = DdpmSampler.Respaced(s, 12, variance: ReverseVariance.BetaTilde, clipDenoised: false);
+        using var ddim = new DdimSampler(s, ddpm.Plan, eta: 1, clipDenoised: false);
+        var seen = new List<long>();
+        using var a = ddpm.Sample((x, t) => { seen.Add(t[0].item<long>()); return model(x, t); }, [256, 1, 2, 2], new Generator(3));
+        using var b = ddim.Sample(model, [256, 1, 2, 2], new Generator(3));
+        Assert.Equal(ddpm.Plan.Timesteps.Select(t => (long)t), seen);        // the network sees the plan's time steps
+        Assert.True(allclose(a.Samples, b.Samples, rtol: 1e-3, atol: 1e-4), $"max difference {(a.Samples - b.Samples).abs().max().item<float>()}");
+    }
+
+    [Fact]
+    public void TheBoundOfARespacedChainNeedsItsOwnSchedule()
+    {
+        using var s = new NoiseSchedule(ScheduleKind.Cosine, 40);
+        using var respaced = DdpmSampler.Respaced(s, 8);
+        var x0 = zeros(2, 1, 2, 2);
+        Assert.Throws<ArgumentException>(() => Likelihood.Evaluate((x, t) => zeros_like(x), respaced, x0));
+    }
 }

@@ -49,37 +49,83 @@ public static class ForwardProcess
 
     /// <summary>x_0 = (x_t − √(1−ᾱ_t) ε)/√ᾱ_t = √(1/ᾱ_t) x_t − √(1/ᾱ_t − 1) ε  (eq. 4 solved for x_0).</summary>
     public static Tensor PredictStartFromNoise(NoiseSchedule s, Tensor xt, Tensor t, Tensor noise) =>
-        Difference(s, t, s.SqrtRecipAlphasCumprod, xt, s.SqrtRecipm1AlphasCumprod, noise);
+        Coefficients.Scoped(s, t, xt.shape, c => c.StartFromNoise(xt, noise));
 
     /// <summary>ε = (√(1/ᾱ_t) x_t − x_0)/√(1/ᾱ_t − 1)  (eq. 4 solved for ε).</summary>
-    public static Tensor PredictNoiseFromStart(NoiseSchedule s, Tensor xt, Tensor t, Tensor x0)
-    {
-        using var scope = NewDisposeScope();
-        return ((s.Extract(s.SqrtRecipAlphasCumprod, t, xt.shape) * xt - x0)
-              / s.Extract(s.SqrtRecipm1AlphasCumprod, t, xt.shape)).MoveToOuterDisposeScope();
-    }
+    public static Tensor PredictNoiseFromStart(NoiseSchedule s, Tensor xt, Tensor t, Tensor x0) =>
+        Coefficients.Scoped(s, t, xt.shape, c => c.NoiseFromStart(xt, x0));
 
     /// <summary>The velocity v = √ᾱ_t ε − √(1−ᾱ_t) x_0 (Salimans &amp; Ho 2022).</summary>
     public static Tensor Velocity(NoiseSchedule s, Tensor x0, Tensor t, Tensor noise) =>
-        Difference(s, t, s.SqrtAlphasCumprod, noise, s.SqrtOneMinusAlphasCumprod, x0);
+        Coefficients.Scoped(s, t, x0.shape, c => c.SqrtAlphaBar * noise - c.SqrtOneMinusAlphaBar * x0);
 
     /// <summary>x_0 = √ᾱ_t x_t − √(1−ᾱ_t) v.</summary>
     public static Tensor PredictStartFromVelocity(NoiseSchedule s, Tensor xt, Tensor t, Tensor v) =>
-        Difference(s, t, s.SqrtAlphasCumprod, xt, s.SqrtOneMinusAlphasCumprod, v);
+        Coefficients.Scoped(s, t, xt.shape, c => c.StartFromVelocity(xt, v));
 
-    /// <summary>a_t·x − b_t·y with the schedule terms a and b picked per image (the shape of the three formulas above).</summary>
-    static Tensor Difference(NoiseSchedule s, Tensor t, double[] a, Tensor x, double[] b, Tensor y)
+    /// <summary>
+    /// The one place a network output becomes both estimates (x̂_0, ε̂), whatever the network was trained to predict
+    /// (ε, x_0 or v), and the one place x̂_0 is clipped: with <paramref name="clipStart"/>, x̂_0 is clamped to
+    /// [−<paramref name="range"/>, <paramref name="range"/>] (the data range: 1 for pixels in [−1, 1]) and ε̂ recomputed
+    /// from it. t is a LongTensor [B] of time steps of <paramref name="s"/>.
+    /// </summary>
+    public static (Tensor Start, Tensor Noise) StartAndNoise(NoiseSchedule s, Tensor xt, Tensor t, Tensor output,
+        Prediction prediction, bool clipStart, double range = 1.0)
     {
         using var scope = NewDisposeScope();
-        return (s.Extract(a, t, x.shape) * x - s.Extract(b, t, x.shape) * y).MoveToOuterDisposeScope();
+        var (start, noise) = StartAndNoise(xt, output, prediction, Coefficients.At(s, t, xt.shape), clipStart, range);
+        return (start.MoveToOuterDisposeScope(), noise.MoveToOuterDisposeScope());
     }
 
     /// <summary>
-    /// Turns a network output into both estimates (x̂_0, ε̂), whatever the network was trained to predict.
-    /// With <paramref name="clipStart"/>, x̂_0 is clamped to the data range [−1, 1] and ε̂ recomputed from it.
+    /// <see cref="StartAndNoise(NoiseSchedule, Tensor, Tensor, Tensor, Prediction, bool, double)"/> at one ᾱ for the whole
+    /// batch (a sampler's step): the same formulas, with the terms computed from <paramref name="alphaBar"/> as
+    /// <see cref="NoiseSchedule"/> computes them.
     /// </summary>
-    public static (Tensor Start, Tensor Noise) StartAndNoise(NoiseSchedule s, Tensor xt, Tensor t, Tensor output,
-        Prediction prediction, bool clipStart)
+    public static (Tensor Start, Tensor Noise) StartAndNoise(Tensor xt, Tensor output, double alphaBar, Prediction prediction,
+        bool clipStart, double range = 1.0)
+    {
+        using var scope = NewDisposeScope();
+        var (start, noise) = StartAndNoise(xt, output, prediction, Coefficients.At(alphaBar, xt), clipStart, range);
+        return (start.MoveToOuterDisposeScope(), noise.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>√ᾱ_t, √(1−ᾱ_t), 1/√ᾱ_t and √(1/ᾱ_t − 1), as float32 tensors that broadcast over x.</summary>
+    readonly record struct Coefficients(Tensor SqrtAlphaBar, Tensor SqrtOneMinusAlphaBar, Tensor SqrtRecipAlphaBar, Tensor SqrtRecipm1AlphaBar)
+    {
+        /// <summary>Per image, from the schedule's float32 terms at t ([B, 1, 1, …]).</summary>
+        public static Coefficients At(NoiseSchedule s, Tensor t, long[] shape) => new(
+            s.Extract(s.SqrtAlphasCumprod, t, shape), s.Extract(s.SqrtOneMinusAlphasCumprod, t, shape),
+            s.Extract(s.SqrtRecipAlphasCumprod, t, shape), s.Extract(s.SqrtRecipm1AlphasCumprod, t, shape));
+
+        /// <summary>
+        /// One ᾱ for the batch: 0-dimensional tensors holding the values <see cref="NoiseSchedule"/> would hold, float32
+        /// (as its tensors) unless x is float64.
+        /// </summary>
+        public static Coefficients At(double alphaBar, Tensor x) => new(
+            Scalar(Math.Sqrt(alphaBar), x), Scalar(Math.Sqrt(1 - alphaBar), x),
+            Scalar(1 / Math.Sqrt(alphaBar), x), Scalar(Math.Sqrt(1 / alphaBar - 1), x));
+
+        /// <summary>f of the coefficients at t, computed in its own dispose scope (the result is the caller's).</summary>
+        public static Tensor Scoped(NoiseSchedule s, Tensor t, long[] shape, Func<Coefficients, Tensor> f)
+        {
+            using var scope = NewDisposeScope();
+            return f(At(s, t, shape)).MoveToOuterDisposeScope();
+        }
+
+        // x_0 = √(1/ᾱ_t) x_t − √(1/ᾱ_t − 1) ε                                                    (eq. 4 solved for x_0)
+        public Tensor StartFromNoise(Tensor xt, Tensor eps) => SqrtRecipAlphaBar * xt - SqrtRecipm1AlphaBar * eps;
+        // ε = (√(1/ᾱ_t) x_t − x_0)/√(1/ᾱ_t − 1)                                                  (eq. 4 solved for ε)
+        public Tensor NoiseFromStart(Tensor xt, Tensor x0) => (SqrtRecipAlphaBar * xt - x0) / SqrtRecipm1AlphaBar;
+        // x_0 = √ᾱ_t x_t − √(1−ᾱ_t) v                                                         (Salimans & Ho 2022)
+        public Tensor StartFromVelocity(Tensor xt, Tensor v) => SqrtAlphaBar * xt - SqrtOneMinusAlphaBar * v;
+
+        static Tensor Scalar(double value, Tensor x) => torch.tensor(value, dtype: ScalarType.Float64)
+            .to(x.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32).to(x.device);
+    }
+
+    static (Tensor Start, Tensor Noise) StartAndNoise(Tensor xt, Tensor output, Prediction prediction, Coefficients c,
+        bool clipStart, double range)
     {
         using var scope = NewDisposeScope();
         Tensor x0, eps;
@@ -89,22 +135,22 @@ public static class ForwardProcess
             // scope outwards (MoveToOuterDisposeScope acts on the scope that owns it), one leaked tensor per step.
             case Prediction.Epsilon:
                 eps = output.alias();
-                x0 = PredictStartFromNoise(s, xt, t, eps);
+                x0 = c.StartFromNoise(xt, eps);
                 break;
             case Prediction.Start:
                 x0 = output.alias();
-                eps = PredictNoiseFromStart(s, xt, t, x0);
+                eps = c.NoiseFromStart(xt, x0);
                 break;
             case Prediction.Velocity:
-                x0 = PredictStartFromVelocity(s, xt, t, output);
-                eps = PredictNoiseFromStart(s, xt, t, x0);
+                x0 = c.StartFromVelocity(xt, output);
+                eps = c.NoiseFromStart(xt, x0);
                 break;
             default: throw new ArgumentOutOfRangeException(nameof(prediction), prediction, null);
         }
         if (clipStart)
         {
-            x0 = x0.clamp(-1, 1);
-            eps = PredictNoiseFromStart(s, xt, t, x0);
+            x0 = x0.clamp(-range, range);
+            eps = c.NoiseFromStart(xt, x0);
         }
         return (x0.MoveToOuterDisposeScope(), eps.MoveToOuterDisposeScope());
     }

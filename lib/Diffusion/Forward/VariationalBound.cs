@@ -63,6 +63,13 @@ public static class VariationalBound
         using var scope = NewDisposeScope();
         var logBeta = s.Extract(s.Betas, t, vOutput.shape).log();
         var logBetaTilde = s.Extract(s.PosteriorLogVarianceClipped, t, vOutput.shape);
+        return LearnedLogVariance(logBeta, logBetaTilde, vOutput).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>log Σ_θ from log β and log β̃ (broadcast over x) and the network's raw u output in [−1, 1].</summary>
+    public static Tensor LearnedLogVariance(Tensor logBeta, Tensor logBetaTilde, Tensor vOutput)
+    {
+        using var scope = NewDisposeScope();
         var v = (vOutput + 1) / 2;
         // log Σ_θ = v log β_t + (1 − v) log β̃_t                                          (Improved DDPM eq. 15)
         return (v * logBeta + (1 - v) * logBetaTilde).MoveToOuterDisposeScope();

@@ -105,14 +105,16 @@ public static class LatentSpace
 
     /// <summary>
     /// Clips the implied x̂_0 of an ε-predicting model to ±<paramref name="limit"/> and returns the matching ε̂ — the
-    /// samplers' x̂_0 clipping (to [−1, 1] for pixels) with a range that fits latents:
+    /// samplers' x̂_0 clipping (to [−1, 1] for pixels) with a range that fits latents, done by the same function
+    /// (<see cref="Forward.ForwardProcess.StartAndNoise(NoiseSchedule, Tensor, Tensor, Tensor, Forward.Prediction, bool, double)"/>):
     /// x̂_0 = (x_t − √(1−ᾱ_t) ε̂)/√ᾱ_t, clamped, then ε̂' = (x_t − √ᾱ_t x̂_0)/√(1−ᾱ_t).
     /// </summary>
     public static DenoisingModel ClipStart(DenoisingModel model, NoiseSchedule schedule, double limit = LatentClip) => (x, t) =>
     {
         using var scope = NewDisposeScope();
-        var x0 = Forward.ForwardProcess.PredictStartFromNoise(schedule, x, t, model(x, t)).clamp(-limit, limit);
-        return Forward.ForwardProcess.PredictNoiseFromStart(schedule, x, t, x0).MoveToOuterDisposeScope();
+        var (_, noise) = Forward.ForwardProcess.StartAndNoise(schedule, x, t, model(x, t), Forward.Prediction.Epsilon,
+            clipStart: true, range: limit);
+        return noise.MoveToOuterDisposeScope();
     };
 
     /// <summary>

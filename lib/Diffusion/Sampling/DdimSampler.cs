@@ -12,7 +12,7 @@ public sealed class DdimSampler : ISampler
 {
     /// <summary>The sampler kind "ddim:N" of <see cref="SamplerSpec"/> (N steps, default 50).</summary>
     public static readonly SamplerKind Kind = new("ddim", "ddim:N (N steps)", DefaultSteps: 50, UsesVariance: false, UsesEta: true,
-        Create: (spec, schedule, prediction) => new DdimSampler(schedule, spec.Steps ?? 50, spec.Eta, prediction, spec.Clip));
+        Create: (spec, schedule, prediction, steps) => new DdimSampler(schedule, steps, spec.Eta, prediction, spec.Clip));
 
     public NoiseSchedule Schedule { get; }
     public Prediction Prediction { get; }

@@ -27,9 +27,15 @@ public static class Likelihood
         if (samplers.Count == 0) throw new ArgumentException("give at least one sampler", nameof(samplers));
         var s = samplers[0].Schedule;
         foreach (var other in samplers)
+        {
+            if (other.Plan.Count != other.Schedule.Timesteps)
+                throw new ArgumentException(
+                    $"{other.Name} skips steps of its schedule; evaluate a respaced chain on its own schedule: new DdpmSampler(Respacing.Respace(schedule, kept), …, modelTimesteps: kept)",
+                    nameof(samplers));
             if (other.Schedule.Timesteps != s.Timesteps || !other.Schedule.AlphasCumprod.SequenceEqual(s.AlphasCumprod) ||
                 !(other.ModelTimesteps ?? []).SequenceEqual(samplers[0].ModelTimesteps ?? []))
                 throw new ArgumentException("all samplers must share one schedule and model time steps", nameof(samplers));
+        }
         int T = s.Timesteps, n = (int)x0.shape[0];
         var terms = new double[samplers.Count][];
         var perImage = new double[samplers.Count][];

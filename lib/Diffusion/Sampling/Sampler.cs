@@ -26,13 +26,13 @@ public readonly record struct SamplingProgress(int Step, int Total, int Timestep
 
 /// <summary>
 /// A reverse-process scheduler in the diffusers sense: it turns the network's output at planned step i into the next x.
-/// It never calls the network (<see cref="SamplingLoop"/> does). Dispose it: some own a schedule.
+/// It never calls the network (<see cref="SamplingLoop"/> does). Dispose it: some keep tensors between steps.
 /// </summary>
 public interface ISampler : IDisposable
 {
     /// <summary>A short name for logs and file names, e.g. "ddpm-1000" or "ddim-50".</summary>
     string Name { get; }
-    /// <summary>The time steps visited and the network's time step at each.</summary>
+    /// <summary>The time steps visited; step i calls the network at Plan.Timesteps[i] and goes to Plan.Next(i).</summary>
     TimestepPlan Plan { get; }
     /// <summary>Network evaluations per sample.</summary>
     int Steps { get; }

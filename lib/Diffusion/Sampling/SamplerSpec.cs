@@ -11,13 +11,16 @@ namespace Diffusion.Sampling;
 /// <param name="DefaultSteps">Steps when none are given (null: all T).</param>
 /// <param name="UsesVariance">Whether <see cref="SamplerSpec.Variance"/> (σ²_t) applies.</param>
 /// <param name="UsesEta">Whether <see cref="SamplerSpec.Eta"/> (η) applies.</param>
+/// <param name="Create">Builds the sampler from the spec, the schedule, the prediction type and the number of steps
+/// (the spec's, else <paramref name="DefaultSteps"/>, else T; checked to lie in 1..T).</param>
 public sealed record SamplerKind(string Name, string Usage, int? DefaultSteps, bool UsesVariance, bool UsesEta,
-    Func<SamplerSpec, NoiseSchedule, Prediction, ISampler> Create);
+    Func<SamplerSpec, NoiseSchedule, Prediction, int, ISampler> Create);
 
 /// <summary>
 /// What to sample with, as one value: kind, steps, η, σ²_t and clipping. Written "ddpm", "ddpm:25" or "ddim:50"
 /// (<see cref="Parse"/>); checked against a model (<see cref="Validate"/>); built on its schedule (<see cref="Create"/>).
-/// The only home of sampler names, step limits and their errors.
+/// The home of sampler names and of the errors a user sees for a request (too many steps, σ² = learned on a
+/// fixed-variance model); the samplers' constructors guard their own arguments with <see cref="TimestepPlan.CheckStepCount"/>.
 /// </summary>
 /// <param name="Steps">Network evaluations (null: the kind's default; for DDPM all T).</param>
 public sealed record SamplerSpec(string Kind, int? Steps = null, double Eta = 0,
@@ -88,12 +91,14 @@ public sealed record SamplerSpec(string Kind, int? Steps = null, double Eta = 0,
     public const string LearnedVarianceError =
         "--variance learned needs a model trained with --learn-variance; this one has a fixed variance. Use beta or beta-tilde.";
 
-    /// <summary>The sampler on <paramref name="schedule"/> (not owned; dispose the sampler, which may own a respaced copy).</summary>
+    /// <summary>The sampler on <paramref name="schedule"/> (not owned by the sampler; dispose the sampler).</summary>
     public ISampler Create(NoiseSchedule schedule, Prediction prediction = Prediction.Epsilon)
     {
-        if (Steps is { } k && (k < 1 || k > schedule.Timesteps))
-            throw new ArgumentException($"{Kind}: {k} steps; they must be between 1 and T = {schedule.Timesteps}");
-        return Info.Create(this, schedule, prediction);
+        var info = Info;
+        int steps = Steps ?? info.DefaultSteps ?? schedule.Timesteps;
+        if (steps < 1 || steps > schedule.Timesteps)
+            throw new ArgumentException($"{Kind}: {steps} steps; they must be between 1 and T = {schedule.Timesteps}");
+        return info.Create(this, schedule, prediction, steps);
     }
 
     /// <summary>The σ²_t names of the command line: beta, beta-tilde, learned.</summary>

@@ -37,7 +37,7 @@ public static class SamplingLoop
                     cancel.ThrowIfCancellationRequested();
                     using (var scope = NewDisposeScope())
                     {
-                        var t = full([x.shape[0]], plan.ModelTimesteps[i], dtype: ScalarType.Int64, device: x.device);
+                        var t = full([x.shape[0]], plan.Timesteps[i], dtype: ScalarType.Int64, device: x.device);
                         var output = model(x, t);
                         var next = sampler.Step(output, x, i, generator).MoveToOuterDisposeScope();
                         x.Dispose();

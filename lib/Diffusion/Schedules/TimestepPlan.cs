@@ -1,21 +1,19 @@
 namespace Diffusion.Schedules;
 
 /// <summary>
-/// The time steps a sampler visits, from high to low: <see cref="Timesteps"/> are 0-based indices of the schedule the
-/// network was trained on (τ_S &gt; … &gt; τ_1), <see cref="ModelTimesteps"/> the time step the network is called with at
-/// each of them. Shared by DDPM (all T, or respaced), DDIM and any later solver; the loop calls the network with
-/// <c>ModelTimesteps[i]</c>, the sampler's <c>Step(output, x_t, i, …)</c> reads its coefficients at <c>Timesteps[i]</c>.
+/// The time steps a sampler visits, from high to low: 0-based indices of the schedule the network was trained on
+/// (τ_S &gt; … &gt; τ_1). Shared by DDPM (all T, or respaced), DDIM and any later solver: the loop calls the network with
+/// <c>Timesteps[i]</c>, and the sampler's <c>Step(output, x_t, i, …)</c> reads its coefficients at <c>Timesteps[i]</c> and
+/// <see cref="Next"/>(i). Respacing is a plan of fewer time steps, not another schedule.
 /// </summary>
 public sealed class TimestepPlan
 {
     /// <summary>The kept time steps, strictly descending, 0-based indices of the original schedule.</summary>
     public int[] Timesteps { get; }
-    /// <summary>The network's time step at each planned step (the same indices unless the network counts otherwise).</summary>
-    public int[] ModelTimesteps { get; }
     /// <summary>The number of steps (network evaluations).</summary>
     public int Count => Timesteps.Length;
 
-    public TimestepPlan(int[] timesteps, int[]? modelTimesteps = null)
+    public TimestepPlan(int[] timesteps)
     {
         ArgumentNullException.ThrowIfNull(timesteps);
         if (timesteps.Length == 0) throw new ArgumentException("a plan needs at least one time step", nameof(timesteps));
@@ -25,15 +23,12 @@ public sealed class TimestepPlan
             if (i > 0 && timesteps[i] >= timesteps[i - 1])
                 throw new ArgumentException("planned time steps must be strictly decreasing (from the noisiest)", nameof(timesteps));
         }
-        if (modelTimesteps is not null && modelTimesteps.Length != timesteps.Length)
-            throw new ArgumentException($"one model time step per planned step: {modelTimesteps.Length} for {timesteps.Length}", nameof(modelTimesteps));
         Timesteps = (int[])timesteps.Clone();
-        ModelTimesteps = (int[])(modelTimesteps ?? timesteps).Clone();
     }
 
     /// <summary>
-    /// The one guard on a number of planned steps: between 1 and T. Samplers and <see cref="Respacing"/> call it; a
-    /// user's request is checked (or clamped, announced) earlier by <c>SamplerSpec.Validate</c>.
+    /// The library's check of a number of planned steps: between 1 and T. Samplers and <see cref="Respacing"/> call it on
+    /// their arguments; a user's request is checked (or clamped, announced) before that by <c>SamplerSpec.Validate</c>.
     /// </summary>
     public static int CheckStepCount(int steps, int timesteps, string paramName = "steps") =>
         steps >= 1 && steps <= timesteps ? steps
