@@ -115,6 +115,33 @@ sealed class ModelFileTrainingOptions
         return path;
     }
 
+    /// <summary>
+    /// Writes the trained model to <paramref name="path"/> (checked by <see cref="NewFile"/> before training) with
+    /// <paramref name="save"/>, which is given a hidden temporary name beside it; the finished file is then moved to
+    /// <paramref name="path"/> only if nothing is there by now. A file that appeared at --out while training ran is never
+    /// replaced: the error names it, and the trained model is kept beside it as <c>&lt;--out&gt;.new</c>.
+    /// </summary>
+    public void Save(string path, Action<string> save)
+    {
+        var tmp = AtomicFile.TemporaryPath(path);
+        try
+        {
+            save(tmp);
+            if (AtomicFile.MoveNew(tmp, path)) return;
+            for (int i = 1; ; i++)
+            {
+                var kept = i == 1 ? path + ".new" : $"{path}.new{i}";
+                if (AtomicFile.MoveNew(tmp, kept))
+                    throw new CliException($"--out {path} was created by something else while this command ran, and it is never overwritten: " +
+                                           $"the trained model was written to {kept} instead. Rename it, or move the other file away first.");
+            }
+        }
+        finally
+        {
+            try { if (File.Exists(tmp)) File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+    }
+
     public int BatchSize(ParseResult p) => p.GetValue(batch);
     public double LearningRate(ParseResult p) => p.GetValue(lr);
     public int Seed(ParseResult p) => p.GetValue(seed);

@@ -131,19 +131,18 @@ static class LatentCommand
             var inv = CultureInfo.InvariantCulture;
             var aeConfig = new AutoencoderConfig();
             var aeTrainer = new AutoencoderTrainer(aeConfig, options, train, dev);
-            using (var log = new StreamWriter(Path.Combine(outDir, "ae-loss.csv")))
+            // The autoencoder's loss log is written with the autoencoder, through the atomic writer: a run that stops during
+            // stage 1 leaves the folder's earlier ae-loss.csv and autoencoder.ckpt as they were, and never half of a log.
+            var log = new System.Text.StringBuilder("step,loss,squared_error,kl,pixel_mse,elapsed_seconds\n");
+            ConsoleProgress.Run("autoencoder", options.Steps, report =>
             {
-                log.WriteLine("step,loss,squared_error,kl,pixel_mse,elapsed_seconds");
-                ConsoleProgress.Run("autoencoder", options.Steps, report =>
+                aeTrainer.Progress += pr =>
                 {
-                    aeTrainer.Progress += pr =>
-                    {
-                        log.WriteLine(string.Create(inv, $"{pr.Step},{pr.Loss:R},{pr.SquaredError:R},{pr.Kl:R},{pr.PixelMse:R},{pr.Elapsed.TotalSeconds:F2}"));
-                        report(pr.Step, string.Create(inv, $"mse/pixel {pr.PixelMse:F4} KL {pr.Kl:F0}"));
-                    };
-                    aeTrainer.Train();
-                });
-            }
+                    log.Append(string.Create(inv, $"{pr.Step},{pr.Loss:R},{pr.SquaredError:R},{pr.Kl:R},{pr.PixelMse:R},{pr.Elapsed.TotalSeconds:F2}\n"));
+                    report(pr.Step, string.Create(inv, $"mse/pixel {pr.PixelMse:F4} KL {pr.Kl:F0}"));
+                };
+                aeTrainer.Train();
+            });
             var ae = aeTrainer.Model;
             var recent = aeTrainer.History.TakeLast(50).ToList();
             double testMse = LatentSpace.ReconstructionMse(ae, test, 2000);
@@ -160,6 +159,7 @@ static class LatentCommand
                 TrainingSeconds = aeTrainer.Elapsed.TotalSeconds, RecentPixelMse = recent.Average(r => r.PixelMse),
                 RecentKl = recent.Average(r => r.Kl), Data = train.Description,
             };
+            AtomicFile.WriteAllText(Path.Combine(outDir, "ae-loss.csv"), log.ToString());
             AutoencoderFile.Save(Path.Combine(outDir, AutoencoderFileName), ae, info);
             return new AutoencoderStage { Model = ae, Info = info, TestMse = testMse, Latents = latents, trainer = aeTrainer };
         }

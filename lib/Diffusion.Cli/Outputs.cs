@@ -14,6 +14,9 @@ sealed class OutputOptions
 
     public OutputOptions(Command command) => command.Options.Add(overwrite);
 
+    /// <summary>Whether --overwrite was given.</summary>
+    public bool Overwrite(ParseResult p) => p.GetValue(overwrite);
+
     /// <summary>
     /// <paramref name="path"/>, given as <paramref name="option"/>, checked against the inputs (option name, path; null paths
     /// are skipped) and against what exists. Returns the path.

@@ -17,6 +17,7 @@ static class SolutionsCommand
         {
             output,
         };
+        var outputs = new OutputOptions(cmd);
         cmd.SetAction(p =>
         {
             var root = FindRepositoryRoot()
@@ -26,7 +27,7 @@ static class SolutionsCommand
             IReadOnlyList<Solutions.SolvedNotebook> solved;
             try
             {
-                solved = Solutions.WriteSolvedNotebooks(Path.Combine(root, "notebooks"), target);
+                solved = Solutions.WriteSolvedNotebooks(Path.Combine(root, "notebooks"), target, overwrite: outputs.Overwrite(p));
             }
             catch (ArgumentException e)
             {

@@ -34,7 +34,7 @@ static class TrainClassifierCommand
                     report(q.Step, string.Create(CultureInfo.InvariantCulture, $"epoch {q.Epoch} loss {q.Loss:F3}")))));
             double accuracy = ClassifierTraining.Accuracy(model, test);
             model.Info = model.Info with { TestAccuracy = accuracy, Command = file.CommandLine() };
-            model.Save(path);
+            file.Save(path, model.Save);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"t10k accuracy {accuracy:P2} ({test.Count} test images), training {model.Info.TrainingSeconds:F0} s; wrote {path}"));
             return 0;

@@ -43,7 +43,7 @@ static class TrainClipCommand
             double zeroShot = MiniClipEvaluation.ZeroShotAccuracy(trainer.Model, trainer.Tokenizer, test, n);
             var attributes = MiniClipEvaluation.AttributeAccuracy(trainer.Model, trainer.Tokenizer, test, captions.Thresholds, n);
             var info = trainer.Info(file.CommandLine()) with { ZeroShotAccuracy = zeroShot, AttributeRetrieval = attributes };
-            MiniClipFile.Save(path, trainer.Model, info);
+            file.Save(path, to => MiniClipFile.Save(to, trainer.Model, info));
             var inv = CultureInfo.InvariantCulture;
             Console.WriteLine(string.Create(inv,
                 $"zero-shot accuracy on {n} t10k pictures (\"{PromptTokens.ClassPrompt(0)}\", …): {zeroShot:P1} (chance 10 %)"));

@@ -57,7 +57,7 @@ static class TrainTextToImageCommand
                     trainer.Progress += q => report(q.Step, string.Create(CultureInfo.InvariantCulture, $"loss {q.Loss:F4} {q.LatentsPerSecond:F0} latents/s"));
                     trainer.Train();
                 });
-                trainer.Save(path, file.CommandLine());
+                file.Save(path, to => trainer.Save(to, file.CommandLine()));
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"trained {trainer.Step} steps in {trainer.Elapsed.TotalSeconds:F0} s, loss (last 50) {trainer.History.TakeLast(50).Average(h => h.Loss):F4}; wrote {path}. " +
                     $"Draw with: generate --checkpoint {path} --prompt \"a dark ankle boot facing left\""));

@@ -39,8 +39,14 @@ public static class Solutions
     /// <paramref name="outDir"/> must lie inside the repository (the notebooks find data/ by walking up) and must not be
     /// the notebooks folder itself.
     /// </summary>
+    /// <remarks>
+    /// Files of the user are never replaced unless asked: the folder gets a marker file (<see cref="MarkerFileName"/>), and in
+    /// a folder without it that already holds a file of one of the names written here, nothing is written unless
+    /// <paramref name="overwrite"/> is true (the command line's --overwrite). Each file is written to a hidden temporary file
+    /// first and renamed over its name, so an interrupted run never leaves half a notebook.
+    /// </remarks>
     /// <returns>The solved notebooks, in file-name order.</returns>
-    public static IReadOnlyList<SolvedNotebook> WriteSolvedNotebooks(string notebooksDir, string outDir, string? solutionsDir = null)
+    public static IReadOnlyList<SolvedNotebook> WriteSolvedNotebooks(string notebooksDir, string outDir, string? solutionsDir = null, bool overwrite = false)
     {
         var source = System.IO.Path.GetFullPath(notebooksDir);
         var target = System.IO.Path.GetFullPath(outDir);
@@ -55,7 +61,18 @@ public static class Solutions
             throw new ArgumentException($"{target} is outside the repository {root}: the solved notebooks must live inside it, " +
                                         $"because they find data/ and lib/ by walking up from their folder (default: {DefaultOutputFolder})", nameof(outDir));
         solutionsDir = System.IO.Path.GetFullPath(solutionsDir ?? SolutionsFolder(root));
+        var marker = System.IO.Path.Combine(target, MarkerFileName);
+        if (!overwrite && Directory.Exists(target) && !File.Exists(marker))
+        {
+            var names = Directory.GetFiles(source, "*.ipynb").Select(System.IO.Path.GetFileName).Append("build-course.csx").Append("course.csx");
+            var taken = names.Where(n => File.Exists(System.IO.Path.Combine(target, n!)) || Directory.Exists(System.IO.Path.Combine(target, n!)))
+                .Order(StringComparer.Ordinal).ToList();
+            if (taken.Count > 0)
+                throw new ArgumentException($"{target} already holds {string.Join(", ", taken.Take(3))}{(taken.Count > 3 ? $" and {taken.Count - 3} more" : "")}, " +
+                                            "not written by this command: choose a new or empty folder, or pass --overwrite to replace those files", nameof(outDir));
+        }
         Directory.CreateDirectory(target);
+        WriteFile(marker, "Teacher's copies of the course notebooks, written by the 'solutions' command; running it again replaces them.\n");
 
         // The setup scripts, with their one relative path adjusted to the new folder's depth.
         CopyScript("build-course.csx", "Path.GetFullPath(\"..\")", $"Path.GetFullPath(\"{relativeRoot}\")");
@@ -92,7 +109,7 @@ public static class Solutions
                 json["cells"]!.AsArray().Insert(cells.Count > 0 && (string?)cells[0]["cell_type"] == "markdown" ? 1 : 0, banner);
             }
             var path = System.IO.Path.Combine(target, System.IO.Path.GetFileName(notebook));
-            File.WriteAllText(path, json.ToJsonString(JsonOptions) + "\n");
+            WriteFile(path, json.ToJsonString(JsonOptions) + "\n");
             written.Add(new SolvedNotebook(path, ids));
         }
         return written;
@@ -106,7 +123,25 @@ public static class Solutions
                     throw new InvalidOperationException($"notebooks/{name} no longer contains {find}: update Solutions.WriteSolvedNotebooks");
                 text = text.Replace(find, replace, StringComparison.Ordinal);
             }
-            File.WriteAllText(System.IO.Path.Combine(target, name), text);
+            WriteFile(System.IO.Path.Combine(target, name), text);
+        }
+    }
+
+    /// <summary>The marker of a folder of solved notebooks: its files were written by <see cref="WriteSolvedNotebooks"/>.</summary>
+    public const string MarkerFileName = ".solved-notebooks";
+
+    /// <summary>Writes <paramref name="text"/> to a hidden temporary file beside <paramref name="path"/>, then renames it over it.</summary>
+    static void WriteFile(string path, string text)
+    {
+        var tmp = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(path)!, $".{System.IO.Path.GetFileName(path)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        try
+        {
+            File.WriteAllText(tmp, text);
+            File.Move(tmp, path, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(tmp)) File.Delete(tmp);
         }
     }
 

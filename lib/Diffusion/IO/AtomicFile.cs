@@ -27,7 +27,7 @@ public static class AtomicFile
             throw new IOException($"{path} is {kind}, not a file: name a regular file to write.");
         var dir = Path.GetDirectoryName(full)!;
         Directory.CreateDirectory(dir);
-        var tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        var tmp = TemporaryPath(full);
         try
         {
             using (var stream = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
@@ -43,6 +43,29 @@ public static class AtomicFile
             try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
             throw;
         }
+    }
+
+    /// <summary>A new hidden name in <paramref name="path"/>'s folder for a temporary file of it (see <see cref="IsTemporaryFileOf"/>).</summary>
+    public static string TemporaryPath(string path)
+    {
+        var full = Path.GetFullPath(path);
+        return Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+    }
+
+    /// <summary>
+    /// Moves the finished file <paramref name="source"/> (in the same folder) to <paramref name="path"/> only if nothing is
+    /// there: the move itself refuses an existing target (File.Move without overwrite; on Linux a hard link, which fails if
+    /// the name exists), so a file created at <paramref name="path"/> at any moment before is never replaced. Returns false,
+    /// leaving <paramref name="source"/> where it is, if <paramref name="path"/> exists.
+    /// </summary>
+    public static bool MoveNew(string source, string path)
+    {
+        var full = Path.GetFullPath(path);
+        if (File.Exists(full) || Directory.Exists(full) || InputFile.SpecialKind(full) is not null) return false;
+        try { File.Move(source, full, overwrite: false); }
+        catch (IOException) when (File.Exists(full) || Directory.Exists(full)) { return false; }
+        SyncFolder(Path.GetDirectoryName(full)!);
+        return true;
     }
 
     /// <summary>The name <see cref="Write"/> gives its temporary file for <paramref name="fileName"/>: hidden, with this process's id and a GUID.</summary>
