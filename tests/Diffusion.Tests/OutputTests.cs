@@ -132,6 +132,13 @@ public class OutputTests
             latent.Kill();
         }
         Assert.Equal(earlier, File.ReadAllText(log));
+
+        // A run that ends writes the whole log: every step of stage 1 once.
+        var done = Cli.Run(dir.Path, "latent", "--ae-steps", "5", "--steps", "1", "--batch-size", "4", "--encode", "64", "--sample-steps", "1",
+            "--out", run, "--threads", "1");
+        Assert.True(done.ExitCode == 0, done.All);
+        Assert.Equal(Enumerable.Range(1, 5), File.ReadAllLines(log).Skip(1).Select(l => int.Parse(l.Split(',')[0])));
+        Assert.Empty(Directory.GetFiles(run, ".*.tmp"));
     }
 
     [Fact]

@@ -126,23 +126,26 @@ public static class IdxFile
         }
     }
 
-    /// <summary>Writes an unsigned-byte IDX file (raw, or gzip if the path ends in .gz).</summary>
+    /// <summary>Writes an unsigned-byte IDX file (raw, or gzip if the path ends in .gz), through the atomic writer.</summary>
     public static void Write(string path, IdxArray array)
     {
         long values = array.Dimensions.Aggregate(1L, (a, d) => a * d);
         if (values != array.Data.LongLength)
             throw new ArgumentException($"dimensions {string.Join("×", array.Dimensions)} do not match {array.Data.Length} values");
-        using var file = File.Create(path);
-        using Stream output = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase)
-            ? new GZipStream(file, CompressionLevel.Optimal) : file;
-        output.Write([0, 0, 0x08, (byte)array.Dimensions.Length]);
-        var dim = new byte[4];
-        foreach (var d in array.Dimensions)
+        bool gzip = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase);
+        AtomicFile.Write(path, file =>
         {
-            BinaryPrimitives.WriteInt32BigEndian(dim, d);
-            output.Write(dim);
-        }
-        output.Write(array.Data);
+            var output = gzip ? new GZipStream(file, CompressionLevel.Optimal, leaveOpen: true) : file;
+            output.Write([0, 0, 0x08, (byte)array.Dimensions.Length]);
+            var dim = new byte[4];
+            foreach (var d in array.Dimensions)
+            {
+                BinaryPrimitives.WriteInt32BigEndian(dim, d);
+                output.Write(dim);
+            }
+            output.Write(array.Data);
+            if (gzip) output.Dispose();                 // finishes the gzip stream; the file itself is flushed and renamed by the writer
+        });
     }
 
     static DataFormatException Bad(string name, string problem, bool gzip) =>
