@@ -54,19 +54,41 @@ public static class AtomicFile
 
     /// <summary>
     /// Moves the finished file <paramref name="source"/> (in the same folder) to <paramref name="path"/> only if nothing is
-    /// there: the move itself refuses an existing target (File.Move without overwrite; on Linux a hard link, which fails if
-    /// the name exists), so a file created at <paramref name="path"/> at any moment before is never replaced. Returns false,
-    /// leaving <paramref name="source"/> where it is, if <paramref name="path"/> exists.
+    /// there, in one step that itself refuses an existing name: on POSIX a hard link (link(2) fails with EEXIST if the name
+    /// exists) and then the removal of <paramref name="source"/>; on Windows MoveFileEx without replace. So a file created at
+    /// <paramref name="path"/> at any moment before is never replaced. (File.Move without overwrite is not enough on Linux:
+    /// it checks, then renames.) Returns false, leaving <paramref name="source"/> where it is, if <paramref name="path"/> exists.
     /// </summary>
     public static bool MoveNew(string source, string path)
     {
         var full = Path.GetFullPath(path);
+        var dir = Path.GetDirectoryName(full)!;
         if (File.Exists(full) || Directory.Exists(full) || InputFile.SpecialKind(full) is not null) return false;
+        if (!OperatingSystem.IsWindows())
+        {
+            try
+            {
+                if (link(source, full) == 0)
+                {
+                    File.Delete(source);
+                    SyncFolder(dir);
+                    return true;
+                }
+                if (Marshal.GetLastPInvokeError() == EEXIST) return false;
+                // Any other failure (a file system without hard links): the check-then-rename below.
+            }
+            catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { }
+        }
         try { File.Move(source, full, overwrite: false); }
         catch (IOException) when (File.Exists(full) || Directory.Exists(full)) { return false; }
-        SyncFolder(Path.GetDirectoryName(full)!);
+        SyncFolder(dir);
         return true;
     }
+
+    const int EEXIST = 17;                                            // Linux and macOS alike
+
+    [DllImport("libc", SetLastError = true)]
+    static extern int link([MarshalAs(UnmanagedType.LPUTF8Str)] string oldPath, [MarshalAs(UnmanagedType.LPUTF8Str)] string newPath);
 
     /// <summary>The name <see cref="Write"/> gives its temporary file for <paramref name="fileName"/>: hidden, with this process's id and a GUID.</summary>
     public static bool IsTemporaryFileOf(string name, string fileName) =>
