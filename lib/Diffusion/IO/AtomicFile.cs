@@ -85,6 +85,25 @@ public static class AtomicFile
         return true;
     }
 
+    /// <summary>
+    /// Writes a new file: <paramref name="save"/> writes a hidden temporary file beside <paramref name="path"/> (given its
+    /// name), which <see cref="MoveNew"/> then puts in place. Returns false, with nothing left behind, if
+    /// <paramref name="path"/> exists by then.
+    /// </summary>
+    public static bool CreateNew(string path, Action<string> save)
+    {
+        var tmp = TemporaryPath(path);
+        try
+        {
+            save(tmp);
+            return MoveNew(tmp, path);
+        }
+        finally
+        {
+            try { if (File.Exists(tmp)) File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+    }
+
     const int EEXIST = 17;                                            // Linux and macOS alike
 
     [DllImport("libc", SetLastError = true)]

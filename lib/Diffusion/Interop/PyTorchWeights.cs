@@ -48,7 +48,8 @@ public static class PyTorchWeights
         if (File.Exists(path) || Directory.Exists(path))
             throw new ArgumentException($"{path} already exists; it is not overwritten. Choose another --out or delete the file first.");
         var stateDict = module.state_dict();
-        AtomicFile.Write(path, stream =>
+        // Written new: a file that appeared at path meanwhile is not replaced.
+        if (!AtomicFile.CreateNew(path, tmp => AtomicFile.Write(tmp, stream =>
         {
             if (format == WeightsFormat.Safetensors)
             {
@@ -66,9 +67,8 @@ public static class PyTorchWeights
                 PyTorchPickler.PickleStateDict(pickled, table, leaveOpen: true);
                 StoreUncompressed(pickled, stream);
             }
-        });
-        // AtomicFile renamed over the target; a file created meanwhile by someone else would have been replaced — the check
-        // above is the guard for the user's own files, which is what "never overwrite silently" protects.
+        })))
+            throw new ArgumentException($"{path} already exists; it is not overwritten. Choose another --out or delete the file first.");
     }
 
     /// <summary>
@@ -310,7 +310,9 @@ public static class PyTorchWeights
                 RecentLoss = template?.RecentLoss ?? double.NaN,
                 TrainingSeconds = template?.TrainingSeconds ?? 0,
             };
-            Checkpoint.Save(outPath, new Checkpoint.Parts(info, Checkpoint.ModuleBytes(model), null, null));
+            // Written new: a file that appeared at outPath meanwhile is not replaced.
+            if (!AtomicFile.CreateNew(outPath, tmp => Checkpoint.Save(tmp, new Checkpoint.Parts(info, Checkpoint.ModuleBytes(model), null, null))))
+                throw new ArgumentException($"{outPath} already exists; it is not overwritten. Choose another --out or delete the file first.");
         }
         finally
         {
