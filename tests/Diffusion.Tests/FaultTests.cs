@@ -361,9 +361,10 @@ public class FaultTests
         using var dir = TestSetup.Temp();
         var ckpt = dir["model.ckpt"];
         File.Copy(Path.Combine(TestSetup.RepoRoot, "data", "checkpoints", "fashion-mnist-default.ckpt"), ckpt);
-        // export writes one file through the atomic writer; strace shows the system calls on the folder's descriptor.
+        // export writes one file through the atomic writer (a hard link that refuses an existing name, or a rename);
+        // strace shows the system calls on the folder's descriptor.
         var log = dir["strace.log"];
-        var psi = new ProcessStartInfo("strace", ["-f", "-o", log, "-e", "trace=openat,fsync,fdatasync,rename,renameat,renameat2",
+        var psi = new ProcessStartInfo("strace", ["-f", "-o", log, "-e", "trace=openat,fsync,fdatasync,rename,renameat,renameat2,link,linkat",
             "dotnet", Path.Combine(AppContext.BaseDirectory, "Diffusion.Cli.dll"), "export", "--checkpoint", ckpt, "--format", "safetensors",
             "--out", dir["w.safetensors"]]) { RedirectStandardOutput = true, RedirectStandardError = true };
         using (var p = Process.Start(psi)!)
@@ -374,8 +375,8 @@ public class FaultTests
             Assert.Equal(0, p.ExitCode);
         }
         var lines = File.ReadAllLines(log);
-        int rename = Array.FindIndex(lines, l => l.Contains("rename") && l.Contains("w.safetensors\""));
-        Assert.True(rename > 0, "no rename onto the output");
+        int rename = Array.FindIndex(lines, l => (l.Contains("rename") || l.Contains("link(") || l.Contains("linkat(")) && l.Contains("w.safetensors\""));
+        Assert.True(rename > 0, "no rename or link onto the output");
         // The folder is opened and synced after the rename; the temporary file was synced before it.
         var folderOpen = lines.Skip(rename).Select(l => System.Text.RegularExpressions.Regex.Match(l, $@"openat\(AT_FDCWD, ""{System.Text.RegularExpressions.Regex.Escape(dir.Path)}"", O_RDONLY[^)]*\) = (\d+)"))
             .FirstOrDefault(m => m.Success);
