@@ -39,22 +39,26 @@ public static class Charts
         int call = html.LastIndexOf("renderPlotly_", StringComparison.Ordinal);
         int end = html.IndexOf("();", call, StringComparison.Ordinal);
         if (call < 0 || end < 0) { Show.Html(html); return; }
-        var fn = html[call..end];
-        var deferred = $$"""
-            (function () {
-              function go() { {{fn}}(); }
-              if (window.Plotly) { go(); return; }
-              (window.__plotlyWaiting = window.__plotlyWaiting || []).push(go);
-              if (window.__plotlyLoading) return;
-              window.__plotlyLoading = true;
-              var s = document.createElement('script');
-              s.src = '{{PlotlyCdn}}';
-              s.onload = function () { window.__plotlyWaiting.forEach(function (f) { f(); }); window.__plotlyWaiting = []; };
-              document.head.appendChild(s);
-            })();
-            """;
+        var deferred = CallWhenPlotlyLoads(html[call..end]);
         Show.Html(html[..call] + deferred + html[(end + 3)..]);
     }
+
+    /// <summary>
+    /// A script that calls the global function <paramref name="function"/> once plotly.js is there: at once when
+    /// <see cref="LoadPlotlyJs"/> has put it in the notebook, else after loading it (once for all charts) from its CDN.
+    /// </summary>
+    internal static string CallWhenPlotlyLoads(string function) => $$"""
+        (function () {
+          if (window.Plotly) { {{function}}(); return; }
+          (window.__plotlyWaiting = window.__plotlyWaiting || []).push({{function}});
+          if (window.__plotlyLoading) return;
+          window.__plotlyLoading = true;
+          var s = document.createElement('script');
+          s.src = '{{PlotlyCdn}}';
+          s.onload = function () { window.__plotlyWaiting.forEach(function (f) { f(); }); window.__plotlyWaiting = []; };
+          document.head.appendChild(s);
+        })();
+        """;
 
     /// <summary>Line chart of one or more named series sharing a title and axis labels.</summary>
     public static GenericChart Lines(string title, string xTitle, string yTitle, params (string Name, double[] X, double[] Y)[] series)

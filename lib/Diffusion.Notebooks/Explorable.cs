@@ -194,14 +194,7 @@ public sealed record ExplorableFigure(string Json, IReadOnlyList<string> Labels,
                 var el = document.getElementById('explorable_{{id}}');
                 Plotly.newPlot(el, fig.data, fig.layout, fig.config).then(function () { return Plotly.addFrames(el, fig.frames); });
               }
-              if (window.Plotly) { renderPlotly_{{id}}(); return; }
-              (window.__plotlyWaiting = window.__plotlyWaiting || []).push(renderPlotly_{{id}});
-              if (window.__plotlyLoading) return;
-              window.__plotlyLoading = true;
-              var s = document.createElement('script');
-              s.src = 'https://cdn.plot.ly/plotly-2.28.0.min.js';
-              s.onload = function () { window.__plotlyWaiting.forEach(function (f) { f(); }); window.__plotlyWaiting = []; };
-              document.head.appendChild(s);
+              {{Charts.CallWhenPlotlyLoads($"renderPlotly_{id}")}}
             })();
             </script>
             """;
