@@ -310,20 +310,18 @@ static class TrainCommand
         {
             Console.CancelKeyPress -= onCancel;
         }
-        var last = trainer.LossHistory.TakeLast(50).Select(l => l.Loss).DefaultIfEmpty(double.NaN).Average();
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"trained to step {trainer.Step}: mean loss of the last 50 steps {last:F4}; checkpoint {trainer.CheckpointPath}"));
+            $"trained to step {trainer.Step}: mean loss of the last {Trainer.RecentLossWindow} steps {trainer.RecentLoss:F4}; checkpoint {trainer.CheckpointPath}"));
     }
 
     static void WriteSummary(Trainer trainer, string outDir)
     {
-        var info = Checkpoint.ReadInfo(trainer.CheckpointPath!);
         var summary = new
         {
-            info.Step,
-            info.RecentLoss,
-            info.TrainingSeconds,
-            Parameters = trainer.Model.ParameterCount(),
+            trainer.Step,
+            trainer.RecentLoss,
+            trainer.TrainingSeconds,
+            Parameters = trainer.ParameterCount,
             trainer.Config,
             trainer.Options,
         };

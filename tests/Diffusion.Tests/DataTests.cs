@@ -170,21 +170,21 @@ public class DataTests
     }
 
     [Fact]
-    public void BatchSamplerCoversEveryIndexOncePerEpochAndResumesExactly()
+    public void BatchOrderCoversEveryIndexOncePerEpochAndResumesExactly()
     {
-        var a = new BatchSampler(10, 3, seed: 4);
+        var a = new BatchOrder(10, 3, seed: 4);
         var epoch0 = Enumerable.Range(0, 3).SelectMany(_ => a.Next()).ToList();
         Assert.Equal(9, epoch0.Distinct().Count());                       // last incomplete batch dropped
         var next = a.Next();                                               // first batch of epoch 1
         Assert.Equal(1, a.Position.Epoch);
         var saved = a.Position;
         var later = Enumerable.Range(0, 5).Select(_ => a.Next()).ToList();
-        var resumed = new BatchSampler(10, 3, seed: 4, saved);
+        var resumed = new BatchOrder(10, 3, seed: 4, saved);
         Assert.Equal(later, Enumerable.Range(0, 5).Select(_ => resumed.Next()).ToList());
-        Assert.Equal(BatchSampler.Permutation(10, 4, 0), BatchSampler.Permutation(10, 4, 0));
-        Assert.NotEqual(BatchSampler.Permutation(10, 4, 0), BatchSampler.Permutation(10, 4, 1));
-        Assert.Equal(Enumerable.Range(0, 10), BatchSampler.Permutation(10, 4, 3).Order());
-        Assert.Contains("larger than the dataset", Assert.Throws<ArgumentOutOfRangeException>(() => new BatchSampler(5, 6, 0)).Message);
+        Assert.Equal(BatchOrder.Permutation(10, 4, 0), BatchOrder.Permutation(10, 4, 0));
+        Assert.NotEqual(BatchOrder.Permutation(10, 4, 0), BatchOrder.Permutation(10, 4, 1));
+        Assert.Equal(Enumerable.Range(0, 10), BatchOrder.Permutation(10, 4, 3).Order());
+        Assert.Contains("larger than the dataset", Assert.Throws<ArgumentOutOfRangeException>(() => new BatchOrder(5, 6, 0)).Message);
         _ = next;
     }
 }

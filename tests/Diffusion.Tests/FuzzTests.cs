@@ -329,7 +329,7 @@ public class FuzzTests
                      ("a generator state of 3 bytes", good.Info with { GeneratorState = "AAAA" }),
                      ("a generator state that is not base64", good.Info with { GeneratorState = "%%%" }),
                      ("step −10", good.Info with { Step = -10 }),
-                     ("a data position beyond the data", good.Info with { DataPosition = new SamplerPosition(-5, int.MaxValue) }),
+                     ("a data position beyond the data", good.Info with { DataPosition = new OrderPosition(-5, int.MaxValue) }),
                  })
         {
             Checkpoint.Save(path, good with { Info = info });

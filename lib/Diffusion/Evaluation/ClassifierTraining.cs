@@ -33,7 +33,7 @@ public static class ClassifierTraining
         model.train();
         using var optimizer = optim.Adam(model.parameters(), options.LearningRate);
         using var generator = new Generator((ulong)options.Seed);
-        var sampler = new BatchSampler((int)train.Count, options.BatchSize, options.Seed);
+        var sampler = new BatchOrder((int)train.Count, options.BatchSize, options.Seed);
         int total = options.Epochs * sampler.BatchesPerEpoch;
         var schedule = optim.lr_scheduler.CosineAnnealingLR(optimizer, total);
         var sw = Stopwatch.StartNew();

@@ -98,15 +98,27 @@ public static class DenoisingLoss
     }
 
     /// <summary>
-    /// Algorithm 1's inside with its random draws: t ~ Uniform{0..T−1}, ε ~ N(0, I), both from <paramref name="generator"/>.
+    /// Algorithm 1's random draws for a batch shaped <paramref name="shape"/>: first t ~ Uniform{0..T−1} (one per image),
+    /// then ε ~ N(0, I), both from <paramref name="generator"/> in that order — every trainer draws them here, so a seed
+    /// gives the same t and ε wherever Algorithm 1 runs. Drawn on the CPU (a seed gives the same numbers on every device),
+    /// then moved to <paramref name="device"/>.
+    /// </summary>
+    public static (Tensor T, Tensor Noise) Draw(NoiseSchedule s, long[] shape, Generator? generator, Device device)
+    {
+        var t = randint(0, s.Timesteps, [shape[0]], dtype: ScalarType.Int64, generator: generator).to(device);
+        var noise = Platform.Compute.Randn(shape, generator, device);
+        return (t, noise);
+    }
+
+    /// <summary>
+    /// Algorithm 1's inside with its random draws (<see cref="Draw"/>): t ~ Uniform{0..T−1}, ε ~ N(0, I), both from
+    /// <paramref name="generator"/>.
     /// </summary>
     public static Tensor Sample(Func<Tensor, Tensor, Tensor> model, NoiseSchedule s, Tensor x0, Generator? generator = null,
         Prediction prediction = Prediction.Epsilon, LossType loss = LossType.L2)
     {
         using var scope = NewDisposeScope();
-        // Drawn on the CPU so that a seed gives the same numbers on every device.
-        var t = randint(0, s.Timesteps, [x0.shape[0]], dtype: ScalarType.Int64, generator: generator).to(x0.device);
-        var noise = Platform.Compute.Randn(x0.shape, generator, x0.device);
+        var (t, noise) = Draw(s, x0.shape, generator, x0.device);
         return Compute(model, s, x0, t, noise, prediction, loss).MoveToOuterDisposeScope();
     }
 }

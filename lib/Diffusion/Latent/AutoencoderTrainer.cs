@@ -17,6 +17,8 @@ public sealed class AutoencoderTrainer : StepTrainer<AutoencoderProgress>
 {
     public Autoencoder Model { get; }
     public ImageDataset Data { get; }
+    /// <summary>Parameters of the autoencoder.</summary>
+    public override long ParameterCount => Model.ParameterCount();
 
     public AutoencoderTrainer(AutoencoderConfig config, TrainingOptions options, ImageDataset data, Device? device = null)
         : base(options, device, followThreads: false)
@@ -45,7 +47,7 @@ public sealed class AutoencoderTrainer : StepTrainer<AutoencoderProgress>
         double loss, squaredError, kl, pixelMse;
         using (var scope = NewDisposeScope())
         {
-            var indices = torch.tensor(Sampler.Next());
+            var indices = torch.tensor(Order.Next());
             var x = Data.ModelInputs(indices);
             if (Options.RandomFlip) x = Transforms.RandomHorizontalFlip(x, Generator);
             x = x.to(Device);       // the trainer's device, not the process default

@@ -18,6 +18,8 @@ public sealed class MiniClipTrainer : StepTrainer<ClipProgress>
     public WordTokenizer Tokenizer { get; }
     public CaptionSource Captions { get; }
     public ImageDataset Data { get; }
+    /// <summary>Parameters of the mini-CLIP (both encoders and the temperature).</summary>
+    public override long ParameterCount => Model.ParameterCount();
 
     /// <param name="captions">The captions of <paramref name="data"/> (null: measured and fitted here).</param>
     public MiniClipTrainer(TextEncoderConfig config, TrainingOptions options, ImageDataset data, CaptionSource? captions = null,
@@ -67,9 +69,9 @@ public sealed class MiniClipTrainer : StepTrainer<ClipProgress>
         double lossValue, temperature;
         using (var scope = NewDisposeScope())
         {
-            var indices = Sampler.Next();
+            var indices = Order.Next();
             // A new caption template per epoch: the encoder sees synonyms and word orders, not one fixed sentence per picture.
-            var (images, captions) = Batch(indices, unchecked(Options.Seed * 7_919 + Sampler.Position.Epoch));
+            var (images, captions) = Batch(indices, unchecked(Options.Seed * 7_919 + Order.Position.Epoch));
             var (ids, mask) = PromptTokens.Encode(Tokenizer, captions, Model.Text.Config.ContextLength, Device);
             var loss = Model.call(images.to(Device), ids, mask);
             lossValue = Optimize(loss, Options.LearningRateAt(Step),
@@ -93,8 +95,8 @@ public sealed class MiniClipTrainer : StepTrainer<ClipProgress>
         BatchSize = Options.BatchSize,
         LearningRate = Options.LearningRate,
         Seed = Options.Seed,
-        TrainingSeconds = Elapsed.TotalSeconds,
-        RecentLoss = History.Count > 0 ? History.TakeLast(50).Average(h => h.Loss) : double.NaN,
+        TrainingSeconds = TrainingSeconds,
+        RecentLoss = RecentLoss,
         Temperature = History.Count > 0 ? History[^1].Temperature : 0.07,
         Data = Data.Description,
         Command = command,

@@ -31,6 +31,8 @@ public sealed class TextToImageTrainer : StepTrainer<TextToImageProgress>
     public double ScalingFactor { get; }
     public TextToImageInfo Template { get; }
     public CaptionSource Captions { get; }
+    /// <summary>Parameters of the U-Net (the frozen text encoder and the autoencoder are not counted).</summary>
+    public override long ParameterCount => Model.ParameterCount();
 
     readonly NoiseSchedule schedule;
     readonly Tensor latents;          // [N or 2N, c, h, w], scaled; the second half mirrored
@@ -122,8 +124,8 @@ public sealed class TextToImageTrainer : StepTrainer<TextToImageProgress>
         double lossValue, lr = Options.LearningRateAt(Step);
         using (var scope = NewDisposeScope())
         {
-            var rows = Sampler.Next();
-            var captions = CaptionsOf(rows, unchecked(Options.Seed * 7_919 + Sampler.Position.Epoch));
+            var rows = Order.Next();
+            var captions = CaptionsOf(rows, unchecked(Options.Seed * 7_919 + Order.Position.Epoch));
             Tensor context, mask;
             using (no_grad())
             {
@@ -132,8 +134,7 @@ public sealed class TextToImageTrainer : StepTrainer<TextToImageProgress>
             }
             var x0 = latents.index_select(0, tensor(rows)).to(Device);
             // t ~ Uniform{0..T−1}, ε ~ N(0, I), drawn on the CPU from the run's generator
-            var t = randint(0, schedule.Timesteps, [x0.shape[0]], dtype: ScalarType.Int64, generator: Generator).to(Device);
-            var noise = Compute.Randn(x0.shape, Generator, Device);
+            var (t, noise) = DenoisingLoss.Draw(schedule, x0.shape, Generator, Device);
             var loss = DenoisingLoss.Compute((xt, tt) => Model.forward(xt, tt, context, mask), schedule, x0, t, noise,
                 Template.Prediction, Options.Loss, Options.MinSnrGamma);
             lossValue = Optimize(loss, lr, v => $"the loss became {v} at step {Step + 1}; lower the learning rate (now {lr:g3}).");
@@ -151,8 +152,8 @@ public sealed class TextToImageTrainer : StepTrainer<TextToImageProgress>
     {
         var info = Template with
         {
-            Steps = Step, TrainingSeconds = Elapsed.TotalSeconds, Command = command, SavedUtc = DateTime.UtcNow,
-            RecentLoss = History.Count > 0 ? History.TakeLast(50).Average(h => h.Loss) : double.NaN,
+            Steps = Step, TrainingSeconds = TrainingSeconds, Command = command, SavedUtc = DateTime.UtcNow,
+            RecentLoss = RecentLoss,
         };
         TextToImageFile.Save(path, EmaModel ?? Model, Clip.Text, Autoencoder, info);
     }

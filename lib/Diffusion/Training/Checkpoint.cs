@@ -18,7 +18,7 @@ public sealed record CheckpointInfo
     /// <summary>Optimiser steps done.</summary>
     public int Step { get; init; }
     /// <summary>Where the batch sampler stands (epoch, offset), so a resumed run sees the same batches.</summary>
-    public SamplerPosition DataPosition { get; init; }
+    public OrderPosition DataPosition { get; init; }
     /// <summary>State of the seeded random generator (t, ε, flips), base64.</summary>
     public string GeneratorState { get; init; } = "";
     public bool HasEma { get; init; }

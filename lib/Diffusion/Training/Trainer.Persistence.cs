@@ -51,10 +51,10 @@ public sealed partial class Trainer
         if (saved.Optimizer is not null)
         {
             using var r = new BinaryReader(new MemoryStream(saved.Optimizer));
-            optimizer.Optimizer.load_state_dict(r);
+            Optimizer.Optimizer.load_state_dict(r);
         }
         var savedState = Convert.FromBase64String(info.GeneratorState);
-        using (var own = generator.get_state())
+        using (var own = Generator.get_state())
             if (savedState.LongLength != own.numel())
                 throw new InvalidDataException($"its random-generator state has {savedState.Length} bytes, a generator's has {own.numel()}");
         // libtorch aborts the whole process (not an exception) on a state it finds invalid: check the fields it checks first.
@@ -67,11 +67,9 @@ public sealed partial class Trainer
                 throw new InvalidDataException($"its random-generator state is not one a generator writes (left {left}, seeded {seeded}, next {next})");
         }
         using (var state = torch.tensor(savedState, dtype: ScalarType.Byte))
-            generator.set_state(state);
-        sampler = new BatchSampler((int)Data.Count, Options.BatchSize, Options.Seed, info.DataPosition);
-        Step = info.Step;
-        trainingSecondsBefore = info.TrainingSeconds;
-        recentLossBefore = info.RecentLoss;
+            Generator.set_state(state);
+        RestoreOrder(info.DataPosition);
+        RestoreProgress(info.Step, info.TrainingSeconds, info.RecentLoss);
     }
 
     /// <summary>Writes the checkpoint atomically (to <see cref="CheckpointPath"/> unless another path is given).</summary>
@@ -81,14 +79,14 @@ public sealed partial class Trainer
         byte[] optimizerBytes;
         using (var ms = new MemoryStream())
         {
-            using (var w = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true)) optimizer.Optimizer.save_state_dict(w);
+            using (var w = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true)) Optimizer.Optimizer.save_state_dict(w);
             optimizerBytes = ms.ToArray();
         }
         string generatorState;
-        using (var state = generator.get_state()) generatorState = Convert.ToBase64String(state.data<byte>().ToArray());
+        using (var state = Generator.get_state()) generatorState = Convert.ToBase64String(state.data<byte>().ToArray());
         var info = Info() with
         {
-            DataPosition = sampler.Position, GeneratorState = generatorState, HasEma = EmaModel is not null, HasOptimizer = true,
+            DataPosition = Order.Position, GeneratorState = generatorState, HasEma = EmaModel is not null, HasOptimizer = true,
         };
         lossLog?.Flush();
         Checkpoint.Save(path, new Checkpoint.Parts(info, Checkpoint.ModuleBytes(Model),
@@ -114,7 +112,7 @@ public sealed partial class Trainer
         Model = Config,
         Training = Options,
         Step = Step,
-        RecentLoss = LossHistory.Count > 0 ? LossHistory.TakeLast(50).Select(l => l.Loss).Average() : recentLossBefore,
-        TrainingSeconds = trainingSecondsBefore + clock.Elapsed.TotalSeconds,
+        RecentLoss = RecentLoss,
+        TrainingSeconds = TrainingSeconds,
     };
 }

@@ -21,42 +21,32 @@ public sealed class TrainingDivergedException(string message) : Exception(messag
 /// Every step runs inside its own TorchSharp dispose scope, so native memory stays flat.
 /// The step's loss is <see cref="TrainingStep"/>; checkpoints and resuming are in Trainer.Persistence.cs; the loss log is <see cref="LossLog"/>.
 /// </summary>
-public sealed partial class Trainer : IDisposable
+public sealed partial class Trainer : StepTrainer<TrainingProgress>
 {
     public DiffusionModelConfig Config { get; }
-    public TrainingOptions Options { get; private set; }
     public Unet Model { get; }
     /// <summary>The moving average of <see cref="Model"/>'s weights (null when EmaDecay = 0).</summary>
     public Unet? EmaModel { get; }
     public NoiseSchedule Schedule { get; }
     public ImageDataset Data { get; }
-    public Device Device { get; }
-    /// <summary>Optimiser steps done so far.</summary>
-    public int Step { get; private set; }
     /// <summary>Folder for checkpoint.ckpt and loss.csv (null: nothing is written unless asked).</summary>
     public string? RunDirectory { get; }
     public string? CheckpointPath => RunDirectory is null ? null : Path.Combine(RunDirectory, CheckpointFileName);
     public const string CheckpointFileName = "checkpoint.ckpt";
     public const string LossLogFileName = LossLog.FileName;
     /// <summary>(step, loss) of every step of this process's training.</summary>
-    public List<(int Step, double Loss)> LossHistory { get; } = new();
-    /// <summary>Raised after every optimiser step.</summary>
-    public event Action<TrainingProgress>? Progress;
+    public IReadOnlyList<(int Step, double Loss)> LossHistory => History.Select(h => (h.Step, h.Loss)).ToList();
+    /// <summary>Parameters of <see cref="Model"/> (frozen ones included).</summary>
+    public override long ParameterCount => Model.ParameterCount();
     /// <summary>Raised after a checkpoint has been written (its path).</summary>
     public event Action<string>? CheckpointSaved;
 
-    readonly AdamWStep optimizer;
     readonly Ema? ema;
-    readonly Generator generator;
-    BatchSampler sampler;
-    double trainingSecondsBefore;
-    double recentLossBefore = double.NaN;
-    readonly Stopwatch clock = new();
     LossLog? lossLog;
 
     /// <summary>A new run from randomly initialised weights (seeded by <see cref="TrainingOptions.Seed"/>).</summary>
     public Trainer(DiffusionModelConfig config, TrainingOptions options, ImageDataset data, string? runDirectory = null,
-        Device? device = null)
+        Device? device = null) : base(options, device)
     {
         TorchNative.EnsureLoaded();
         config.Validate();
@@ -66,9 +56,7 @@ public sealed partial class Trainer : IDisposable
             $"training a U-Net of about {config.Unet.EstimatedParameters() / 1e6:0.#} M parameters at batch {options.BatchSize} on {config.ImageSize}×{config.ImageSize} images",
             "use a smaller --dim, fewer --dim-mults, a smaller --batch-size or --image-size");
         Config = config;
-        Options = options;
         Data = data;
-        Device = device ?? Compute.Device;
         RunDirectory = runDirectory;
         Schedule = config.CreateSchedule();
         try
@@ -86,11 +74,9 @@ public sealed partial class Trainer : IDisposable
                 throw new ArgumentException($"no parameter name starts with {string.Join(" or ", options.TrainOnly!)}; top-level modules are: " +
                                             string.Join(", ", Model.named_children().Select(c => c.name)));
             foreach (var (name, p) in Model.named_parameters()) p.requires_grad = trainable.Any(t => t.name == name);
-            optimizer = new AdamWStep(trainable.Select(p => p.parameter), options);
+            Begin(trainable.Select(p => p.parameter), (int)data.Count);
             if (EmaModel is not null) ema = new Ema(Model, EmaModel, options.EmaDecay);
-            generator = new Generator((ulong)options.Seed);
             ema?.CopyFromModel();
-            sampler = new BatchSampler((int)data.Count, options.BatchSize, options.Seed);
             Model.train();
         }
         catch
@@ -132,31 +118,23 @@ public sealed partial class Trainer : IDisposable
         }
     }
 
-    /// <summary>
-    /// Trains until <see cref="TrainingOptions.Steps"/> (or until step <paramref name="until"/>, if earlier), writing
-    /// checkpoints on the way if there is a run folder.
-    /// </summary>
-    public void Train(CancellationToken cancel = default, int? until = null)
+    /// <summary>A run folder's loss log continues from the current step.</summary>
+    protected override void Starting()
     {
         if (RunDirectory is not null) lossLog ??= new LossLog(RunDirectory, Step);
-        try
-        {
-            while (Step < Math.Min(Options.Steps, until ?? int.MaxValue))
-            {
-                cancel.ThrowIfCancellationRequested();
-                TrainStep();
-                // With an automatic thread count: follow the machine's load (raise when the launcher's build work is done
-                // or another job ends, lower when one starts); announced through Compute.ThreadsChanged.
-                Platform.Compute.RecheckThreads();
-                if (RunDirectory is not null && (Step % Options.CheckpointEvery == 0 || Step == Options.Steps))
-                    SaveCheckpoint();
-            }
-        }
-        finally
-        {
-            lossLog?.Flush();
-        }
     }
+
+    /// <summary>Checkpoints every <see cref="TrainingOptions.CheckpointEvery"/> steps and at the last, if there is a run folder.</summary>
+    protected override void Stepped()
+    {
+        if (RunDirectory is not null && (Step % Options.CheckpointEvery == 0 || Step == Options.Steps))
+            SaveCheckpoint();
+    }
+
+    protected override void Stopping() => lossLog?.Flush();
+
+    protected override void Recorded(TrainingProgress report) =>
+        lossLog?.Write(report.Step, report.Loss, report.LearningRate, report.ImagesPerSecond, report.Elapsed.TotalSeconds);
 
     /// <summary>
     /// Sets the run's total number of steps while nothing has depended on it yet: during the learning-rate warm-up (its
@@ -177,32 +155,27 @@ public sealed partial class Trainer : IDisposable
     readonly Queue<(long Ticks, int Images)> window = new();
 
     /// <summary>One optimiser step of Algorithm 1; returns the loss.</summary>
-    public double TrainStep()
+    public override double TrainStep()
     {
-        clock.Start();
+        StartClock();
         long start = Stopwatch.GetTimestamp();
         double lossValue, lr = Options.LearningRateAt(Step);
         using (var scope = NewDisposeScope())
         {
-            var indices = torch.tensor(sampler.Next());
-            var loss = TrainingStep.Loss(Model, Config, Options, Schedule, Data, indices, generator, Device);
-            lossValue = optimizer.Take(loss, lr, Diverged);
+            var indices = torch.tensor(Order.Next());
+            var loss = TrainingStep.Loss(Model, Config, Options, Schedule, Data, indices, Generator, Device);
+            lossValue = Optimize(loss, lr, Diverged);
             ema?.Update(Step);
         }
-        Step++;
-        clock.Stop();
-
-        long now = Stopwatch.GetTimestamp();
-        window.Enqueue((now - start, Options.BatchSize));
-        while (window.Count > 20) window.Dequeue();
-        double seconds = window.Sum(w => w.Ticks) / (double)Stopwatch.Frequency;
-        double imagesPerSecond = seconds > 0 ? window.Sum(w => w.Images) / seconds : 0;
-
-        LossHistory.Add((Step, lossValue));
-        var elapsed = TimeSpan.FromSeconds(trainingSecondsBefore + clock.Elapsed.TotalSeconds);
-        lossLog?.Write(Step, lossValue, lr, imagesPerSecond, elapsed.TotalSeconds);
-        Progress?.Invoke(new TrainingProgress(Step, Options.Steps, lossValue, lr, imagesPerSecond, elapsed, sampler.Position.Epoch));
-        return lossValue;
+        return Record(lossValue, (step, elapsed) =>
+        {
+            long now = Stopwatch.GetTimestamp();
+            window.Enqueue((now - start, Options.BatchSize));
+            while (window.Count > 20) window.Dequeue();
+            double seconds = window.Sum(w => w.Ticks) / (double)Stopwatch.Frequency;
+            double imagesPerSecond = seconds > 0 ? window.Sum(w => w.Images) / seconds : 0;
+            return new TrainingProgress(step, Options.Steps, lossValue, lr, imagesPerSecond, elapsed, Order.Position.Epoch);
+        });
     }
 
     /// <summary>Why training stopped at a loss of <paramref name="loss"/>, and what to do.</summary>
@@ -220,15 +193,14 @@ public sealed partial class Trainer : IDisposable
         return (x, t) => net.forward(x, t, classes);
     }
 
-    public void Dispose()
+    public override void Dispose()
     {
         lossLog?.Dispose();
         lossLog = null;
         // Null-safe: a constructor that failed half-way disposes what it had built.
-        optimizer?.Dispose();
+        base.Dispose();
         Model?.Dispose();
         EmaModel?.Dispose();
         Schedule?.Dispose();
-        generator?.Dispose();
     }
 }

@@ -30,8 +30,7 @@ public static class TrainingStep
         }
         x0 = x0.to(device);
         // t ~ Uniform{0..T−1}, ε ~ N(0, I), drawn on the CPU from the run's generator
-        var t = randint(0, schedule.Timesteps, [x0.shape[0]], dtype: ScalarType.Int64, generator: generator).to(device);
-        var noise = Compute.Randn(x0.shape, generator, device);
+        var (t, noise) = DenoisingLoss.Draw(schedule, x0.shape, generator, device);
 
         // Learned variance: L_hybrid = L_simple + λ L_vlb (Improved DDPM §3.1); otherwise DDPM's L_simple.
         return config.Variance == VarianceType.Learned

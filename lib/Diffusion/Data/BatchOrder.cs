@@ -1,22 +1,22 @@
 namespace Diffusion.Data;
 
-/// <summary>Where a <see cref="BatchSampler"/> is: the epoch and the offset of the next batch in that epoch's order.</summary>
-public readonly record struct SamplerPosition(int Epoch, int Offset);
+/// <summary>Where a <see cref="BatchOrder"/> is: the epoch and the offset of the next batch in that epoch's order.</summary>
+public readonly record struct OrderPosition(int Epoch, int Offset);
 
 /// <summary>
 /// Seeded shuffling and batching of indices 0..N−1: every epoch is a fresh permutation that depends only on
-/// (seed, epoch), so a run resumed from a <see cref="SamplerPosition"/> sees exactly the batches it would have seen.
+/// (seed, epoch), so a run resumed from a <see cref="OrderPosition"/> sees exactly the batches it would have seen.
 /// The last incomplete batch of an epoch is dropped, so every batch has the same size.
 /// </summary>
-public sealed class BatchSampler
+public sealed class BatchOrder
 {
     public int Count { get; }
     public int BatchSize { get; }
     public int Seed { get; }
-    public SamplerPosition Position { get; private set; }
+    public OrderPosition Position { get; private set; }
     int[] order;
 
-    public BatchSampler(int count, int batchSize, int seed, SamplerPosition position = default)
+    public BatchOrder(int count, int batchSize, int seed, OrderPosition position = default)
     {
         if (count < 1) throw new ArgumentException("the dataset is empty");
         if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "batch size must be ≥ 1");
@@ -40,7 +40,7 @@ public sealed class BatchSampler
     {
         if (Position.Offset + BatchSize > Count)
         {
-            Position = new SamplerPosition(Position.Epoch + 1, 0);
+            Position = new OrderPosition(Position.Epoch + 1, 0);
             order = Permutation(Count, Seed, Position.Epoch);
         }
         var batch = new long[BatchSize];
