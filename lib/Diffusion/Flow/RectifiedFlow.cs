@@ -183,3 +183,17 @@ public static class RectifiedFlow
         return t.to(x.dtype).reshape(shape);
     }
 }
+
+/// <summary>
+/// Rectified flow's objective as a <see cref="Forward.TrainingObjective"/> (what a trainer consults in place of DDPM's
+/// Algorithm 1): t from <see cref="Times"/>, then ε ~ N(0, I), x_t = (1 − t) x₀ + t ε, and ‖(ε − x₀) − v̂‖² with the
+/// network called at <see cref="RectifiedFlow.NetworkTimeScale"/>·t (<see cref="RectifiedFlow.Loss"/>).
+/// </summary>
+public sealed class RectifiedFlowObjective(FlowTimeDistribution? times = null) : Forward.TrainingObjective
+{
+    /// <summary>How t is drawn (SD3's logit-normal unless given).</summary>
+    public FlowTimeDistribution Times { get; } = times ?? FlowTimeDistribution.LogitNormal;
+
+    public override Tensor Loss(Func<Tensor, Tensor, Tensor> model, Tensor x0, Generator? generator) =>
+        RectifiedFlow.Loss(RectifiedFlow.OnNetworkTime((x, t) => model(x, t)), x0, Times, generator);
+}

@@ -117,8 +117,6 @@ public static class DenoisingLoss
     public static Tensor Sample(Func<Tensor, Tensor, Tensor> model, NoiseSchedule s, Tensor x0, Generator? generator = null,
         Prediction prediction = Prediction.Epsilon, LossType loss = LossType.L2)
     {
-        using var scope = NewDisposeScope();
-        var (t, noise) = Draw(s, x0.shape, generator, x0.device);
-        return Compute(model, s, x0, t, noise, prediction, loss).MoveToOuterDisposeScope();
+        return new DdpmObjective(s, prediction, loss).Loss(model, x0, generator);
     }
 }

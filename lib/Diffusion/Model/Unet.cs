@@ -12,7 +12,7 @@ namespace Diffusion.Model;
 /// t ─ sinusoidal embedding ─ Linear ─ GELU ─ Linear ─ (+ class embedding) ─▶ every ResBlock
 /// </code>
 /// </summary>
-public sealed class Unet : Module<Tensor, Tensor, Tensor>
+public sealed class Unet : Module<Tensor, Tensor, Tensor>, IDenoisingNetwork
 {
     public UnetConfig Config { get; }
 

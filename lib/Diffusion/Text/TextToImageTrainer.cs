@@ -35,6 +35,7 @@ public sealed class TextToImageTrainer : StepTrainer<TextToImageProgress>
     public override long ParameterCount => Model.ParameterCount();
 
     readonly NoiseSchedule schedule;
+    readonly DdpmObjective objective;
     readonly Tensor latents;          // [N or 2N, c, h, w], scaled; the second half mirrored
     readonly int pictures;            // N
     readonly Ema? ema;
@@ -84,6 +85,7 @@ public sealed class TextToImageTrainer : StepTrainer<TextToImageProgress>
         }
 
         schedule = Template.Diffusion.CreateSchedule();
+        objective = new DdpmObjective(schedule, Template.Prediction, options.Loss, options.MinSnrGamma);
         manual_seed(options.Seed);
         Model = new TextUnet(config);
         if (options.EmaDecay > 0) EmaModel = new TextUnet(config);
@@ -133,10 +135,8 @@ public sealed class TextToImageTrainer : StepTrainer<TextToImageProgress>
                 context = Clip.Text.call(ids, mask);
             }
             var x0 = latents.index_select(0, tensor(rows)).to(Device);
-            // t ~ Uniform{0..T−1}, ε ~ N(0, I), drawn on the CPU from the run's generator
-            var (t, noise) = DenoisingLoss.Draw(schedule, x0.shape, Generator, Device);
-            var loss = DenoisingLoss.Compute((xt, tt) => Model.forward(xt, tt, context, mask), schedule, x0, t, noise,
-                Template.Prediction, Options.Loss, Options.MinSnrGamma);
+            // t ~ Uniform{0..T−1}, ε ~ N(0, I) from the run's generator, and the loss of Algorithm 1
+            var loss = objective.Loss((xt, tt) => Model.forward(xt, tt, context, mask), x0, Generator);
             lossValue = Optimize(loss, lr, v => $"the loss became {v} at step {Step + 1}; lower the learning rate (now {lr:g3}).");
             ema?.Update(Step);
         }

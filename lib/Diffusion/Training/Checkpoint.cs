@@ -17,7 +17,7 @@ public sealed record CheckpointInfo
     public required TrainingOptions Training { get; init; }
     /// <summary>Optimiser steps done.</summary>
     public int Step { get; init; }
-    /// <summary>Where the batch sampler stands (epoch, offset), so a resumed run sees the same batches.</summary>
+    /// <summary>Where the batch order stands (epoch, offset), so a resumed run sees the same batches.</summary>
     public OrderPosition DataPosition { get; init; }
     /// <summary>State of the seeded random generator (t, ε, flips), base64.</summary>
     public string GeneratorState { get; init; } = "";
@@ -157,19 +157,43 @@ public static class Checkpoint
         }
     }
 
-    /// <summary>Builds the network of a checkpoint and loads its weights (EMA weights if present and asked for).</summary>
-    public static (Unet Model, CheckpointInfo Info) LoadModel(string path, bool preferEma = true,
+    /// <summary>
+    /// Builds the network of a checkpoint (<see cref="DiffusionModelConfig.CreateNetwork"/>) and loads its weights (EMA
+    /// weights if present and asked for); in eval mode.
+    /// </summary>
+    public static (IDenoisingNetwork Network, CheckpointInfo Info) LoadNetwork(string path, bool preferEma = true,
         TorchSharp.torch.Device? device = null)
     {
         var parts = Load(path);
         MemoryBudget.Check(MemoryBudget.Sampling(parts.Info.Model, 1), $"the network of {path}", "it is too large for this machine",
             m => new CheckpointException(m));
-        var model = new Unet(parts.Info.Model.Unet);
-        bool ema = preferEma && parts.Ema is not null;
-        LoadModule(model, ema ? parts.Ema! : parts.Model, ema ? "EMA" : "model");
-        if (device is not null) model.to(device);
-        model.eval();
-        return (model, parts.Info);
+        var network = parts.Info.Model.CreateNetwork();
+        try
+        {
+            bool ema = preferEma && parts.Ema is not null;
+            LoadModule(network.AsModule(), ema ? parts.Ema! : parts.Model, ema ? "EMA" : "model");
+            if (device is not null) network.MoveTo(device);
+            network.eval();
+        }
+        catch
+        {
+            network.Dispose();
+            throw;
+        }
+        return (network, parts.Info);
+    }
+
+    /// <summary>
+    /// <see cref="LoadNetwork"/> for a checkpoint of a U-Net (the course's network), typed as one; another family's
+    /// checkpoint is a <see cref="CheckpointException"/> that says to use <see cref="LoadNetwork"/>.
+    /// </summary>
+    public static (Unet Model, CheckpointInfo Info) LoadModel(string path, bool preferEma = true,
+        TorchSharp.torch.Device? device = null)
+    {
+        var (network, info) = LoadNetwork(path, preferEma, device);
+        if (network is Unet unet) return (unet, info);
+        network.Dispose();
+        throw new CheckpointException($"{path} holds a {info.Model.NetworkName}, not a U-Net: load it with Checkpoint.LoadNetwork.");
     }
 
     /// <summary>A stream that hashes everything written through it.</summary>

@@ -1,5 +1,6 @@
 using System.Text.Json.Serialization;
 using Diffusion.Forward;
+using Diffusion.Model.Transformer;
 
 namespace Diffusion.Training;
 
@@ -9,7 +10,14 @@ namespace Diffusion.Training;
 /// </summary>
 public sealed record DiffusionModelConfig
 {
+    /// <summary>The U-Net (the network unless <see cref="Dit"/> is given).</summary>
     public UnetConfig Unet { get; init; } = new();
+    /// <summary>
+    /// A diffusion transformer instead of the U-Net (null: the U-Net). Left out of the JSON when null, so the
+    /// checkpoints of U-Nets read and write as they always have; when given, <see cref="Unet"/> is not used.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public DitConfig? Dit { get; init; }
     [JsonConverter(typeof(JsonStringEnumConverter<ScheduleKind>))]
     public ScheduleKind Schedule { get; init; } = ScheduleKind.Linear;
     /// <summary>T, the number of diffusion steps.</summary>
@@ -31,6 +39,28 @@ public sealed record DiffusionModelConfig
     /// <summary>The noise schedule this model was trained on (its <see cref="NoiseSchedule.Kind"/> set). Dispose it.</summary>
     public NoiseSchedule CreateSchedule() => new(Schedule, Timesteps);
 
+    /// <summary>
+    /// The network this configuration describes, with fresh weights from the global generator (seed it first): the one
+    /// place that knows the network families.
+    /// </summary>
+    public IDenoisingNetwork CreateNetwork() => Dit is { } dit ? new Dit(dit) : new Unet(Unet);
+
+    /// <summary>
+    /// What the network is trained on, as the trainer's value: DDPM's Algorithm 1 with this configuration's prediction and
+    /// variance, and the loss, min-SNR γ and κ of <paramref name="options"/>, on <paramref name="schedule"/> (borrowed).
+    /// </summary>
+    public TrainingObjective CreateObjective(NoiseSchedule schedule, TrainingOptions options) =>
+        new DdpmObjective(schedule, Prediction, options.Loss, options.MinSnrGamma, Variance, options.VlbWeight);
+
+    /// <summary>The network's image channels (its input; the output has twice as many for a learned variance).</summary>
+    [JsonIgnore] public int Channels => Dit?.Channels ?? Unet.Channels;
+    /// <summary>The network's output channels.</summary>
+    [JsonIgnore] public int OutChannels => Dit?.OutChannels ?? Unet.ResolvedOutDim;
+    /// <summary>K for a class-conditional network (labels 0..K−1, K = "no label"), 0 for an unconditional one.</summary>
+    [JsonIgnore] public int NumClasses => Dit?.NumClasses ?? Unet.NumClasses;
+    /// <summary>What the network is, for messages ("a U-Net of about 0.7 M parameters").</summary>
+    [JsonIgnore] public string NetworkName => Dit is null ? "U-Net" : "DiT";
+
     /// <summary>Largest image side and most diffusion steps accepted (docs/guarantees.md).</summary>
     public const int MaxImageSize = 256, MaxTimesteps = 10_000;
 
@@ -41,25 +71,35 @@ public sealed record DiffusionModelConfig
     public void Validate()
     {
         if (Unet is null) throw new ArgumentException("the configuration has no Unet");
-        Unet.Validate();
         if (ImageSize is < 1 or > MaxImageSize) throw new ArgumentException($"ImageSize must be 1 to {MaxImageSize}, got {ImageSize}");
-        Unet.ValidateImageSize(ImageSize);
+        if (Dit is null)
+        {
+            Unet.Validate();
+            Unet.ValidateImageSize(ImageSize);
+        }
+        else
+        {
+            Dit.Validate();
+            if (Dit.ImageSize != ImageSize) throw new ArgumentException($"the DiT is built for {Dit.ImageSize}×{Dit.ImageSize} images, the model for {ImageSize}×{ImageSize}");
+        }
         if (Timesteps is < 1 or > MaxTimesteps) throw new ArgumentException($"Timesteps (T) must be 1 to {MaxTimesteps}, got {Timesteps}");
         if (!Enum.IsDefined(Schedule) || !Enum.IsDefined(Prediction) || !Enum.IsDefined(Variance))
             throw new ArgumentException($"unknown schedule, prediction or variance ({(int)Schedule}, {(int)Prediction}, {(int)Variance})");
         if (ClassNames is null) throw new ArgumentException("ClassNames must be a list (empty for an unconditional model)");
         BetaSchedules.CheckTimesteps(Timesteps);
-        if (Variance == VarianceType.Learned && Unet.ResolvedOutDim != 2 * Unet.Channels)
-            throw new ArgumentException(
-                $"a learned variance needs a U-Net with 2·Channels = {2 * Unet.Channels} output channels ([ε, v]), got OutDim {Unet.ResolvedOutDim}; set Unet.OutDim");
-        if (Unet.NumClasses > 0 && ClassNames.Length != Unet.NumClasses)
-            throw new ArgumentException($"a class-conditional U-Net with {Unet.NumClasses} classes needs {Unet.NumClasses} class names, got {ClassNames.Length}");
+        if (Variance == VarianceType.Learned && OutChannels != 2 * Channels)
+            throw new ArgumentException(Dit is null
+                ? $"a learned variance needs a U-Net with 2·Channels = {2 * Unet.Channels} output channels ([ε, v]), got OutDim {Unet.ResolvedOutDim}; set Unet.OutDim"
+                : $"a learned variance needs a DiT with 2·Channels = {2 * Dit.Channels} output channels; set Dit.LearnSigma");
+        if (NumClasses > 0 && ClassNames.Length != NumClasses)
+            throw new ArgumentException($"a class-conditional {NetworkName} with {NumClasses} classes needs {NumClasses} class names, got {ClassNames.Length}");
     }
 
     /// <summary>The fields that must agree for a checkpoint to continue training with this configuration.</summary>
     public IReadOnlyList<string> DifferencesFrom(DiffusionModelConfig other)
     {
-        var diffs = Unet.DifferencesFrom(other.Unet).Select(d => "Unet." + d).ToList();
+        var diffs = Dit is null && other.Dit is null ? Unet.DifferencesFrom(other.Unet).Select(d => "Unet." + d).ToList()
+            : Dit == other.Dit ? [] : [$"Dit: {Dit?.ToString() ?? "none"} vs {other.Dit?.ToString() ?? "none"}"];
         if (Schedule != other.Schedule) diffs.Add($"Schedule: {Schedule} vs {other.Schedule}");
         if (Timesteps != other.Timesteps) diffs.Add($"Timesteps: {Timesteps} vs {other.Timesteps}");
         if (Prediction != other.Prediction) diffs.Add($"Prediction: {Prediction} vs {other.Prediction}");

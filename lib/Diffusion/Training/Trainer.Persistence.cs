@@ -42,10 +42,10 @@ public sealed partial class Trainer
     void Restore(Checkpoint.Parts saved)
     {
         var info = saved.Info;
-        Checkpoint.LoadModule(Model, saved.Model, "model");
+        Checkpoint.LoadModule(Network.AsModule(), saved.Model, "model");
         if (ema is not null)
         {
-            if (saved.Ema is not null) Checkpoint.LoadModule(EmaModel!, saved.Ema, "EMA");
+            if (saved.Ema is not null) Checkpoint.LoadModule(EmaNetwork!.AsModule(), saved.Ema, "EMA");
             else ema.CopyFromModel();
         }
         if (saved.Optimizer is not null)
@@ -86,11 +86,11 @@ public sealed partial class Trainer
         using (var state = Generator.get_state()) generatorState = Convert.ToBase64String(state.data<byte>().ToArray());
         var info = Info() with
         {
-            DataPosition = Order.Position, GeneratorState = generatorState, HasEma = EmaModel is not null, HasOptimizer = true,
+            DataPosition = Order.Position, GeneratorState = generatorState, HasEma = EmaNetwork is not null, HasOptimizer = true,
         };
         lossLog?.Flush();
-        Checkpoint.Save(path, new Checkpoint.Parts(info, Checkpoint.ModuleBytes(Model),
-            EmaModel is null ? null : Checkpoint.ModuleBytes(EmaModel), optimizerBytes));
+        Checkpoint.Save(path, new Checkpoint.Parts(info, Checkpoint.ModuleBytes(Network.AsModule()),
+            EmaNetwork is null ? null : Checkpoint.ModuleBytes(EmaNetwork.AsModule()), optimizerBytes));
         CheckpointSaved?.Invoke(path);
         return path;
     }
@@ -102,7 +102,7 @@ public sealed partial class Trainer
     public string SaveModelForSampling(string path)
     {
         var info = Info() with { HasEma = false, HasOptimizer = false };
-        Checkpoint.Save(path, new Checkpoint.Parts(info, Checkpoint.ModuleBytes(EmaModel ?? Model), null, null));
+        Checkpoint.Save(path, new Checkpoint.Parts(info, Checkpoint.ModuleBytes((EmaNetwork ?? Network).AsModule()), null, null));
         return path;
     }
 

@@ -15,7 +15,7 @@ public readonly record struct TrainingProgress(int Step, int TotalSteps, double 
 public sealed class TrainingDivergedException(string message) : Exception(message);
 
 /// <summary>
-/// Trains a <see cref="Unet"/> with DDPM's Algorithm 1: repeat { x_0 ~ data; t ~ U{1..T}; ε ~ N(0, I);
+/// Trains a denoising network (<see cref="IDenoisingNetwork"/>: the <see cref="Unet"/>, or the configuration's other family) with DDPM's Algorithm 1: repeat { x_0 ~ data; t ~ U{1..T}; ε ~ N(0, I);
 /// gradient step on ‖ε − ε_θ(√ᾱ_t x_0 + √(1−ᾱ_t) ε, t)‖² } — with AdamW, learning-rate warm-up, gradient clipping,
 /// an EMA of the weights, and atomic checkpoints that a resumed run continues from exactly.
 /// Every step runs inside its own TorchSharp dispose scope, so native memory stays flat.
@@ -24,10 +24,17 @@ public sealed class TrainingDivergedException(string message) : Exception(messag
 public sealed partial class Trainer : StepTrainer<TrainingProgress>
 {
     public DiffusionModelConfig Config { get; }
-    public Unet Model { get; }
-    /// <summary>The moving average of <see cref="Model"/>'s weights (null when EmaDecay = 0).</summary>
-    public Unet? EmaModel { get; }
+    /// <summary>The network being trained (built by <see cref="DiffusionModelConfig.CreateNetwork"/>).</summary>
+    public IDenoisingNetwork Network { get; }
+    /// <summary>The moving average of <see cref="Network"/>'s weights (null when EmaDecay = 0).</summary>
+    public IDenoisingNetwork? EmaNetwork { get; }
+    /// <summary><see cref="Network"/> as the U-Net it is (the course's network; an error for another family).</summary>
+    public Unet Model => Network as Unet ?? throw NotAUnet();
+    /// <summary><see cref="EmaNetwork"/> as the U-Net it is (null when EmaDecay = 0).</summary>
+    public Unet? EmaModel => EmaNetwork is null ? null : EmaNetwork as Unet ?? throw NotAUnet();
     public NoiseSchedule Schedule { get; }
+    /// <summary>What each step's loss is (<see cref="DiffusionModelConfig.CreateObjective"/>: DDPM's Algorithm 1 for this configuration).</summary>
+    public TrainingObjective Objective { get; }
     public ImageDataset Data { get; }
     /// <summary>Folder for checkpoint.ckpt and loss.csv (null: nothing is written unless asked).</summary>
     public string? RunDirectory { get; }
@@ -36,8 +43,8 @@ public sealed partial class Trainer : StepTrainer<TrainingProgress>
     public const string LossLogFileName = LossLog.FileName;
     /// <summary>(step, loss) of every step of this process's training.</summary>
     public IReadOnlyList<(int Step, double Loss)> LossHistory => History.Select(h => (h.Step, h.Loss)).ToList();
-    /// <summary>Parameters of <see cref="Model"/> (frozen ones included).</summary>
-    public override long ParameterCount => Model.ParameterCount();
+    /// <summary>Parameters of <see cref="Network"/> (frozen ones included).</summary>
+    public override long ParameterCount => Network.CountParameters();
     /// <summary>Raised after a checkpoint has been written (its path).</summary>
     public event Action<string>? CheckpointSaved;
 
@@ -53,31 +60,32 @@ public sealed partial class Trainer : StepTrainer<TrainingProgress>
         options.Validate();
         CheckData(config, options, data);
         MemoryBudget.Check(MemoryBudget.Training(config, options.BatchSize),
-            $"training a U-Net of about {config.Unet.EstimatedParameters() / 1e6:0.#} M parameters at batch {options.BatchSize} on {config.ImageSize}×{config.ImageSize} images",
+            $"training a {config.NetworkName} of about {MemoryBudget.EstimatedParameters(config) / 1e6:0.#} M parameters at batch {options.BatchSize} on {config.ImageSize}×{config.ImageSize} images",
             "use a smaller --dim, fewer --dim-mults, a smaller --batch-size or --image-size");
         Config = config;
         Data = data;
         RunDirectory = runDirectory;
         Schedule = config.CreateSchedule();
+        Objective = config.CreateObjective(Schedule, options);
         try
         {
             // Weights are initialised from the seed: the same seed builds the same network.
             manual_seed(options.Seed);
-            Model = new Unet(config.Unet);
-            if (options.EmaDecay > 0) EmaModel = new Unet(config.Unet);
-            Model.to(Device);
-            EmaModel?.to(Device);
+            Network = config.CreateNetwork();
+            if (options.EmaDecay > 0) EmaNetwork = config.CreateNetwork();
+            Network.MoveTo(Device);
+            EmaNetwork?.MoveTo(Device);
             // Fine-tuning part of the network: the other parameters are frozen (no gradient, not in the optimiser).
-            var trainable = Model.named_parameters()
+            var trainable = Network.named_parameters()
                 .Where(p => options.TrainOnly is null || options.TrainOnly.Any(prefix => p.name.StartsWith(prefix, StringComparison.Ordinal))).ToList();
             if (trainable.Count == 0)
                 throw new ArgumentException($"no parameter name starts with {string.Join(" or ", options.TrainOnly!)}; top-level modules are: " +
-                                            string.Join(", ", Model.named_children().Select(c => c.name)));
-            foreach (var (name, p) in Model.named_parameters()) p.requires_grad = trainable.Any(t => t.name == name);
+                                            string.Join(", ", Network.named_children().Select(c => c.name)));
+            foreach (var (name, p) in Network.named_parameters()) p.requires_grad = trainable.Any(t => t.name == name);
             Begin(trainable.Select(p => p.parameter), (int)data.Count);
-            if (EmaModel is not null) ema = new Ema(Model, EmaModel, options.EmaDecay);
+            if (EmaNetwork is not null) ema = new Ema(Network.AsModule(), EmaNetwork.AsModule(), options.EmaDecay);
             ema?.CopyFromModel();
-            Model.train();
+            Network.train();
         }
         catch
         {
@@ -92,29 +100,29 @@ public sealed partial class Trainer : StepTrainer<TrainingProgress>
     /// final 1×1 convolution copied and the v half set to zero (v = 0: σ² halfway between β̃ and β in log space).
     /// The EMA starts from the copied weights. Call before the first step.
     /// </summary>
-    public void InitializeFrom(Unet source)
+    public void InitializeFrom(IDenoisingNetwork source)
     {
         if (Step != 0) throw new InvalidOperationException("initialise the weights before the first training step");
-        WeightTransfer.Copy(source, Model);
+        WeightTransfer.Copy(source, Network);
         ema?.CopyFromModel();
     }
 
     static void CheckData(DiffusionModelConfig config, TrainingOptions options, ImageDataset data)
     {
-        if (data.Channels != config.Unet.Channels)
+        if (data.Channels != config.Channels)
             throw new ArgumentException(
-                $"the data has {data.Channels} channel(s) but the U-Net expects {config.Unet.Channels}; set the model's channels to match.");
+                $"the data has {data.Channels} channel(s) but the {config.NetworkName} expects {config.Channels}; set the model's channels to match.");
         if (data.Height != config.ImageSize || data.Width != config.ImageSize)
             throw new ArgumentException(
                 $"the images are {data.Width}×{data.Height} but the model is configured for {config.ImageSize}×{config.ImageSize}; resize the data (ImageDataset.Resized).");
         if (data.Count < options.BatchSize)
             throw new ArgumentException($"the dataset has {data.Count} images, fewer than the batch size {options.BatchSize}; lower the batch size.");
-        if (config.Unet.NumClasses > 0)
+        if (config.NumClasses > 0)
         {
             if (data.Labels is null)
                 throw new ArgumentException("a class-conditional model needs labelled data, but this dataset has no labels.");
-            if (data.ClassNames.Count != config.Unet.NumClasses)
-                throw new ArgumentException($"the data has {data.ClassNames.Count} classes but the model {config.Unet.NumClasses}.");
+            if (data.ClassNames.Count != config.NumClasses)
+                throw new ArgumentException($"the data has {data.ClassNames.Count} classes but the model {config.NumClasses}.");
         }
     }
 
@@ -163,7 +171,7 @@ public sealed partial class Trainer : StepTrainer<TrainingProgress>
         using (var scope = NewDisposeScope())
         {
             var indices = torch.tensor(Order.Next());
-            var loss = TrainingStep.Loss(Model, Config, Options, Schedule, Data, indices, Generator, Device);
+            var loss = TrainingStep.Loss(Network, Objective, Config, Options, Data, indices, Generator, Device);
             lossValue = Optimize(loss, lr, Diverged);
             ema?.Update(Step);
         }
@@ -189,9 +197,12 @@ public sealed partial class Trainer : StepTrainer<TrainingProgress>
     /// <summary>The trained network as a sampler's <see cref="DenoisingModel"/> (EMA weights when there are some).</summary>
     public DenoisingModel Denoiser(bool useEma = true, Tensor? classes = null)
     {
-        var net = useEma && EmaModel is not null ? EmaModel : Model;
+        var net = useEma && EmaNetwork is not null ? EmaNetwork : Network;
         return (x, t) => net.forward(x, t, classes);
     }
+
+    InvalidOperationException NotAUnet() =>
+        new($"this run trains a {Config.NetworkName}, not a U-Net: use {nameof(Network)} and {nameof(EmaNetwork)}");
 
     public override void Dispose()
     {
@@ -199,8 +210,8 @@ public sealed partial class Trainer : StepTrainer<TrainingProgress>
         lossLog = null;
         // Null-safe: a constructor that failed half-way disposes what it had built.
         base.Dispose();
-        Model?.Dispose();
-        EmaModel?.Dispose();
+        Network?.Dispose();
+        EmaNetwork?.Dispose();
         Schedule?.Dispose();
     }
 }

@@ -1,6 +1,6 @@
 namespace Diffusion.Training;
 
-/// <summary>Copies trained weights into another U-Net (fine-tuning a fixed-variance model into a learned-variance one).</summary>
+/// <summary>Copies trained weights into another network of the same family (fine-tuning a fixed-variance model into a learned-variance one).</summary>
 public static class WeightTransfer
 {
     /// <summary>
@@ -9,9 +9,9 @@ public static class WeightTransfer
     /// channels ([ε, v] for a learned variance): its first half gets the source's weights, the second half zeros, so the
     /// new network predicts the same ε and v = 0. Anything else that does not fit is an error.
     /// </summary>
-    public static void Copy(Unet source, Unet target)
+    public static void Copy(IDenoisingNetwork source, IDenoisingNetwork target)
     {
-        static List<(string Name, Tensor Value)> All(Unet m) =>
+        static List<(string Name, Tensor Value)> All(IDenoisingNetwork m) =>
             m.named_parameters().Select(p => (p.name, (Tensor)p.parameter)).Concat(m.named_buffers().Select(b => (b.name, b.buffer))).ToList();
         var from = All(source).ToDictionary(p => p.Name, p => p.Value);
         var to = All(target);

@@ -94,7 +94,7 @@ public sealed class LabelEmbedder : Module<Tensor, Tensor>
 /// matrix products on [B·N, D] activations. Initialised as DiT: xavier-uniform linear maps with zero biases, N(0, 0.02²)
 /// for the time MLP and the label table, zero adaLN maps and a zero final layer — a fresh DiT outputs zeros.
 /// </summary>
-public sealed class Dit : Module<Tensor, Tensor, Tensor>
+public sealed class Dit : Module<Tensor, Tensor, Tensor>, IDenoisingNetwork
 {
     readonly PatchEmbed x_embedder;
     readonly TimestepEmbedder t_embedder;
