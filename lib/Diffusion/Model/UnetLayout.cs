@@ -14,7 +14,7 @@ public interface IUnetLevel
 }
 
 /// <summary>
-/// How the course's U-Nets (<see cref="Unet"/> and the text-conditioned <c>Diffusion.Text.TextUnet</c>) are put together
+/// How the course's U-Nets (<see cref="Unet"/> and the text-conditioned <c>Diffusion.TextToImage.TextUnet</c>) are put together
 /// from a <see cref="UnetConfig"/>: the channels of each level, the time-embedding MLP, the ResNet or ConvNeXt blocks,
 /// a level's linear attention, the changes of resolution, and the walk down and up the levels with the skip connections.
 /// Each part is built when asked for, so a network that asks in the same order draws the same initial weights.
