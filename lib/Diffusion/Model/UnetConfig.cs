@@ -14,10 +14,7 @@ public enum BlockType
 }
 
 /// <summary>The names of the block types (<c>train --block</c>).</summary>
-public static class BlockTypes
-{
-    public static readonly NameTable<BlockType> Names = new(("resnet", BlockType.ResNet), ("convnext", BlockType.ConvNext));
-}
+public static class BlockTypes { public static readonly NameTable<BlockType> Names = new(("resnet", BlockType.ResNet), ("convnext", BlockType.ConvNext)); }
 
 /// <summary>
 /// The shape of the U-Net, as in The Annotated Diffusion Model's <c>Unet(dim, init_dim, out_dim, dim_mults, channels,

@@ -102,16 +102,15 @@ public sealed record SamplerSpec(string Kind, int? Steps = null, double Eta = 0,
     }
 
     /// <summary>The σ²_t names of the command line: beta, beta-tilde, learned.</summary>
-    public static readonly (string Name, ReverseVariance Value)[] VarianceNames =
-        [("beta-tilde", ReverseVariance.BetaTilde), ("beta", ReverseVariance.Beta), ("learned", ReverseVariance.Learned)];
+    public static readonly NameTable<ReverseVariance> VarianceNames =
+        new(("beta-tilde", ReverseVariance.BetaTilde), ("beta", ReverseVariance.Beta), ("learned", ReverseVariance.Learned));
 
-    /// <summary>"beta" → β, "beta-tilde" → β̃, "learned" → learned.</summary>
+    /// <summary>"beta" → β, "beta-tilde" → β̃, "learned" → learned (surrounding spaces ignored).</summary>
     public static ReverseVariance ParseVariance(string text) =>
-        VarianceNames.FirstOrDefault(v => string.Equals(v.Name, text.Trim(), StringComparison.OrdinalIgnoreCase)) is { Name: not null } v
-            ? v.Value : throw new FormatException($"'{text}' is not one of {string.Join(", ", VarianceNames.Select(n => n.Name))}");
+        VarianceNames.TryParse(text.Trim(), out var v) ? v : throw new FormatException($"'{text}' is not one of {string.Join(", ", VarianceNames.Names)}");
 
     /// <summary>The command-line name of a σ²_t.</summary>
-    public static string VarianceName(ReverseVariance v) => VarianceNames.First(n => n.Value == v).Name;
+    public static string VarianceName(ReverseVariance v) => VarianceNames.Name(v);
 
     public override string ToString() => Steps is { } k ? $"{Kind}:{k}" : Kind;
 }

@@ -155,5 +155,6 @@ public enum LearningRateSchedule
 /// <summary>The names of the learning-rate schedules (<c>train --lr-schedule</c>).</summary>
 public static class LearningRateSchedules
 {
-    public static readonly NameTable<LearningRateSchedule> Names = new(("cosine", LearningRateSchedule.Cosine), ("constant", LearningRateSchedule.Constant));
+    public static readonly NameTable<LearningRateSchedule> Names =
+        new(("cosine", LearningRateSchedule.Cosine), ("constant", LearningRateSchedule.Constant));
 }
