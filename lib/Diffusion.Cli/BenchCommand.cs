@@ -37,7 +37,7 @@ static class BenchCommand
             }
             if (p.GetValue(profile))
             {
-                foreach (var row in ModuleProfile.Report([("course U-Net", Recipes.CourseUnet), ($"train's default (dim {Recipes.Default.Model.Unet.Dim})", Recipes.Default.Model.Unet), ("annotated", new UnetConfig())], 64, q ? 2 : 5))
+                foreach (var row in ModuleProfile.Report([("course U-Net", Recipe.CourseUnet), ($"train's default (dim {Recipe.Default.Model.Unet.Dim})", Recipe.Default.Model.Unet), ("annotated", new UnetConfig())], 64, q ? 2 : 5))
                     Console.WriteLine(row);
                 return 0;
             }

@@ -11,7 +11,7 @@ static class TrainCommand
     public static Command Create()
     {
         // The defaults of every option are the library's default recipe: changing it there changes them here.
-        var (m, o) = (Recipes.Default.Model, Recipes.Default.Training);
+        var (m, o) = (Recipe.Default.Model, Recipe.Default.Training);
         var data = Opt("--data", "Training data: fashion-mnist, a folder of MNIST-format files, an IDX image file, or a folder of PNG/JPEG images (subfolders = classes)", DataLocator.FashionMnist);
         var labels = OptionalOpt<string>("--labels", "IDX label file for an IDX image file given to --data");
         var imageSize = new Option<int?>("--image-size") { Description = "Resize images to this square size (default: the data's own size; an image folder of mixed sizes needs it)" };

@@ -6,8 +6,8 @@ using System.Text.Json;
 
 namespace Diffusion.Benchmarks;
 
-/// <summary>How long <see cref="MachineBench.Run"/> measures the course's U-Net (<see cref="Recipes.CourseUnet"/>, the
-/// shipped checkpoints') and <c>train</c>'s default network (<see cref="Recipes.Default"/>'s): timed training steps per
+/// <summary>How long <see cref="MachineBench.Run"/> measures the course's U-Net (<see cref="Recipe.CourseUnet"/>, the
+/// shipped checkpoints') and <c>train</c>'s default network (<see cref="Recipe.Default"/>'s): timed training steps per
 /// configuration and the step counts of the two memory measurements. <see cref="Quick"/> swaps in a tiny network
 /// everywhere: it checks that the benchmark runs, it measures nothing.</summary>
 public sealed record MachineBenchSettings(int TimedSteps = 10, int MemorySteps = 1000, int SamplingMemorySteps = 1000, bool Quick = false);
@@ -82,7 +82,7 @@ public static class MachineBench
 
         var tiny = new UnetConfig { Dim = 8, DimMults = [1, 2], LinearAttentionLevels = [1] };
         static string Levels(UnetConfig u) => u.LinearAttentionLevels is { } l ? string.Join(",", l) : "all";
-        UnetConfig course = Recipes.CourseUnet, trainDefault = Recipes.Default.Model.Unet;
+        UnetConfig course = Recipe.CourseUnet, trainDefault = Recipe.Default.Model.Unet;
         var memoryModel = q ? tiny : course;
         int memoryBatch = q ? 8 : 64;
         var configs = q

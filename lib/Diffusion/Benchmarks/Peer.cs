@@ -162,14 +162,14 @@ public static class Peer
 public static class BenchReport
 {
     /// <summary>
-    /// The annotated network at batch 64 and 128, the course's U-Net (<see cref="Recipes.CourseUnet"/>) and <c>train</c>'s
-    /// default network (<see cref="Recipes.Default"/>'s) at batch 64, each measured in
+    /// The annotated network at batch 64 and 128, the course's U-Net (<see cref="Recipe.CourseUnet"/>) and <c>train</c>'s
+    /// default network (<see cref="Recipe.Default"/>'s) at batch 64, each measured in
     /// alternating rounds of two steps of the course and two of PyTorch, <paramref name="steps"/> timed steps each
     /// (<paramref name="quick"/>: batch 8, one round).
     /// </summary>
     public static IEnumerable<string> PeerLines(string script, int threads, bool quick, int steps = 10)
     {
-        UnetConfig course = Recipes.CourseUnet, trainDefault = Recipes.Default.Model.Unet;
+        UnetConfig course = Recipe.CourseUnet, trainDefault = Recipe.Default.Model.Unet;
         var cases = quick
             ? new (string, UnetConfig, string, int)[] { ("course U-Net (--quick)", course, "default", 8) }
             : [("annotated", new UnetConfig(), "annotated", 64), ("annotated", new UnetConfig(), "annotated", 128),

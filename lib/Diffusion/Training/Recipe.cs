@@ -2,16 +2,14 @@ using Diffusion.Forward;
 
 namespace Diffusion.Training;
 
-/// <summary>A named way to train a model: the model to build and how to train it.</summary>
-public sealed record Recipe(string Name, DiffusionModelConfig Model, TrainingOptions Training);
-
 /// <summary>
-/// The course's recipes, one place for each: <c>train</c> with no options runs <see cref="Default"/>, <c>bench</c> times
-/// <see cref="CourseUnet"/> and the default network, and the notebooks build the shipped models' networks from here.
-/// The shipped checkpoints and the commands that trained them are listed in data/README.md; the measurements that chose
-/// the default are in docs/results.md.
+/// A named way to train a model: the model to build and how to train it. The course's recipes are the static members:
+/// <c>train</c> with no options runs <see cref="Default"/>, <c>bench</c> times <see cref="CourseUnet"/> and the default
+/// network, and the notebooks build the shipped models' networks from here. The shipped checkpoints and the commands
+/// that trained them are listed in data/README.md; the measurements that chose the default are in docs/results.md.
+/// (A record, not a static class named Recipes: the notebook kernel has a namespace of that name.)
 /// </summary>
-public static class Recipes
+public sealed record Recipe(string Name, DiffusionModelConfig Model, TrainingOptions Training)
 {
     /// <summary>
     /// The course's U-Net: the annotated notebook's (<see cref="UnetConfig"/>'s defaults, dim 28) without linear attention at
