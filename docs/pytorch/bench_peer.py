@@ -26,9 +26,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from course_unet import Unet  # noqa: E402
 
 CONFIGS = {
-    # lib/Diffusion.Cli/TrainCommand.cs CourseUnet: the shipped checkpoints' network
+    # lib/Diffusion/Training/Recipe.cs CourseUnet: the shipped checkpoints' network
     "default": dict(dim=28, dim_mults=(1, 2, 4), channels=1, resnet_block_groups=4, linear_attention_levels=(1, 2)),
-    # lib/Diffusion.Cli/TrainCommand.cs DefaultModel: what `train` trains by default (CourseUnet at dim 16)
+    # lib/Diffusion/Training/Recipe.cs Default: what `train` trains by default (CourseUnet at dim 16)
     "train-default": dict(dim=16, dim_mults=(1, 2, 4), channels=1, resnet_block_groups=4, linear_attention_levels=(1, 2)),
     # the annotated notebook's network: linear attention at every level (UnetConfig's defaults)
     "annotated": dict(dim=28, dim_mults=(1, 2, 4), channels=1, resnet_block_groups=4, linear_attention_levels=None),

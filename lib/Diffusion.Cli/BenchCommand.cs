@@ -31,18 +31,18 @@ static class BenchCommand
             {
                 var (script, problem) = Peer.Find();
                 if (script is null) throw new CliException(problem!);
-                foreach (var row in BenchReport.PeerLines(script, threadCount, q, TrainCommand.CourseUnet, TrainCommand.DefaultModel.Unet, p.GetValue(steps)))
+                foreach (var row in BenchReport.PeerLines(script, threadCount, q, p.GetValue(steps)))
                     Console.WriteLine(row);
                 return 0;
             }
             if (p.GetValue(profile))
             {
-                foreach (var row in ModuleProfile.Report([("course U-Net", TrainCommand.CourseUnet), ("train's default (dim 16)", TrainCommand.DefaultModel.Unet), ("annotated", new UnetConfig())], 64, q ? 2 : 5))
+                foreach (var row in ModuleProfile.Report([("course U-Net", Recipe.CourseUnet), ($"train's default (dim {Recipe.Default.Model.Unet.Dim})", Recipe.Default.Model.Unet), ("annotated", new UnetConfig())], 64, q ? 2 : 5))
                     Console.WriteLine(row);
                 return 0;
             }
             using var data = ImageDataset.FashionMnist(DataLocator.FashionMnistFolder());
-            var settings = new MachineBenchSettings(TrainCommand.CourseUnet, TrainCommand.DefaultModel.Unet, p.GetValue(steps), p.GetValue(memorySteps),
+            var settings = new MachineBenchSettings(p.GetValue(steps), p.GetValue(memorySteps),
                 p.GetValue(samplingMemorySteps), q);
             var results = MachineBench.Run(settings, data, Console.WriteLine);
             var line = results.Json();

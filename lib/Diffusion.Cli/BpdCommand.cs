@@ -33,7 +33,7 @@ static class BpdCommand
                 var stepCounts = p.GetValue(steps)!;
                 // Each step count is a respaced DDPM (ddpm:k), checked where every sampler's steps are: SamplerSpec.
                 foreach (var k in stepCounts)
-                    try { new SamplerSpec(DdpmSampler.Kind.Name, k).Validate(config); }
+                    try { new SamplerSpec(DdpmSampler.Kind.Name, k).Validate(config.Timesteps, config.Variance == VarianceType.Learned); }
                     catch (ArgumentException e) { throw new CliException($"--steps {k}: {e.Message}"); }
                 Evaluate(model, info, path, stepCounts, kinds, p.GetValue(count), p.GetValue(seed), dev);
             }
@@ -91,7 +91,7 @@ static class BpdCommand
             ReverseVariance v;
             try { v = SamplerSpec.ParseVariance(part); }
             catch (FormatException e) { throw new CliException($"--variance: {e.Message}"); }
-            new SamplerSpec(DdpmSampler.Kind.Name, Variance: v).Validate(config);
+            new SamplerSpec(DdpmSampler.Kind.Name, Variance: v).Validate(config.Timesteps, config.Variance == VarianceType.Learned);
             list.Add(v);
         }
         return list;

@@ -1,5 +1,5 @@
 using Diffusion.Model;
-using Diffusion.Text;
+using Diffusion.TextToImage;
 
 namespace Diffusion.Cli;
 
@@ -197,7 +197,7 @@ sealed class TextToImageOptions
     public SamplerSpec Spec(ParseResult p, TextToImageModel model)
     {
         var kind = SamplerSpec.Parse(p.GetValue(sampler)!);
-        return (kind with { Steps = p.Given(steps) ? p.GetValue(steps) : kind.Steps, Clip = false }).Validate(model.Info.Diffusion, Console.WriteLine);
+        return (kind with { Steps = p.Given(steps) ? p.GetValue(steps) : kind.Steps, Clip = false }).Validate(model.Info.Diffusion.Timesteps, model.Info.Diffusion.Variance == VarianceType.Learned, Console.WriteLine);
     }
 
     public int Seed(ParseResult p) => p.GetValue(seed);

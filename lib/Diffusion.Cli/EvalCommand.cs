@@ -103,7 +103,7 @@ static class EvalCommand
         var weights = Guidance.ParseList(r.Guidance, config.Unet.NumClasses);
         foreach (var (spec, w) in r.Samplers.SelectMany(s => weights.Select(w => (s, w))))
         {
-            using var sampler = spec.Validate(config, Console.WriteLine).Create(schedule, config.Prediction);
+            using var sampler = spec.Validate(config.Timesteps, config.Variance == VarianceType.Learned, Console.WriteLine).Create(schedule, config.Prediction);
             string name = weights.Length > 1 || w != 0 ? FormattableString.Invariant($"{sampler.Name} w={w:0.###}") : sampler.Name;
             var row = Evaluate(model, config.Unet.NumClasses, sampler, name, w, r, net, quality, dev);
             Console.WriteLine(FormatRow(row));

@@ -1,6 +1,6 @@
 using System.Text.Json;
 using Diffusion.Evaluation;
-using Diffusion.Text;
+using Diffusion.TextToImage;
 
 namespace Diffusion.Cli;
 

@@ -4,6 +4,7 @@ global using System.Diagnostics;
 global using System.Globalization;
 global using Diffusion.Data;
 global using Diffusion.Forward;
+global using Diffusion.IO;
 global using Diffusion.Platform;
 global using Diffusion.Sampling;
 global using Diffusion.Schedules;

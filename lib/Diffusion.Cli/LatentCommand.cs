@@ -61,7 +61,7 @@ static class LatentCommand
             });
             trainer.SaveModelForSampling(Path.Combine(outDir, DiffusionFileName));
             // x̂_0 is clipped to the latents' range by LatentSpace.ClipStart, not to [−1, 1] by the sampler.
-            var ddim = new SamplerSpec(DdimSampler.Kind.Name, p.GetValue(sampleSteps), Clip: false).Validate(config, Console.WriteLine);
+            var ddim = new SamplerSpec(DdimSampler.Kind.Name, p.GetValue(sampleSteps), Clip: false).Validate(config.Timesteps, config.Variance == VarianceType.Learned, Console.WriteLine);
             double sampleSeconds = WriteImages(stage1.Model, stage1.Info.ScalingFactor, trainer, test, outDir, s, ddim);
             WriteSummary(outDir, stage1, latentData.Count, trainer, sampleSeconds, ddim.Steps!.Value);
             return 0;

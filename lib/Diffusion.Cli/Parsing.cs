@@ -33,6 +33,10 @@ static class Parsing
         return o;
     }
 
+    /// <summary>An option taking one of the names of an enum's <see cref="NameTable{T}"/>, the library's list of them.</summary>
+    public static Option<T> Choice<T>(string name, string description, T defaultValue, NameTable<T> names) where T : struct, Enum =>
+        Choice(name, description, defaultValue, names.Entries.ToArray());
+
     /// <summary>"1,2,4" → [1, 2, 4].</summary>
     public static Option<int[]> IntList(string name, string description, int[] defaultValue)
     {

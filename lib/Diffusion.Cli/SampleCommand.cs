@@ -1,7 +1,7 @@
 
 namespace Diffusion.Cli;
 
-/// <summary><c>sample</c>: checkpoint → grid PNG (+ GIF) with DDPM or DDIM.</summary>
+/// <summary><c>sample</c>: checkpoint → grid PNG (+ GIF) with any sampler <see cref="SamplerSpec"/> names (<c>--sampler</c>).</summary>
 static class SampleCommand
 {
     public static Command Create()

@@ -25,7 +25,7 @@ static class SampleWriter
     public static double Write(Unet model, DiffusionModelConfig config, SampleRequest r, Device device)
     {
         if (r.Count < 1) throw new CliException($"--count must be ≥ 1, got {r.Count}");
-        var spec = r.Sampler.Validate(config, Console.WriteLine);
+        var spec = r.Sampler.Validate(config.Timesteps, config.Variance == VarianceType.Learned, Console.WriteLine);
         Guidance.Check(r.Guidance, config.Unet.NumClasses);
         using var schedule = config.CreateSchedule();
         using var sampler = spec.Create(schedule, config.Prediction);

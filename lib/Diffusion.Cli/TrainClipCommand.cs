@@ -1,4 +1,4 @@
-using Diffusion.Text;
+using Diffusion.TextToImage;
 
 namespace Diffusion.Cli;
 

@@ -6,35 +6,12 @@ namespace Diffusion.Cli;
 /// <summary><c>train</c>: DDPM training into a run folder (checkpoint, loss log, samples grid, denoising GIF).</summary>
 static class TrainCommand
 {
-    // The course's U-Net: the annotated notebook's without full-resolution linear attention (dim 28, 1 991 305
-    // parameters). The shipped checkpoints use it, and `bench` times it against PyTorch (bench_peer.py's "default").
-    public static readonly UnetConfig CourseUnet = new() { Dim = 28, DimMults = [1, 2, 4], LinearAttentionLevels = [1, 2] };
-
-    // The default run (see README, "The default run"): chosen by measuring sample quality at a fixed cost on a 2-core CPU
-    // (README, "More quality per CPU-minute"): v-prediction with min-SNR-5 weighting won the objective rows, and the
-    // width row won over them: the course's U-Net at dim 16 (698 209 parameters) trained 2 560 steps costs what dim 28
-    // trained 1 000 steps costs, and scores FCD 35.7 instead of 60.7 (DPM-Solver++ 20 steps, 128 images).
-    public static readonly DiffusionModelConfig DefaultModel = new()
-    {
-        Unet = CourseUnet with { Dim = 16 },
-        Schedule = ScheduleKind.Cosine,
-        Timesteps = 500,
-        Prediction = Prediction.Velocity,
-    };
-    public static readonly TrainingOptions DefaultTraining = new() { MinSnrGamma = 5, Steps = 2560 };
     public const string ModelFileName = "model.ckpt";
-
-    static readonly (string, ScheduleKind)[] Schedules =
-        [("linear", ScheduleKind.Linear), ("quadratic", ScheduleKind.Quadratic), ("cosine", ScheduleKind.Cosine), ("sigmoid", ScheduleKind.Sigmoid)];
-    static readonly (string, Prediction)[] Predictions = [("eps", Prediction.Epsilon), ("x0", Prediction.Start), ("v", Prediction.Velocity)];
-    static readonly (string, LossType)[] Losses = [("l1", LossType.L1), ("l2", LossType.L2), ("huber", LossType.Huber)];
-    static readonly (string, BlockType)[] Blocks = [("resnet", BlockType.ResNet), ("convnext", BlockType.ConvNext)];
-    static readonly (string, LearningRateSchedule)[] LrSchedules = [("cosine", LearningRateSchedule.Cosine), ("constant", LearningRateSchedule.Constant)];
 
     public static Command Create()
     {
-        var m = DefaultModel;
-        var o = DefaultTraining;
+        // The defaults of every option are the library's default recipe: changing it there changes them here.
+        var (m, o) = (Recipe.Default.Model, Recipe.Default.Training);
         var data = Opt("--data", "Training data: fashion-mnist, a folder of MNIST-format files, an IDX image file, or a folder of PNG/JPEG images (subfolders = classes)", DataLocator.FashionMnist);
         var labels = OptionalOpt<string>("--labels", "IDX label file for an IDX image file given to --data");
         var imageSize = new Option<int?>("--image-size") { Description = "Resize images to this square size (default: the data's own size; an image folder of mixed sizes needs it)" };
@@ -42,14 +19,14 @@ static class TrainCommand
         var channels = Opt("--channels", "Channels for an image folder: 1 (grayscale) or 3 (RGB)", 3).Range(1, 3);
         var dim = Opt("--dim", "U-Net base channel count", m.Unet.Dim).Range(2, UnetConfig.MaxDim);
         var dimMults = IntList("--dim-mults", "Channel multipliers per resolution level", m.Unet.DimMults);
-        var block = Choice("--block", "Residual block type", m.Unet.Block, Blocks);
+        var block = Choice("--block", "Residual block type", m.Unet.Block, BlockTypes.Names);
         var groups = Opt("--groups", "GroupNorm groups in ResNet blocks", m.Unet.ResnetBlockGroups).Range(1, UnetConfig.MaxChannels);
         var attention = Opt("--attention-levels", "Levels with linear attention: auto (every level but full resolution), all, none, or a list such as 1,2 (0 = full resolution)", "auto");
         var conditional = Opt("--conditional", "Class-conditional model (labels with dropout, for classifier-free guidance)", false);
         var timesteps = Opt("--timesteps", "T, the number of diffusion steps", m.Timesteps).Range(1, DiffusionModelConfig.MaxTimesteps);
-        var schedule = Choice("--schedule", "β schedule", m.Schedule, Schedules);
-        var prediction = Choice("--prediction", "What the network predicts", m.Prediction, Predictions);
-        var loss = Choice("--loss", "Loss between prediction and target", o.Loss, Losses);
+        var schedule = Choice("--schedule", "β schedule", m.Schedule, ScheduleKinds.Names);
+        var prediction = Choice("--prediction", "What the network predicts", m.Prediction, Predictions.Names);
+        var loss = Choice("--loss", "Loss between prediction and target", o.Loss, LossTypes.Names);
         var minSnr = Opt("--min-snr", "Min-SNR-γ loss weighting (Hang et al. 2023; 5 is the paper's γ, 0 = off)", o.MinSnrGamma).Range(0, 1e6);
         var steps = Opt("--steps", "Optimiser steps in the whole run", o.Steps).Range(1, 1e9);
         var epochs = new Option<double?>("--epochs") { Description = "Train for this many passes over the data instead of --steps" };
@@ -63,7 +40,7 @@ static class TrainCommand
         var batch = Opt("--batch-size", "Images per step", o.BatchSize).Range(1, TrainingOptions.MaxBatchSize);
         var lr = Opt("--lr", "Peak learning rate (AdamW)", o.LearningRate).Range(1e-8, 1);
         var warmup = Opt("--warmup", "Learning-rate warm-up steps", o.WarmupSteps).Range(0, 1e9);
-        var lrSchedule = Choice("--lr-schedule", "Learning rate after warm-up", o.LearningRateSchedule, LrSchedules);
+        var lrSchedule = Choice("--lr-schedule", "Learning rate after warm-up", o.LearningRateSchedule, LearningRateSchedules.Names);
         var emaDecay = Opt("--ema-decay", "EMA decay of the weights (0 = off)", o.EmaDecay).Range(0, 0.999999);
         var gradClip = Opt("--grad-clip", "Max global gradient norm (0 = off)", o.GradientClipNorm).Range(0, 1e6);
         var noFlip = Opt("--no-flip", "Do not flip training images at random", false);
@@ -73,8 +50,8 @@ static class TrainCommand
         var resume = Opt("--resume", "Continue the run in --out from its checkpoint", false);
         var checkpointEvery = Opt("--checkpoint-every", "Checkpoint every N steps", o.CheckpointEvery).Range(1, 1e9);
         var samples = Opt("--samples", "Images to sample at the end (0 = none)", 64).Range(0, 4096);
-        // DPM-Solver++ with 20 steps draws the default model's grid as well as DDPM with all 500 (FCD 60.7 vs 60.2, README's
-        // recipe table) in a twenty-fifth of the time; a learned-variance run keeps DDPM, the sampler its variance is for.
+        // DPM-Solver++ with 20 steps samples the default model as well as DDPM with all T = 500 steps, in a twenty-fifth of the
+        // network evaluations (docs/results.md); a learned-variance run keeps DDPM, the sampler its variance is for.
         var sampler = SamplerOptions.Kind("Sampler for the final samples (a learned-variance run: ddpm unless given)", "dpm++");
         var sampleSteps = Opt("--sample-steps", "DDIM / DPM-Solver++ steps for the final samples", 20).Range(1, 100000);
         var learnVariance = Opt("--learn-variance", "Learn the reverse-step variance (Improved DDPM): the U-Net outputs [ε, v], trained with L_simple + 0.001·L_vlb", false);
@@ -233,8 +210,8 @@ static class TrainCommand
         {
             if (sourceInfo.Model.Prediction != trainer.Config.Prediction)
                 throw new CliException(
-                    $"--init-from {initPath}: that network predicts {Name(sourceInfo.Model.Prediction)}, this run {Name(trainer.Config.Prediction)}; " +
-                    $"fine-tuning keeps what a network predicts: add --prediction {Name(sourceInfo.Model.Prediction)}" +
+                    $"--init-from {initPath}: that network predicts {Predictions.Names.Name(sourceInfo.Model.Prediction)}, this run {Predictions.Names.Name(trainer.Config.Prediction)}; " +
+                    $"fine-tuning keeps what a network predicts: add --prediction {Predictions.Names.Name(sourceInfo.Model.Prediction)}" +
                     (sourceInfo.Model.Prediction == Prediction.Epsilon ? " (and --min-snr 0 to train as that model was trained)." : "."));
             try { trainer.InitializeFrom(source); }
             catch (ArgumentException error)
@@ -280,8 +257,6 @@ static class TrainCommand
             $"--minutes {minutes:0.##}: {perStep:F2} s per step (steps {skip + 1}–{probe}, {Compute.Threads} thread{(Compute.Threads == 1 ? "" : "s")}) → {total} steps in all " +
             $"(≈ {total * perStep / 60:F1} min); `--steps {total}` repeats this run exactly"));
     }
-
-    static string Name(Prediction p) => Predictions.First(x => x.Item2 == p).Item1;
 
     static void RunTraining(Trainer trainer)
     {

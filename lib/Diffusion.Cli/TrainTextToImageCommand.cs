@@ -1,5 +1,5 @@
 using Diffusion.Latent;
-using Diffusion.Text;
+using Diffusion.TextToImage;
 
 namespace Diffusion.Cli;
 

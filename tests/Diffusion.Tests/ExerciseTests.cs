@@ -157,7 +157,7 @@ public class ExerciseTests
         ],
         ["cross-attention"] =
         [
-            () => CrossAttn(Diffusion.Text.CrossAttention.Attend),
+            () => CrossAttn(Diffusion.TextToImage.CrossAttention.Attend),
             // by hand in float64, one prompt and one query at a time, the padding left out of the sums altogether
             () => CrossAttn((q, k, v, mask) =>
             {

@@ -6,7 +6,7 @@ using System.Text.Json.Nodes;
 using Diffusion.Evaluation;
 using Diffusion.Interop;
 using Diffusion.Latent;
-using Diffusion.Text;
+using Diffusion.TextToImage;
 
 namespace Diffusion.Tests;
 

@@ -109,7 +109,7 @@ public class OutputTests
             Assert.Contains("never overwritten", run.Output);
         }
         Assert.Equal("mine", File.ReadAllText(path));
-        Assert.Equal(400, Diffusion.Text.MiniClipFile.ReadInfo(path + ".new").Steps);      // the trained model, kept
+        Assert.Equal(400, Diffusion.TextToImage.MiniClipFile.ReadInfo(path + ".new").Steps);      // the trained model, kept
         Assert.Empty(Directory.GetFiles(dir.Path, ".*.tmp"));
     }
 

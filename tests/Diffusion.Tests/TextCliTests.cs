@@ -1,5 +1,5 @@
 using Diffusion.Latent;
-using Diffusion.Text;
+using Diffusion.TextToImage;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
 

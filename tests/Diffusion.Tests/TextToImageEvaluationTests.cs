@@ -1,5 +1,5 @@
 using Diffusion.Evaluation;
-using Diffusion.Text;
+using Diffusion.TextToImage;
 
 namespace Diffusion.Tests;
 

@@ -1,16 +1,16 @@
 using Diffusion.Data;
 using Diffusion.Sampling;
+using Diffusion.Training;
 using System.Globalization;
 using System.Text.Json;
 
 namespace Diffusion.Benchmarks;
 
-/// <summary>What <see cref="MachineBench.Run"/> measures and how long: the course's U-Net (dim 28, the shipped checkpoints'),
-/// <c>train</c>'s default network (<paramref name="TrainDefault"/>), timed training steps per configuration, and the
-/// step counts of the two memory measurements. <see cref="Quick"/> swaps in a tiny network everywhere: it checks that the
-/// benchmark runs, it measures nothing.</summary>
-public sealed record MachineBenchSettings(UnetConfig CourseUnet, UnetConfig TrainDefault, int TimedSteps = 10, int MemorySteps = 1000,
-    int SamplingMemorySteps = 1000, bool Quick = false);
+/// <summary>How long <see cref="MachineBench.Run"/> measures the course's U-Net (<see cref="Recipe.CourseUnet"/>, the
+/// shipped checkpoints') and <c>train</c>'s default network (<see cref="Recipe.Default"/>'s): timed training steps per
+/// configuration and the step counts of the two memory measurements. <see cref="Quick"/> swaps in a tiny network
+/// everywhere: it checks that the benchmark runs, it measures nothing.</summary>
+public sealed record MachineBenchSettings(int TimedSteps = 10, int MemorySteps = 1000, int SamplingMemorySteps = 1000, bool Quick = false);
 
 /// <summary>The numbers of one <see cref="MachineBench.Run"/>, as JSON (one line) and as the summary table.</summary>
 public sealed class MachineBenchResults
@@ -81,13 +81,15 @@ public static class MachineBench
         double matmul = Bench.MatmulGflops();
 
         var tiny = new UnetConfig { Dim = 8, DimMults = [1, 2], LinearAttentionLevels = [1] };
-        var memoryModel = q ? tiny : s.CourseUnet;
+        static string Levels(UnetConfig u) => u.LinearAttentionLevels is { } l ? string.Join(",", l) : "all";
+        UnetConfig course = Recipe.CourseUnet, trainDefault = Recipe.Default.Model.Unet;
+        var memoryModel = q ? tiny : course;
         int memoryBatch = q ? 8 : 64;
         var configs = q
             ? new (string Name, UnetConfig Config, int Batch)[] { ("tiny (--quick)", tiny, 16) }
             : [
-                ("course U-Net (dim 28, attention levels 1,2)", s.CourseUnet, 64),
-                ($"train's default (dim {s.TrainDefault.Dim}, attention levels 1,2)", s.TrainDefault, 64),
+                ($"course U-Net (dim {course.Dim}, attention levels {Levels(course)})", course, 64),
+                ($"train's default (dim {trainDefault.Dim}, attention levels {Levels(trainDefault)})", trainDefault, 64),
                 ("annotated (dim 28, linear attention everywhere)", new UnetConfig(), 64),
                 ("annotated", new UnetConfig(), 128),
             ];

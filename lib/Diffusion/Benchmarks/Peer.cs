@@ -1,3 +1,4 @@
+using Diffusion.Training;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -161,17 +162,18 @@ public static class Peer
 public static class BenchReport
 {
     /// <summary>
-    /// The annotated network at batch 64 and 128, the course's U-Net (dim 28) and <c>train</c>'s default network
-    /// (<paramref name="trainDefault"/>, the course's U-Net at dim 16) at batch 64, each measured in
+    /// The annotated network at batch 64 and 128, the course's U-Net (<see cref="Recipe.CourseUnet"/>) and <c>train</c>'s
+    /// default network (<see cref="Recipe.Default"/>'s) at batch 64, each measured in
     /// alternating rounds of two steps of the course and two of PyTorch, <paramref name="steps"/> timed steps each
     /// (<paramref name="quick"/>: batch 8, one round).
     /// </summary>
-    public static IEnumerable<string> PeerLines(string script, int threads, bool quick, UnetConfig defaultModel, UnetConfig trainDefault, int steps = 10)
+    public static IEnumerable<string> PeerLines(string script, int threads, bool quick, int steps = 10)
     {
+        UnetConfig course = Recipe.CourseUnet, trainDefault = Recipe.Default.Model.Unet;
         var cases = quick
-            ? new (string, UnetConfig, string, int)[] { ("course U-Net (--quick)", defaultModel, "default", 8) }
+            ? new (string, UnetConfig, string, int)[] { ("course U-Net (--quick)", course, "default", 8) }
             : [("annotated", new UnetConfig(), "annotated", 64), ("annotated", new UnetConfig(), "annotated", 128),
-               ("course U-Net", defaultModel, "default", 64), ("train's default (dim 16)", trainDefault, "train-default", 64)];
+               ("course U-Net", course, "default", 64), ($"train's default (dim {trainDefault.Dim})", trainDefault, "train-default", 64)];
         var results = new List<PeerComparison>();
         foreach (var (name, config, pythonName, batch) in cases)
         {

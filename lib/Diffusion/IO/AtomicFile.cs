@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace Diffusion;
+namespace Diffusion.IO;
 
 /// <summary>
 /// Writes files so that a reader (or a crash) never sees half of one: the bytes go to a temporary file in the same

@@ -3,7 +3,7 @@ using System.Text;
 using System.Text.Json;
 using Diffusion.Training;
 
-namespace Diffusion;
+namespace Diffusion.IO;
 
 /// <summary>
 /// The frame of the course's single-file formats (autoencoder, mini-CLIP, text-to-image model, classifier; checkpoints

@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using Diffusion.Training;
 
-namespace Diffusion;
+namespace Diffusion.IO;
 
 /// <summary>
 /// Opens the files a user hands to a reader with bounds: only regular files are read (a device such as /dev/zero never

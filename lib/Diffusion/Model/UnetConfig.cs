@@ -13,6 +13,9 @@ public enum BlockType
     ConvNext,
 }
 
+/// <summary>The names of the block types (<c>train --block</c>).</summary>
+public static class BlockTypes { public static readonly NameTable<BlockType> Names = new(("resnet", BlockType.ResNet), ("convnext", BlockType.ConvNext)); }
+
 /// <summary>
 /// The shape of the U-Net, as in The Annotated Diffusion Model's <c>Unet(dim, init_dim, out_dim, dim_mults, channels,
 /// resnet_block_groups)</c>. The defaults are the annotated notebook's Fashion-MNIST model (about 2 M parameters).

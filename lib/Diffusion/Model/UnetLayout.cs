@@ -14,7 +14,7 @@ public interface IUnetLevel
 }
 
 /// <summary>
-/// How the course's U-Nets (<see cref="Unet"/> and the text-conditioned <c>Diffusion.Text.TextUnet</c>) are put together
+/// How the course's U-Nets (<see cref="Unet"/> and the text-conditioned <c>Diffusion.TextToImage.TextUnet</c>) are put together
 /// from a <see cref="UnetConfig"/>: the channels of each level, the time-embedding MLP, the ResNet or ConvNeXt blocks,
 /// a level's linear attention, the changes of resolution, and the walk down and up the levels with the skip connections.
 /// Each part is built when asked for, so a network that asks in the same order draws the same initial weights.
@@ -86,10 +86,10 @@ public sealed class UnetLayout
 
     /// <summary>
     /// The down path: per level, block 1 (its output kept for a skip connection), block 2, attention, then
-    /// <paramref name="condition"/> if any (the text U-Net's spatial transformer), kept for a skip too, then the change of resolution.
+    /// <paramref name="afterAttention"/> if any (the text U-Net's spatial transformer), kept for a skip too, then the change of resolution.
     /// </summary>
     public static Tensor Down<TLevel>(IEnumerable<TLevel> levels, Tensor x, Tensor t, Stack<Tensor> skips,
-        Func<TLevel, Tensor, Tensor>? condition = null) where TLevel : IUnetLevel
+        Func<TLevel, Tensor, Tensor>? afterAttention = null) where TLevel : IUnetLevel
     {
         foreach (var level in levels)
         {
@@ -97,23 +97,23 @@ public sealed class UnetLayout
             skips.Push(x);
             x = level.Block2.call(x, t);
             x = level.Attention.call(x);
-            if (condition is not null) x = condition(level, x);
+            if (afterAttention is not null) x = afterAttention(level, x);
             skips.Push(x);
             x = level.Resample.call(x);
         }
         return x;
     }
 
-    /// <summary>The up path: per level, each block reads the path concatenated with a skip (last kept first), then attention, <paramref name="condition"/>, the change of resolution.</summary>
+    /// <summary>The up path: per level, each block reads the path concatenated with a skip (last kept first), then attention, <paramref name="afterAttention"/>, the change of resolution.</summary>
     public static Tensor Up<TLevel>(IEnumerable<TLevel> levels, Tensor x, Tensor t, Stack<Tensor> skips,
-        Func<TLevel, Tensor, Tensor>? condition = null) where TLevel : IUnetLevel
+        Func<TLevel, Tensor, Tensor>? afterAttention = null) where TLevel : IUnetLevel
     {
         foreach (var level in levels)
         {
             x = level.Block1.call(cat([x, skips.Pop()], dim: 1), t);
             x = level.Block2.call(cat([x, skips.Pop()], dim: 1), t);
             x = level.Attention.call(x);
-            if (condition is not null) x = condition(level, x);
+            if (afterAttention is not null) x = afterAttention(level, x);
             x = level.Resample.call(x);
         }
         return x;

@@ -3,7 +3,7 @@ using static TorchSharp.torch.nn;
 namespace Diffusion.Model;
 
 /// <summary>
-/// The parts every course U-Net has (<see cref="Unet"/> and the text-conditioned <c>Diffusion.Text.TextUnet</c>) and the
+/// The parts every course U-Net has (<see cref="Unet"/> and the text-conditioned <c>Diffusion.TextToImage.TextUnet</c>) and the
 /// walk through them: init_conv, the time MLP, the conditioning added to the time embedding (class embedding or pooled
 /// text; optional), the down levels, mid_block1 → the middle's attention → mid_block2, the up levels, the final block
 /// and the 1×1 output convolution. Built in that order (so the same seed draws the same initial weights) and registered in

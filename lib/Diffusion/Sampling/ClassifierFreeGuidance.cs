@@ -1,9 +1,5 @@
 namespace Diffusion.Sampling;
 
-/// <summary>A class-conditional network as guidance sees it: model(x_t, t, y) → its prediction (ε, x_0 or v).</summary>
-/// <param name="classes">LongTensor [B] of labels 0..K−1, or K (the "no label" index ∅) per image.</param>
-public delegate Tensor ConditionalDenoisingModel(Tensor xt, Tensor t, Tensor classes);
-
 /// <summary>
 /// Classifier-free guidance (Ho &amp; Salimans 2022, "Classifier-Free Diffusion Guidance", eq. 6):
 /// <code>ε̃_θ(x_t, c) = (1 + w) ε_θ(x_t, c) − w ε_θ(x_t, ∅)</code>

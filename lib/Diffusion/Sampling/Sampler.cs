@@ -1,8 +1,5 @@
 namespace Diffusion.Sampling;
 
-/// <summary>The network as a sampler sees it: model(x_t, t) → its prediction (ε, x_0 or v).</summary>
-public delegate Tensor DenoisingModel(Tensor xt, Tensor t);
-
 /// <summary>Samples and, if asked for, snapshots of x along the way. Owns its tensors: dispose it.</summary>
 public sealed class SamplingResult : IDisposable
 {

@@ -1,6 +1,5 @@
 using System.Globalization;
 using Diffusion.Forward;
-using Diffusion.Training;
 
 namespace Diffusion.Sampling;
 
@@ -66,23 +65,24 @@ public sealed record SamplerSpec(string Kind, int? Steps = null, double Eta = 0,
     }
 
     /// <summary>
-    /// This spec made fit for <paramref name="config"/>'s model: errors for what cannot work (σ² = learned without a
+    /// This spec made fit for a model with <paramref name="timesteps"/> = T time steps whose network does or does not
+    /// predict its variance (<paramref name="learnedVariance"/>): errors for what cannot work (σ² = learned without a
     /// learned-variance network, steps &lt; 1, a negative η); more steps than T become T, said through
     /// <paramref name="announce"/> (without one, that is an error too: never a silent clamp).
     /// </summary>
-    public SamplerSpec Validate(DiffusionModelConfig config, Action<string>? announce = null)
+    public SamplerSpec Validate(int timesteps, bool learnedVariance, Action<string>? announce = null)
     {
         var info = Info;
         if (Steps is < 1) throw new ArgumentException($"{Kind}: {Steps} steps; give at least 1");
         if (!(Eta >= 0) || double.IsInfinity(Eta)) throw new ArgumentException($"{Kind}: η = {Eta}; η must be ≥ 0 (0 = deterministic, 1 = DDPM-like)");
-        if (info.UsesVariance && Variance == ReverseVariance.Learned && config.Variance != VarianceType.Learned)
+        if (info.UsesVariance && Variance == ReverseVariance.Learned && !learnedVariance)
             throw new ArgumentException(LearnedVarianceError);
-        if (Steps is { } k && k > config.Timesteps)
+        if (Steps is { } k && k > timesteps)
         {
-            var note = $"{Kind}: {k} steps asked, but the model has T = {config.Timesteps} time steps: sampling with {config.Timesteps}";
-            if (announce is null) throw new ArgumentException($"{Kind}: {k} steps asked, but the model has T = {config.Timesteps}; give at most {config.Timesteps}");
+            var note = $"{Kind}: {k} steps asked, but the model has T = {timesteps} time steps: sampling with {timesteps}";
+            if (announce is null) throw new ArgumentException($"{Kind}: {k} steps asked, but the model has T = {timesteps}; give at most {timesteps}");
             announce(note);
-            return this with { Steps = config.Timesteps };
+            return this with { Steps = timesteps };
         }
         return this;
     }
@@ -102,16 +102,15 @@ public sealed record SamplerSpec(string Kind, int? Steps = null, double Eta = 0,
     }
 
     /// <summary>The σ²_t names of the command line: beta, beta-tilde, learned.</summary>
-    public static readonly (string Name, ReverseVariance Value)[] VarianceNames =
-        [("beta-tilde", ReverseVariance.BetaTilde), ("beta", ReverseVariance.Beta), ("learned", ReverseVariance.Learned)];
+    public static readonly NameTable<ReverseVariance> VarianceNames =
+        new(("beta-tilde", ReverseVariance.BetaTilde), ("beta", ReverseVariance.Beta), ("learned", ReverseVariance.Learned));
 
-    /// <summary>"beta" → β, "beta-tilde" → β̃, "learned" → learned.</summary>
+    /// <summary>"beta" → β, "beta-tilde" → β̃, "learned" → learned (surrounding spaces ignored).</summary>
     public static ReverseVariance ParseVariance(string text) =>
-        VarianceNames.FirstOrDefault(v => string.Equals(v.Name, text.Trim(), StringComparison.OrdinalIgnoreCase)) is { Name: not null } v
-            ? v.Value : throw new FormatException($"'{text}' is not one of {string.Join(", ", VarianceNames.Select(n => n.Name))}");
+        VarianceNames.TryParse(text.Trim(), out var v) ? v : throw new FormatException($"'{text}' is not one of {string.Join(", ", VarianceNames.Names)}");
 
     /// <summary>The command-line name of a σ²_t.</summary>
-    public static string VarianceName(ReverseVariance v) => VarianceNames.First(n => n.Value == v).Name;
+    public static string VarianceName(ReverseVariance v) => VarianceNames.Name(v);
 
     public override string ToString() => Steps is { } k ? $"{Kind}:{k}" : Kind;
 }

@@ -3,6 +3,13 @@ namespace Diffusion.Schedules;
 /// <summary>The four β schedules of the course, by name.</summary>
 public enum ScheduleKind { Linear, Quadratic, Cosine, Sigmoid }
 
+/// <summary>The names of the β schedules (<c>train --schedule</c>).</summary>
+public static class ScheduleKinds
+{
+    public static readonly NameTable<ScheduleKind> Names = new(
+        ("linear", ScheduleKind.Linear), ("quadratic", ScheduleKind.Quadratic), ("cosine", ScheduleKind.Cosine), ("sigmoid", ScheduleKind.Sigmoid));
+}
+
 /// <summary>
 /// Variance schedules β_1..β_T, computed in float64. Index i of the returned array is the schedule at t = i + 1
 /// in the paper's 1-based notation (the code uses t = 0..T-1 like every PyTorch implementation).

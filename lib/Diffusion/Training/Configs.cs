@@ -191,3 +191,10 @@ public enum LearningRateSchedule
     /// <summary>Linear warm-up, then a half cosine down to <see cref="TrainingOptions.MinLearningRateFraction"/> at the last step.</summary>
     Cosine,
 }
+
+/// <summary>The names of the learning-rate schedules (<c>train --lr-schedule</c>).</summary>
+public static class LearningRateSchedules
+{
+    public static readonly NameTable<LearningRateSchedule> Names =
+        new(("cosine", LearningRateSchedule.Cosine), ("constant", LearningRateSchedule.Constant));
+}

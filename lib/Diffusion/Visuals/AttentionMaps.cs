@@ -1,7 +1,7 @@
 using Diffusion.Forward;
 using Diffusion.Latent;
 using Diffusion.Sampling;
-using Diffusion.Text;
+using Diffusion.TextToImage;
 
 namespace Diffusion.Visuals;
 
@@ -37,7 +37,7 @@ public static class AttentionMaps
             throw new ArgumentException($"\"{word}\" is not a word of the prompt \"{prompt}\"");
         }).ToArray();
 
-        spec = spec.Validate(config);
+        spec = spec.Validate(config.Timesteps, config.Variance == VarianceType.Learned);
         using var schedule = config.CreateSchedule();
         using var sampler = spec.Create(schedule, config.Prediction);
         using var text = TextCondition.Encode(model.Encoder, model.Tokenizer, new[] { prompt }, device);

@@ -1,7 +1,7 @@
 using static TorchSharp.torch.nn;
 using F = TorchSharp.torch.nn.functional;
 
-namespace Diffusion.Text;
+namespace Diffusion.TextToImage;
 
 /// <summary>
 /// A small image encoder for the contrastive loss: three 3×3 convolutions (32, 64, 64 channels) with SiLU, average pooling

@@ -1,6 +1,6 @@
 using static TorchSharp.torch.nn;
 
-namespace Diffusion.Text;
+namespace Diffusion.TextToImage;
 
 /// <summary>
 /// Multi-head attention of the queries x [B, N, C] over a context [B, M, D] (Vaswani et al. 2017):

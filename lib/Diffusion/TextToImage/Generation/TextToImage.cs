@@ -6,7 +6,7 @@ using Diffusion.Platform;
 using Diffusion.Sampling;
 using Diffusion.Training;
 
-namespace Diffusion.Text;
+namespace Diffusion.TextToImage;
 
 /// <summary>Everything needed to rebuild a text-to-image model and sample from it.</summary>
 public sealed record TextToImageInfo
@@ -93,7 +93,7 @@ public sealed class TextToImageModel : IDisposable
         ClassifierFreeGuidance.CheckWeight(w);
         device ??= Compute.Device;
         var config = Info.Diffusion;
-        spec = spec.Validate(config);
+        spec = spec.Validate(config.Timesteps, config.Variance == VarianceType.Learned);
         Unet.eval();
         Autoencoder.eval();
         using var schedule = config.CreateSchedule();

@@ -1,4 +1,4 @@
-namespace Diffusion.Text;
+namespace Diffusion.TextToImage;
 
 /// <summary>
 /// What a caption can say about a Fashion-MNIST picture beyond its class, each measured from the pixels by a formula a

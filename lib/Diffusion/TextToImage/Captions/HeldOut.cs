@@ -1,4 +1,4 @@
-namespace Diffusion.Text;
+namespace Diffusion.TextToImage;
 
 /// <summary>A (class, word) combination the text-to-image model never reads in training, e.g. (coat, "dark").</summary>
 /// <param name="Word">An attribute word ("dark", "wide", …) or a direction ("facing right").</param>

@@ -1,6 +1,6 @@
 using Diffusion.Sampling;
 
-namespace Diffusion.Text;
+namespace Diffusion.TextToImage;
 
 /// <summary>
 /// The encoded prompts of a sampling run: the frozen text encoder's token features of every prompt and, in the last row,

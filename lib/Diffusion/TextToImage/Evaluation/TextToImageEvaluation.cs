@@ -1,6 +1,6 @@
 using Diffusion.Evaluation;
 
-namespace Diffusion.Text;
+namespace Diffusion.TextToImage;
 
 /// <summary>How often the pictures drawn for a prompt have one of its attribute words, measured from their pixels.</summary>
 /// <param name="Agreement">Share of the pictures whose measured word (in the prompted class's terciles) is the prompted one.</param>

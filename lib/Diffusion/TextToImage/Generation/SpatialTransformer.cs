@@ -1,6 +1,6 @@
 using static TorchSharp.torch.nn;
 
-namespace Diffusion.Text;
+namespace Diffusion.TextToImage;
 
 /// <summary>
 /// Stable Diffusion's spatial transformer (Rombach et al. 2022, §3.3; LDM's <c>SpatialTransformer</c>): the feature map

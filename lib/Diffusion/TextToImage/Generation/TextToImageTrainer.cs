@@ -5,7 +5,7 @@ using Diffusion.Latent;
 using Diffusion.Platform;
 using Diffusion.Training;
 
-namespace Diffusion.Text;
+namespace Diffusion.TextToImage;
 
 /// <summary>One step's report of the text-to-image training.</summary>
 public readonly record struct TextToImageProgress(int Step, int TotalSteps, double Loss, double LatentsPerSecond, TimeSpan Elapsed);

@@ -1,6 +1,6 @@
 using Diffusion.Data;
 
-namespace Diffusion.Text;
+namespace Diffusion.TextToImage;
 
 /// <summary>
 /// The captions of a labelled Fashion-MNIST-like dataset: every picture measured once (<see cref="GarmentAttributes"/>),

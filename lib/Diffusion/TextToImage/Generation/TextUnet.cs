@@ -1,7 +1,7 @@
 using System.Text.Json;
 using static TorchSharp.torch.nn;
 
-namespace Diffusion.Text;
+namespace Diffusion.TextToImage;
 
 /// <summary>
 /// The shape of the text-conditioned U-Net: the course's <see cref="UnetConfig"/> (unconditional: NumClasses 0) plus where

@@ -1,7 +1,7 @@
 using Diffusion.Evaluation;
 using Diffusion.Sampling;
 
-namespace Diffusion.Text;
+namespace Diffusion.TextToImage;
 
 /// <summary>The judges of generated pictures: the Fashion-MNIST classifier and, for the CLIP-score analogue, a mini-CLIP with its tokenizer.</summary>
 public sealed record TextToImageJudges(FashionClassifier Classifier, MiniClip? Clip = null, WordTokenizer? Tokenizer = null);

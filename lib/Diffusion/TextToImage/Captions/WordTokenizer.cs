@@ -1,4 +1,4 @@
-namespace Diffusion.Text;
+namespace Diffusion.TextToImage;
 
 /// <summary>The token ids of a prompt and what the tokenizer had to leave out.</summary>
 /// <param name="Ids">[start, word ids…, end], padded with <see cref="WordTokenizer.Pad"/> to the requested length.</param>

@@ -1,4 +1,4 @@
-namespace Diffusion.Text;
+namespace Diffusion.TextToImage;
 
 /// <summary>
 /// What a prompt becomes before it reaches the text encoder.

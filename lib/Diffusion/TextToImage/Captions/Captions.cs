@@ -1,6 +1,6 @@
 using System.Text.Json.Serialization;
 
-namespace Diffusion.Text;
+namespace Diffusion.TextToImage;
 
 /// <summary>The words a caption can use for one attribute: low third, high third (the middle third gets no word).</summary>
 public sealed record AttributeWords(string Name, string Low, string High);

@@ -1,7 +1,7 @@
 using Diffusion.Data;
 using Diffusion.Evaluation;
 
-namespace Diffusion.Text;
+namespace Diffusion.TextToImage;
 
 /// <summary>
 /// The real side of a caption-conditioned FCD: the first <see cref="Count"/> t10k pictures (the reference half that

@@ -2,7 +2,7 @@ using Diffusion.Data;
 using Diffusion.Platform;
 using Diffusion.Training;
 
-namespace Diffusion.Text;
+namespace Diffusion.TextToImage;
 
 /// <summary>
 /// Trains a <see cref="MiniClip"/> on (picture, caption) pairs (Radford et al. 2021, CLIP): each step takes a batch of

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using Diffusion.Training;
 
-namespace Diffusion.Text;
+namespace Diffusion.TextToImage;
 
 /// <summary>What is stored next to a mini-CLIP's weights: its shape, its vocabulary, the caption terciles, how it was trained.</summary>
 public sealed record MiniClipInfo

@@ -1,6 +1,6 @@
 using Diffusion.Data;
 
-namespace Diffusion.Text;
+namespace Diffusion.TextToImage;
 
 /// <summary>How often the mini-CLIP picks a picture's own word of an attribute pair ("dark" vs "light"); chance is ½.</summary>
 /// <param name="Pairs">Pictures judged (those whose caption has a word for the attribute).</param>
