@@ -31,7 +31,7 @@ public sealed record DitConfig(int ImageSize = 28, int Channels = 1, int PatchSi
         if (ImageSize < 1 || Channels < 1 || PatchSize < 1 || Depth < 0 || Heads < 1 || Hidden < 4 || NumClasses < 0 || !(MlpRatio > 0))
             throw new ArgumentException($"DiT sizes must be positive: {this}");
         if (ImageSize % PatchSize != 0)
-            throw new ArgumentException($"the patch size {PatchSize} must divide the image size {ImageSize} (e.g. 2, 4, 7 or 14 for 28)");
+            throw new ArgumentException($"the patch size {PatchSize} must divide the image size {ImageSize}: use one of {string.Join(", ", Enumerable.Range(1, ImageSize).Where(p => ImageSize % p == 0))}");
         if (Hidden % 4 != 0)
             throw new ArgumentException($"the hidden size {Hidden} must be divisible by 4 (the 2-D position embedding)");
         if (Hidden % Heads != 0)

@@ -31,8 +31,8 @@ public sealed class DitBlock : Module<Tensor, Tensor, Tensor>
         using var scope = NewDisposeScope();
         var m = adaLN_modulation.call(c).chunk(6, 1);
         // m: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp (DiT's order)
-        x = x + m[2].unsqueeze(1) * attn.call(AdaLayerNorm.NormModulate(x, m[0], m[1]));
-        x = x + m[5].unsqueeze(1) * mlp.call(AdaLayerNorm.NormModulate(x, m[3], m[4]));
+        x = AdaLayerNorm.GatedAdd(x, m[2], attn.call(AdaLayerNorm.NormModulate(x, m[0], m[1])));
+        x = AdaLayerNorm.GatedAdd(x, m[5], mlp.call(AdaLayerNorm.NormModulate(x, m[3], m[4])));
         return x.MoveToOuterDisposeScope();
     }
 }

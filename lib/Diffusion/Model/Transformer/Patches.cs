@@ -94,31 +94,35 @@ public sealed class PatchEmbed : Module<Tensor, Tensor>
 
     /// <summary>[B, C, H, W] → [B, (H/p)(W/p), D].</summary>
     public override Tensor forward(Tensor x) => proj.call(x);
+}
 
-    sealed class PatchProjection : Module<Tensor, Tensor>
+/// <summary>
+/// The patch projection <c>proj</c> of <see cref="PatchEmbed"/> and of MMDiT's <c>pos_embed</c>: weight [D, C, p, p]
+/// (a p×p, stride-p convolution's shape) and bias [D], applied as one matrix product on the flattened patches.
+/// </summary>
+public sealed class PatchProjection : Module<Tensor, Tensor>
+{
+    readonly Parameter weight;
+    readonly Parameter bias;
+    readonly long p;
+
+    public PatchProjection(long patchSize, long inChannels, long hidden) : base("proj")
     {
-        readonly Parameter weight;
-        readonly Parameter bias;
-        readonly long p;
+        p = patchSize;
+        weight = new Parameter(empty(hidden, inChannels, patchSize, patchSize));
+        bias = new Parameter(zeros(hidden));
+        // DiT's initialize_weights: xavier_uniform on the weight viewed as [D, C·p·p], bias 0
+        using (no_grad()) init.xavier_uniform_(weight.view(hidden, -1));
+        RegisterComponents();
+    }
 
-        public PatchProjection(long patchSize, long inChannels, long hidden) : base("proj")
-        {
-            p = patchSize;
-            weight = new Parameter(empty(hidden, inChannels, patchSize, patchSize));
-            bias = new Parameter(zeros(hidden));
-            // DiT's initialize_weights: xavier_uniform on the weight viewed as [D, C·p·p], bias 0
-            using (no_grad()) init.xavier_uniform_(weight.view(hidden, -1));
-            RegisterComponents();
-        }
-
-        public override Tensor forward(Tensor x)
-        {
-            Patches.CheckDivisible(x, p);
-            long b = x.shape[0], c = x.shape[1], h = x.shape[2] / p, w = x.shape[3] / p, d = weight.shape[0];
-            using var scope = NewDisposeScope();
-            // tokens in the convolution's weight order (c, p, q), so weight.view(D, C·p·p) applies directly
-            var patches = x.reshape(b, c, h, p, w, p).permute(0, 2, 4, 1, 3, 5).reshape(b, h * w, c * p * p);
-            return functional.linear(patches, weight.view(d, c * p * p), bias).MoveToOuterDisposeScope();
-        }
+    public override Tensor forward(Tensor x)
+    {
+        Patches.CheckDivisible(x, p);
+        long b = x.shape[0], c = x.shape[1], h = x.shape[2] / p, w = x.shape[3] / p, d = weight.shape[0];
+        using var scope = NewDisposeScope();
+        // tokens in the convolution's weight order (c, p, q), so weight.view(D, C·p·p) applies directly
+        var patches = x.reshape(b, c, h, p, w, p).permute(0, 2, 4, 1, 3, 5).reshape(b, h * w, c * p * p);
+        return functional.linear(patches, weight.view(d, c * p * p), bias).MoveToOuterDisposeScope();
     }
 }

@@ -4,7 +4,7 @@ namespace Diffusion.Model.Transformer;
 
 /// <summary>
 /// Multi-head softmax attention over token sequences: softmax(q kᵀ/√d) v per head (Vaswani et al. 2017).
-/// <see cref="Attend"/> is the one place both transformer blocks call; it uses libtorch's fused
+/// <see cref="Attend(Tensor, Tensor, Tensor, Tensor?)"/> is the one place both transformer blocks call; it uses libtorch's fused
 /// scaled_dot_product_attention unless <see cref="UseFusedKernel"/> is off, in which case it computes the products and
 /// the softmax as written (the same numbers up to float rounding; DitTests compares them and times both).
 /// </summary>
@@ -14,16 +14,23 @@ public static class TokenAttention
     public static bool UseFusedKernel { get; set; } = true;
 
     /// <summary>q, k, v: [B, heads, N, d] (k and v may have another length M) → [B, heads, N, d].</summary>
-    public static Tensor Attend(Tensor q, Tensor k, Tensor v) =>
-        UseFusedKernel ? functional.scaled_dot_product_attention(q, k, v) : Written(q, k, v);
+    public static Tensor Attend(Tensor q, Tensor k, Tensor v) => Attend(q, k, v, null);
 
-    /// <summary>softmax(q kᵀ/√d) v, step by step.</summary>
-    public static Tensor Written(Tensor q, Tensor k, Tensor v)
+    /// <summary>
+    /// As <see cref="Attend(Tensor, Tensor, Tensor)"/>, with a boolean <paramref name="mask"/> broadcastable to
+    /// [B, heads, N, M]: false keys get weight 0 (−∞ before the softmax). Null = every key.
+    /// </summary>
+    public static Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask) =>
+        UseFusedKernel ? functional.scaled_dot_product_attention(q, k, v, mask) : Written(q, k, v, mask);
+
+    /// <summary>softmax(q kᵀ/√d) v, step by step (false entries of <paramref name="mask"/> set to −∞ before the softmax).</summary>
+    public static Tensor Written(Tensor q, Tensor k, Tensor v, Tensor? mask = null)
     {
         using var scope = NewDisposeScope();
         double scale = 1 / Math.Sqrt(q.shape[^1]);
-        var weights = (matmul(q, k.transpose(-2, -1)) * scale).softmax(-1);
-        return matmul(weights, v).MoveToOuterDisposeScope();
+        var scores = matmul(q, k.transpose(-2, -1)) * scale;
+        if (mask is not null) scores = scores.masked_fill(mask.logical_not(), double.NegativeInfinity);
+        return matmul(scores.softmax(-1), v).MoveToOuterDisposeScope();
     }
 
     /// <summary>[B, N, heads·d] → [B, heads, N, d].</summary>
@@ -99,6 +106,13 @@ public static class AdaLayerNorm
         using var scope = NewDisposeScope();
         var normalized = functional.layer_norm(x, [x.shape[^1]], eps: 1e-6);
         return (normalized * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The gated residual of adaLN-Zero: x + gate·y, one gate [B, D] per image, broadcast over the tokens of y [B, N, D].</summary>
+    public static Tensor GatedAdd(Tensor x, Tensor gate, Tensor y)
+    {
+        using var scope = NewDisposeScope();
+        return (x + gate.unsqueeze(1) * y).MoveToOuterDisposeScope();
     }
 
     /// <summary>SiLU then a linear map of the conditioning vector to <paramref name="chunks"/> modulation vectors, zero-initialised (adaLN-Zero).</summary>
