@@ -25,6 +25,7 @@ public class ExerciseTests
     static CheckResult Reverse(Func<NoiseSchedule, Tensor, int, Tensor, Tensor, Tensor> f) => ReverseStepExercise.Check(f, show: false);
     static CheckResult Nll(Func<Tensor, Tensor, Tensor, Tensor> f) => GaussianNllExercise.Check(f, show: false);
     static CheckResult Ddim(Func<Tensor, Tensor, double, double, Tensor> f) => DdimStepExercise.Check(f, show: false);
+    static CheckResult FlowEuler(Func<Tensor, Tensor, double, double, Tensor> f) => FlowEulerStepExercise.Check(f, show: false);
     static CheckResult Guided(Func<Tensor, Tensor, double, Tensor> f) => GuidedNoiseExercise.Check(f, show: false);
     static CheckResult Respaced(Func<double[], int[], double[]> f) => RespacedBetasExercise.Check(f, show: false);
     static CheckResult Scale(Func<Tensor, double> f) => LatentScaleExercise.Check(f, show: false);
@@ -132,6 +133,18 @@ public class ExerciseTests
             () => Ddim((xt, e, ab, abPrev) =>
                 Math.Sqrt(abPrev / ab) * xt + (Math.Sqrt(1 - abPrev) - Math.Sqrt(abPrev * (1 - ab) / ab)) * e),
         ],
+        ["flow-euler-step"] =
+        [
+            // the library's Euler sampler on a one-step schedule from t that ends at 0, scaled: a step to t′ is the
+            // fraction (t − t′)/t of the whole step to 0
+            () => FlowEuler((x, f, t, tNext) =>
+            {
+                var toZero = new Diffusion.Flow.EulerFlowSampler(new Diffusion.Flow.FlowMatchSchedule([t])).Step(f, x, 0);
+                return x + (toZero - x) * ((t - tNext) / t);
+            }),
+            // by hand in float64: the straight walk along the velocity
+            () => FlowEuler((x, f, t, tNext) => (x.to(ScalarType.Float64) - (t - tNext) * f.to(ScalarType.Float64)).to(ScalarType.Float32)),
+        ],
         ["guided-noise"] =
         [
             () => Guided(ClassifierFreeGuidance.Combine),
@@ -214,6 +227,7 @@ public class ExerciseTests
         ["reverse-step"] = b => Reverse((s, xt, t, eps, z) => b(xt)),
         ["gaussian-nll"] = b => Nll((x, m, sd) => b(x)),
         ["ddim-step"] = b => Ddim((xt, e, ab, abPrev) => b(xt)),
+        ["flow-euler-step"] = b => FlowEuler((x, f, t, tNext) => b(x)),
         ["guided-noise"] = b => Guided((c, u, w) => b(c)),
         // the main input is τ (as doubles), the length of the answer
         ["respaced-betas"] = b => Respaced((ab, kept) => b(tensor(kept.Select(k => (double)k).ToArray()))?.to(ScalarType.Float64).data<double>().ToArray()!),
@@ -574,6 +588,15 @@ public class ExerciseTests
         ["x0-without-noise"] = (xt, e, ab, abPrev) => Math.Sqrt(abPrev / ab) * xt + Math.Sqrt(1 - abPrev) * e,
     };
 
+    static readonly Dictionary<string, Func<Tensor, Tensor, double, double, Tensor>> FlowEulerMistakes = new()
+    {
+        ["wrong-direction"] = (x, f, t, tNext) => x + (t - tNext) * f,
+        ["no-step-size"] = (x, f, t, tNext) => x - f,
+        ["returned-start"] = (x, f, t, tNext) => x - t * f,
+        ["returned-velocity-only"] = (x, f, t, tNext) => (tNext - t) * f,
+        ["returned-noise"] = (x, f, t, tNext) => x + (1 - t) * f,
+    };
+
     /// <summary>x̂_0 = (x_t − √(1 − ᾱ)·ε)/√ᾱ.</summary>
     static Tensor ForwardProcessStart(Tensor xt, Tensor e, double ab) => (xt - Math.Sqrt(1 - ab) * e) / Math.Sqrt(ab);
 
@@ -700,6 +723,11 @@ public class ExerciseTests
         { "ddim-step", "swapped-alphas", "swapped" },
         { "ddim-step", "no-noise-term", "noiseless" },
         { "ddim-step", "x0-without-noise", "subtract the noise" },
+        { "flow-euler-step", "wrong-direction", "negative" },
+        { "flow-euler-step", "no-step-size", "length of the step" },
+        { "flow-euler-step", "returned-start", "not by the time t" },
+        { "flow-euler-step", "returned-velocity-only", "not the change" },
+        { "flow-euler-step", "returned-noise", "noise end" },
         { "guided-noise", "scale-convention", "s = 1 + w" },
         { "guided-noise", "swapped", "swapped" },
         { "guided-noise", "plus", "Subtract" },
@@ -739,6 +767,7 @@ public class ExerciseTests
             "reverse-step" => [Reverse((s, xt, t, eps, z) => ReverseMistakes[mistake](s, xt, t, eps, z))],
             "gaussian-nll" => [Nll(NllMistakes[mistake])],
             "ddim-step" => [Ddim(DdimMistakes[mistake])],
+            "flow-euler-step" => [FlowEuler(FlowEulerMistakes[mistake])],
             "guided-noise" => [Guided(GuidedMistakes[mistake])],
             "respaced-betas" => [Respaced(RespacedMistakes[mistake])],
             "latent-scale" => [Scale(ScaleMistakes[mistake])],

@@ -27,6 +27,7 @@ public class NotebookTests : IClassFixture<NotebookRunsFixture>
         ["09-learned-variance.ipynb"] = (1, 4, 0),
         ["10-latent-diffusion.ipynb"] = (4, 5, 0),
         ["11-what-is-stable-diffusion.ipynb"] = (7, 2, 0),
+        ["12-stable-diffusion-3.ipynb"] = (2, 5, 0),
         ["99-under-the-hood.ipynb"] = (0, 3, 0),
     };
 

@@ -28,6 +28,7 @@ public class SolvedNotebookTests : IClassFixture<NotebookRunsFixture>
         ["09-learned-variance.ipynb"] = ["respaced-betas"],
         ["10-latent-diffusion.ipynb"] = ["latent-scale"],
         ["11-what-is-stable-diffusion.ipynb"] = ["cross-attention"],
+        ["12-stable-diffusion-3.ipynb"] = ["flow-euler-step"],
     };
 
     static string NotebooksDir => Path.Combine(TestSetup.RepoRoot, "notebooks");
