@@ -1,5 +1,5 @@
 using Diffusion.Model.Transformer;
-using Diffusion.Text;
+using Diffusion.TextToImage;
 using Xunit.Abstractions;
 
 namespace Diffusion.Tests;
