@@ -15,9 +15,11 @@ public readonly record struct TrainingProgress(int Step, int TotalSteps, double 
 public sealed class TrainingDivergedException(string message) : Exception(message);
 
 /// <summary>
-/// Trains a denoising network (<see cref="IDenoisingNetwork"/>: the <see cref="Unet"/>, or the configuration's other family) with DDPM's Algorithm 1: repeat { x_0 ~ data; t ~ U{1..T}; ε ~ N(0, I);
+/// Trains a denoising network (<see cref="IDenoisingNetwork"/>: the <see cref="Unet"/>, or the family the configuration
+/// names) on its <see cref="Objective"/>, DDPM's Algorithm 1: repeat { x_0 ~ data; t ~ U{1..T}; ε ~ N(0, I);
 /// gradient step on ‖ε − ε_θ(√ᾱ_t x_0 + √(1−ᾱ_t) ε, t)‖² } — with AdamW, learning-rate warm-up, gradient clipping,
-/// an EMA of the weights, and atomic checkpoints that a resumed run continues from exactly.
+/// an EMA of the weights, and atomic checkpoints that a resumed run continues from exactly. The loop, the optimiser, the
+/// generator, the batch order, the clock and the loss window are <see cref="StepTrainer{TProgress}"/>'s.
 /// Every step runs inside its own TorchSharp dispose scope, so native memory stays flat.
 /// The step's loss is <see cref="TrainingStep"/>; checkpoints and resuming are in Trainer.Persistence.cs; the loss log is <see cref="LossLog"/>.
 /// </summary>
