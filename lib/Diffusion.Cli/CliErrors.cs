@@ -53,7 +53,7 @@ static class CliErrors
     /// <summary>"an allocation of 0.25 GB failed; " from libtorch's "you tried to allocate N bytes", or nothing.</summary>
     static string Requested(string message) =>
         System.Text.RegularExpressions.Regex.Match(message, @"allocate (\d+) bytes") is { Success: true } m && long.TryParse(m.Groups[1].Value, out var n)
-            ? $"an allocation of {MemoryBudget.Gigabytes(n)} failed; " : "";
+            ? $"an allocation of {MemoryLimit.Gigabytes(n)} failed; " : "";
 
     static string OneLine(string message) => message.ReplaceLineEndings(" ");
 

@@ -96,7 +96,7 @@ static class LatentCommand
 
     static void WriteSummary(string outDir, AutoencoderStage stage1, long encoded, Trainer trainer, double sampleSeconds, int ddimSteps)
     {
-        double diffusionLoss = trainer.LossHistory.TakeLast(50).Average(l => l.Loss);
+        double diffusionLoss = trainer.RecentLoss;
         var summary = new
         {
             Autoencoder = stage1.Info, TestReconstructionMsePerPixel = stage1.TestMse, EncodedImages = encoded,

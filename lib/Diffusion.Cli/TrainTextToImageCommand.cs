@@ -59,7 +59,7 @@ static class TrainTextToImageCommand
                 });
                 file.Save(path, to => trainer.Save(to, file.CommandLine()));
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"trained {trainer.Step} steps in {trainer.Elapsed.TotalSeconds:F0} s, loss (last 50) {trainer.History.TakeLast(50).Average(h => h.Loss):F4}; wrote {path}. " +
+                    $"trained {trainer.Step} steps in {trainer.Elapsed.TotalSeconds:F0} s, loss (last {Diffusion.Training.Trainer.RecentLossWindow}) {trainer.RecentLoss:F4}; wrote {path}. " +
                     $"Draw with: generate --checkpoint {path} --prompt \"a dark ankle boot facing left\""));
             }
             return 0;

@@ -102,27 +102,11 @@ public class LayeringTests
         return [.. found];
     }
 
-    /// <summary>
-    /// References against the flow that remain until files outside this change are edited (each entry is checked to still
-    /// occur, so it must leave this list when it is fixed): CheckpointException and MemoryBudget belong below IO and Data
-    /// (an IO exception type that CheckpointException derives from; the memory check without the network estimates moved
-    /// to IO), and Trainer.cs still imports Sampling for the delegate that now lives in Model.
-    /// </summary>
-    static readonly string[] Pending =
-    [
-        "Data/ImageDataset.cs: Data uses Diffusion.Training, which comes after it",
-        "IO/HashedFile.cs: IO uses Diffusion.Training, which comes after it",
-        "IO/InputFile.cs: IO uses Diffusion.Training, which comes after it",
-        "Training/Trainer.cs: Training uses Diffusion.Sampling, which comes after it",
-    ];
-
     [Fact]
     public void NoFolderOfTheLibraryUsesANamespaceAfterIt()
     {
         var violations = Violations(Library).Select(v => v.Replace('\\', '/')).ToList();
-        var unexpected = violations.Except(Pending).ToList();
-        Assert.True(unexpected.Count == 0, "references against the flow of data:\n" + string.Join("\n", unexpected));
-        Assert.Empty(Pending.Except(violations));                        // fixed: take it off the list
+        Assert.True(violations.Count == 0, "references against the flow of data:\n" + string.Join("\n", violations));
     }
 
     [Fact]

@@ -59,6 +59,9 @@ public sealed class ImageDataset : IDisposable
     }
 
     /// <summary>Fashion-MNIST's ten classes (label order of the dataset).</summary>
+    /// <summary>The largest image side the course trains on (resizing and image folders are refused beyond it).</summary>
+    public const int MaxImageSize = 256;
+
     public static readonly string[] FashionMnistClasses =
         ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
 
@@ -174,8 +177,8 @@ public sealed class ImageDataset : IDisposable
                 throw new DataFormatException(
                     $"{folder}: the images are {w}×{h}, not square. Pass an image size (train --image-size N) to crop and resize them.");
             size = w;
-            if (size is < 4 or > Training.DiffusionModelConfig.MaxImageSize)
-                throw new DataFormatException($"{folder}: the images are {w}×{h}; pass --image-size between 4 and {Training.DiffusionModelConfig.MaxImageSize} to resize them.");
+            if (size is < 4 or > MaxImageSize)
+                throw new DataFormatException($"{folder}: the images are {w}×{h}; pass --image-size between 4 and {MaxImageSize} to resize them.");
         }
         int side = size.Value;
 
@@ -183,7 +186,7 @@ public sealed class ImageDataset : IDisposable
         bool labelled = classOf.All(c => c != ".") && classOf.Distinct().Count() > 1;
         var classNames = labelled ? classOf.Distinct().Order(StringComparer.Ordinal).ToArray() : [];
 
-        Training.MemoryBudget.Check(checked(5L * files.Count * channels * side * side), $"{files.Count} images of {side}×{side}×{channels}",
+        Platform.MemoryLimit.Check(checked(5L * files.Count * channels * side * side), $"{files.Count} images of {side}×{side}×{channels}",
             "pass a smaller --image-size or fewer images", m => new DataFormatException(m));
         var pixels = new byte[(long)files.Count * channels * side * side];
         var resize = new ResizeOptions { Size = new SixLabors.ImageSharp.Size(side, side), Mode = ResizeMode.Crop, Sampler = KnownResamplers.Bicubic };
@@ -250,10 +253,10 @@ public sealed class ImageDataset : IDisposable
     {
         if (Height == size && Width == size) return this;
         if (IsModelSpace) throw new InvalidOperationException("float (model-space) data cannot be resized as pixels");
-        if (size is < 4 or > Training.DiffusionModelConfig.MaxImageSize)
-            throw new ArgumentException($"image size must be between 4 and {Training.DiffusionModelConfig.MaxImageSize} pixels, got {size}");
+        if (size is < 4 or > MaxImageSize)
+            throw new ArgumentException($"image size must be between 4 and {MaxImageSize} pixels, got {size}");
         // The float copy of every image at the new size, and the stored bytes.
-        Training.MemoryBudget.Check(checked(Count * Channels * (5L * size * size + 4L * Height * Width)),
+        Platform.MemoryLimit.Check(checked(Count * Channels * (5L * size * size + 4L * Height * Width)),
             $"resizing {Count} images to {size}×{size}", "use a smaller --image-size");
         using var scope = NewDisposeScope();
         var resized = nn.functional.interpolate(Images.to(ScalarType.Float32), [size, size],

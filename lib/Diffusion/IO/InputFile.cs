@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using Diffusion.Training;
 
 namespace Diffusion.IO;
 
@@ -54,7 +53,7 @@ public static class InputFile
             long length = stream.Length;
             if (length > Math.Min(maxBytes, Array.MaxLength))
                 throw fail($"{path} holds {Megabytes(length)}, more than a {what} can be ({Megabytes(Math.Min(maxBytes, Array.MaxLength))}): it is not a {what} of this course.");
-            MemoryBudget.Check(2 * length, $"reading {path} ({Megabytes(length)})", "free memory or use a smaller file", fail);
+            Platform.MemoryLimit.Check(2 * length, $"reading {path} ({Megabytes(length)})", "free memory or use a smaller file", fail);
             var bytes = new byte[length];
             stream.ReadExactly(bytes);
             return bytes;

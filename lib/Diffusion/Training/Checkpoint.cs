@@ -6,9 +6,6 @@ using Diffusion.Data;
 
 namespace Diffusion.Training;
 
-/// <summary>Thrown for a checkpoint that cannot be used; the message says why and what to do.</summary>
-public sealed class CheckpointException(string message, Exception? inner = null) : Exception(message, inner);
-
 /// <summary>The readable part of a checkpoint.</summary>
 public sealed record CheckpointInfo
 {

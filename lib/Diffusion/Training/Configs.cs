@@ -62,7 +62,7 @@ public sealed record DiffusionModelConfig
     [JsonIgnore] public string NetworkName => Dit is null ? "U-Net" : "DiT";
 
     /// <summary>Largest image side and most diffusion steps accepted (docs/guarantees.md).</summary>
-    public const int MaxImageSize = 256, MaxTimesteps = 10_000;
+    public const int MaxImageSize = Diffusion.Data.ImageDataset.MaxImageSize, MaxTimesteps = 10_000;
 
     /// <summary>
     /// Throws an <see cref="ArgumentException"/> naming the field, its value and its bounds unless the configuration can

@@ -3,7 +3,6 @@ using System.Globalization;
 using Diffusion.Data;
 using Diffusion.Forward;
 using Diffusion.Platform;
-using Diffusion.Sampling;
 
 namespace Diffusion.Training;
 
