@@ -30,13 +30,22 @@ public sealed record DitConfig(int ImageSize = 28, int Channels = 1, int PatchSi
     {
         if (ImageSize < 1 || Channels < 1 || PatchSize < 1 || Depth < 0 || Heads < 1 || Hidden < 4 || NumClasses < 0 || !(MlpRatio > 0))
             throw new ArgumentException($"DiT sizes must be positive: {this}");
-        if (ImageSize % PatchSize != 0)
-            throw new ArgumentException($"the patch size {PatchSize} must divide the image size {ImageSize}: use one of {string.Join(", ", Enumerable.Range(1, ImageSize).Where(p => ImageSize % p == 0))}");
-        if (Hidden % 4 != 0)
-            throw new ArgumentException($"the hidden size {Hidden} must be divisible by 4 (the 2-D position embedding)");
-        if (Hidden % Heads != 0)
-            throw new ArgumentException($"the hidden size {Hidden} must be divisible by the number of heads {Heads}");
+        CheckTokenSizes("image", ImageSize, PatchSize, Hidden, Heads);
         return this;
+    }
+
+    /// <summary>
+    /// The sizes every transformer on patches needs to fit together: the patch size divides the side, the width is
+    /// divisible by 4 (the 2-D sine–cosine position embedding) and by the number of heads.
+    /// </summary>
+    internal static void CheckTokenSizes(string input, int side, int patchSize, int hidden, int heads)
+    {
+        if (side % patchSize != 0)
+            throw new ArgumentException($"the patch size {patchSize} must divide the {input} size {side}: use one of {string.Join(", ", Enumerable.Range(1, side).Where(p => side % p == 0))}");
+        if (hidden % 4 != 0)
+            throw new ArgumentException($"the hidden size {hidden} must be divisible by 4 (the 2-D position embedding)");
+        if (hidden % heads != 0)
+            throw new ArgumentException($"the hidden size {hidden} must be divisible by the number of heads {heads}");
     }
 
     /// <summary>
@@ -122,18 +131,29 @@ public sealed class Dit : Module<Tensor, Tensor, Tensor>, IDenoisingNetwork
     /// <summary>DiT's initialize_weights (the patch embedding initialises itself).</summary>
     void Initialise()
     {
+        InitialiseLinears(this, zero: name => name.Contains("adaLN_modulation") || name.StartsWith("final_layer.linear", StringComparison.Ordinal));
         using var noGrad = no_grad();
-        foreach (var (name, module) in named_modules())
-            if (module is Linear linear)
-            {
-                bool zero = name.Contains("adaLN_modulation") || name.StartsWith("final_layer.linear", StringComparison.Ordinal);
-                if (zero) linear.weight!.fill_(0);
-                else init.xavier_uniform_(linear.weight!);
-                linear.bias?.fill_(0);
-            }
         foreach (var (name, p) in named_parameters())
             if (name is "t_embedder.mlp.0.weight" or "t_embedder.mlp.2.weight" or "y_embedder.embedding_table.weight")
                 init.normal_(p, 0, 0.02);
+    }
+
+    /// <summary>
+    /// DiT's initialize_weights for the linear maps of <paramref name="root"/>, in module order: the weights of the maps
+    /// <paramref name="zero"/> names are 0 (adaLN-Zero and the output map), of those <paramref name="small"/> names drawn
+    /// from N(0, 0.02²), of the others Xavier-uniform; every bias 0.
+    /// </summary>
+    internal static void InitialiseLinears(Module root, Func<string, bool> zero, Func<string, bool>? small = null)
+    {
+        using var noGrad = no_grad();
+        foreach (var (name, module) in root.named_modules())
+            if (module is Linear linear)
+            {
+                if (zero(name)) linear.weight!.fill_(0);
+                else if (small?.Invoke(name) == true) init.normal_(linear.weight!, 0, 0.02);
+                else init.xavier_uniform_(linear.weight!);
+                linear.bias?.fill_(0);
+            }
     }
 
     /// <summary>The prediction for x [B, C, H, W] at network time t [B], unconditional (or "no label" ∅ for a class-conditional DiT).</summary>

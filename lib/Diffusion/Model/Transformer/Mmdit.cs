@@ -30,12 +30,7 @@ public sealed record MiniSd3Config(int ImageSize = 8, int Channels = 4, int Patc
         if (ImageSize < 1 || Channels < 1 || PatchSize < 1 || Depth < 1 || Heads < 1 || Hidden < 4 || ContextDim < 1
             || ContextLength < 1 || PooledDim < 1 || !(MlpRatio > 0))
             throw new ArgumentException($"the mini SD3's sizes must be positive (at least one block): {this}");
-        if (ImageSize % PatchSize != 0)
-            throw new ArgumentException($"the patch size {PatchSize} must divide the latent size {ImageSize} (e.g. 1, 2, 4 or 8 for 8)");
-        if (Hidden % 4 != 0)
-            throw new ArgumentException($"the hidden size {Hidden} must be divisible by 4 (the 2-D position embedding)");
-        if (Hidden % Heads != 0)
-            throw new ArgumentException($"the hidden size {Hidden} must be divisible by the number of heads {Heads}");
+        DitConfig.CheckTokenSizes("latent", ImageSize, PatchSize, Hidden, Heads);
         return this;
     }
 
@@ -198,17 +193,9 @@ public sealed class MiniSd3 : Module<Tensor, Tensor, Tensor, Tensor, Tensor>
     /// <summary>DiT's initialize_weights, applied to SD3's layers.</summary>
     void Initialise()
     {
-        using var noGrad = no_grad();
-        foreach (var (name, module) in named_modules())
-            if (module is Linear linear)
-            {
-                bool zero = name.Contains("norm1", StringComparison.Ordinal) || name.StartsWith("norm_out", StringComparison.Ordinal) || name == "proj_out";
-                bool small = name.StartsWith("time_text_embed", StringComparison.Ordinal);
-                if (zero) linear.weight!.fill_(0);
-                else if (small) init.normal_(linear.weight!, 0, 0.02);
-                else init.xavier_uniform_(linear.weight!);
-                linear.bias?.fill_(0);
-            }
+        Dit.InitialiseLinears(this,
+            zero: name => name.Contains("norm1", StringComparison.Ordinal) || name.StartsWith("norm_out", StringComparison.Ordinal) || name == "proj_out",
+            small: name => name.StartsWith("time_text_embed", StringComparison.Ordinal));
     }
 
     /// <summary>
