@@ -303,7 +303,8 @@ public class Sd3Tests(ITestOutputHelper output)
         var results = TransformerBench.Run(null, quick: true, output.WriteLine);
         foreach (var line in results.Summary()) output.WriteLine(line);
         var row = Assert.Single(results.Rows);
-        Assert.True(results.MatmulGflops > 0 && row.MedianStepMs > 0 && double.IsFinite(row.MatmulShare) && row.MatmulShare > 0);
+        Assert.True(results.MatmulGflops > 0 && row.MatmulGflops > 0 && row.MedianStepMs > 0 && double.IsFinite(row.MatmulShare) && row.MatmulShare > 0);
+        Assert.Equal(row.AchievedGflops / row.MatmulGflops, row.MatmulShare, 1e-12);
         Assert.Equal(TransformerBench.Configurations(true)[0].Config.ForwardFlopsPerImage() / 1e9, row.ForwardGflopsPerImage, 9);
         Assert.Equal(3 * row.ForwardGflopsPerImage * row.BatchSize * 1000 / row.MedianStepMs, row.AchievedGflops, 1e-9);
     }
