@@ -1,3 +1,4 @@
+using Diffusion.Benchmarks;
 using Diffusion.Model.Transformer;
 using Diffusion.TextToImage;
 using Xunit.Abstractions;
@@ -270,5 +271,41 @@ public class Sd3Tests(ITestOutputHelper output)
         var wrong = Assert.Throws<ArgumentException>(() => dit.call(randn([1, 4, 7, 7]), tensor(new float[] { 1 })));
         Assert.Contains("[B, 4, 8, 8]", wrong.Message);
         Assert.Throws<ArgumentException>(() => new MiniSd3Config(ImageSize: 7, PatchSize: 2).Validate());
+    }
+
+    [Fact]
+    public void FlopEstimatesAgreeWithTheLinearLayersCountedByHooks()
+    {
+        // FlopCounter counts every Linear layer as it runs (2·in·out per token); what it cannot see is the patch
+        // projection (a custom module) and attention's two products, added here from their shapes.
+        var dit = new DitConfig(PatchSize: 4, Hidden: 64, Depth: 3, Heads: 4);
+        using (var net = new Dit(dit))
+        {
+            double hooked = FlopCounter.ForwardFlops(net, () => net.call(zeros(1, 1, 28, 28), zeros(1)));
+            double n = dit.Tokens, d = dit.Hidden;
+            double expected = hooked + 2 * n * d * 16 + dit.Depth * 2 * 2 * n * n * d;
+            Assert.True(Math.Abs(expected - dit.ForwardFlopsPerImage()) <= 1e-9 * expected, $"DiT: hooks + patches + attention {expected}, formula {dit.ForwardFlopsPerImage()}");
+        }
+        var sd3 = Tiny;
+        using (var net = new MiniSd3(sd3))
+        {
+            double hooked = FlopCounter.ForwardFlops(net, () => net.call(zeros(1, 4, 8, 8), zeros(1), zeros(1, sd3.ContextLength, sd3.ContextDim), zeros(1, sd3.PooledDim)));
+            double n = sd3.Tokens, l = sd3.ContextLength, d = sd3.Hidden;
+            double attention = (sd3.Depth - 1) * 2 * 2 * (n + l) * (n + l) * d + 2 * 2 * n * (n + l) * d;
+            double expected = hooked + 2 * n * d * sd3.Channels * 4 + attention;
+            Assert.True(Math.Abs(expected - sd3.ForwardFlopsPerImage()) <= 1e-9 * expected, $"mini SD3: hooks + patches + attention {expected}, formula {sd3.ForwardFlopsPerImage()}");
+        }
+    }
+
+    [Fact]
+    public void TheTransformerBenchTimesTrainingSteps()
+    {
+        var results = TransformerBench.Run(null, quick: true, output.WriteLine);
+        foreach (var line in results.Summary()) output.WriteLine(line);
+        var row = Assert.Single(results.Rows);
+        Assert.True(results.MatmulGflops > 0 && row.MatmulGflops > 0 && row.MedianStepMs > 0 && double.IsFinite(row.MatmulShare) && row.MatmulShare > 0);
+        Assert.Equal(row.AchievedGflops / row.MatmulGflops, row.MatmulShare, 1e-12);
+        Assert.Equal(TransformerBench.Configurations(true)[0].Config.ForwardFlopsPerImage() / 1e9, row.ForwardGflopsPerImage, 9);
+        Assert.Equal(3 * row.ForwardGflopsPerImage * row.BatchSize * 1000 / row.MedianStepMs, row.AchievedGflops, 1e-9);
     }
 }

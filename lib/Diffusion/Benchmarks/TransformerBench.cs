@@ -13,9 +13,10 @@ namespace Diffusion.Benchmarks;
 /// <param name="ImagesPerSecond">BatchSize / step time.</param>
 /// <param name="ForwardGflopsPerImage">Forward GFLOP of one image (2 per multiply–add).</param>
 /// <param name="AchievedGflops">3 × forward FLOPs × images/s: the FLOP rate of the step, counted as <see cref="Bench.Training"/> counts it.</param>
-/// <param name="MatmulShare">AchievedGflops over the matmul GFLOP/s measured in the same process.</param>
+/// <param name="MatmulGflops">Median GFLOP/s of a 2048² matmul timed between this row's steps (the same load as the steps saw).</param>
+/// <param name="MatmulShare">AchievedGflops / MatmulGflops.</param>
 public sealed record NetworkThroughput(string Name, long Parameters, int BatchSize, double MedianStepMs, double ImagesPerSecond,
-    double ForwardGflopsPerImage, double AchievedGflops, double MatmulShare);
+    double ForwardGflopsPerImage, double AchievedGflops, double MatmulGflops, double MatmulShare);
 
 /// <summary>The rows of one <see cref="TransformerBench.Run"/> and the matmul speed they are compared with.</summary>
 public sealed record TransformerBenchResults(double MatmulGflops, int Threads, IReadOnlyList<NetworkThroughput> Rows)
@@ -24,11 +25,12 @@ public sealed record TransformerBenchResults(double MatmulGflops, int Threads, I
     public IEnumerable<string> Summary()
     {
         var c = CultureInfo.InvariantCulture;
-        yield return string.Create(c, $"matmul 2048² fp32: {MatmulGflops:F0} GFLOP/s ({Threads} threads); training steps (forward, backward, AdamW), median");
-        yield return $"{"configuration",-50} {"params",9} {"batch",5} {"ms/step",8} {"img/s",7} {"GFLOP/img",9} {"GFLOP/s",8} {"of matmul",9}";
+        yield return string.Create(c, $"matmul 2048² fp32: {MatmulGflops:F0} GFLOP/s ({Threads} threads); training steps (forward, backward, AdamW), median;");
+        yield return "each row's share is of the matmul timed between its own steps";
+        yield return $"{"configuration",-54} {"params",9} {"batch",5} {"ms/step",8} {"img/s",7} {"GFLOP/img",9} {"GFLOP/s",8} {"matmul",7} {"share",6}";
         foreach (var r in Rows)
             yield return string.Create(c,
-                $"{r.Name,-50} {r.Parameters,9:N0} {r.BatchSize,5} {r.MedianStepMs,8:F0} {r.ImagesPerSecond,7:F1} {r.ForwardGflopsPerImage,9:F3} {r.AchievedGflops,8:F1} {r.MatmulShare,9:P0}");
+                $"{r.Name,-54} {r.Parameters,9:N0} {r.BatchSize,5} {r.MedianStepMs,8:F0} {r.ImagesPerSecond,7:F1} {r.ForwardGflopsPerImage,9:F3} {r.AchievedGflops,8:F1} {r.MatmulGflops,7:F0} {r.MatmulShare,6:P0}");
     }
 }
 
@@ -36,7 +38,9 @@ public sealed record TransformerBenchResults(double MatmulGflops, int Threads, I
 /// The speed of diffusion transformers on this machine: timed training steps of <see cref="Dit"/> configurations on
 /// Fashion-MNIST-sized pixels (1×28×28) and on the autoencoder's latents (4×8×8), with the rectified-flow loss, beside
 /// the default U-Net at the same batch, each as a share of the matmul FLOP/s measured in the same process. A DiT's cost
-/// is almost all matrix products on [B·N, D] activations, so this share says how much of the machine it uses.
+/// is almost all matrix products on [B·N, D] activations, so this share says how much of the machine it uses. On a
+/// shared machine the speed of both changes from minute to minute, so each row times a 2048² matmul after each of its
+/// training steps and divides by that median: the share compares the two under the same load.
 /// </summary>
 public static class TransformerBench
 {
@@ -48,7 +52,7 @@ public static class TransformerBench
             ("DiT pixels: patch 4, D 256, depth 6 (49 tokens)", new DitConfig(PatchSize: 4, Hidden: 256, Depth: 6, Heads: 4), 64),
             ("DiT pixels: patch 4, D 256, depth 6 (49 tokens)", new DitConfig(PatchSize: 4, Hidden: 256, Depth: 6, Heads: 4), 128),
             ("DiT pixels: patch 4, D 192, depth 6 (49 tokens)", new DitConfig(PatchSize: 4, Hidden: 192, Depth: 6, Heads: 4), 64),
-            ("DiT latents 4×8²: patch 1, D 256, depth 6 (64 tokens)", new DitConfig(ImageSize: 8, Channels: 4, PatchSize: 1, Hidden: 256, Depth: 6, Heads: 4), 64),
+            ("DiT latents 4×8²: patch 1, D 192, depth 6 (64 tokens)", new DitConfig(ImageSize: 8, Channels: 4, PatchSize: 1, Hidden: 192, Depth: 6, Heads: 4), 64),
             ("DiT latents 4×8²: patch 2, D 256, depth 6 (16 tokens)", new DitConfig(ImageSize: 8, Channels: 4, PatchSize: 2, Hidden: 256, Depth: 6, Heads: 4), 64),
         ];
 
@@ -56,22 +60,22 @@ public static class TransformerBench
     /// Median time of a DiT training step on random data of the configuration's shape: the rectified-flow loss
     /// ‖(ε − x₀) − v̂(x_t, t)‖² with logit-normal t, backward, AdamW; each step in its own dispose scope.
     /// </summary>
-    public static NetworkThroughput DitTraining(string name, DitConfig config, int batchSize, double matmulGflops, int steps = 10, int warmup = 3, int seed = 0)
+    public static NetworkThroughput DitTraining(string name, DitConfig config, int batchSize, int steps = 10, int warmup = 3, int seed = 0)
     {
         using var net = new Dit(config);
         using var g = new Generator((ulong)seed);
-        double ms = TimeSteps(net, (x, t) => net.call(x, t * RectifiedFlow.NetworkTimeScale),
+        var (ms, matmul) = TimeSteps(net, (x, t) => net.call(x, t * RectifiedFlow.NetworkTimeScale),
             [batchSize, config.Channels, config.ImageSize, config.ImageSize], g, steps, warmup);
-        return Row(name, net.ParameterCount(), batchSize, ms, config.ForwardFlopsPerImage(), matmulGflops);
+        return Row(name, net.ParameterCount(), batchSize, ms, config.ForwardFlopsPerImage(), matmul);
     }
 
     /// <summary>The same step for a U-Net (random images, the same loss), so the DiT rows have a peer measured alike.</summary>
-    public static NetworkThroughput UnetTraining(string name, UnetConfig config, int size, int batchSize, double matmulGflops, int steps = 10, int warmup = 3, int seed = 0)
+    public static NetworkThroughput UnetTraining(string name, UnetConfig config, int size, int batchSize, int steps = 10, int warmup = 3, int seed = 0)
     {
         using var net = new Unet(config);
         using var g = new Generator((ulong)seed);
-        double ms = TimeSteps(net, (x, t) => net.call(x, (t * 999).to(ScalarType.Int64)), [batchSize, config.Channels, size, size], g, steps, warmup);
-        return Row(name, net.ParameterCount(), batchSize, ms, FlopCounter.ForwardFlopsPerImage(net, config.Channels, size), matmulGflops);
+        var (ms, matmul) = TimeSteps(net, (x, t) => net.call(x, (t * 999).to(ScalarType.Int64)), [batchSize, config.Channels, size, size], g, steps, warmup);
+        return Row(name, net.ParameterCount(), batchSize, ms, FlopCounter.ForwardFlopsPerImage(net, config.Channels, size), matmul);
     }
 
     /// <summary>
@@ -86,12 +90,12 @@ public static class TransformerBench
         if (unetPeer is not null && !quick)
         {
             log("training: U-Net peer, batch 64 …");
-            rows.Add(UnetTraining($"U-Net pixels: dim {unetPeer.Dim}, mults {string.Join(",", unetPeer.DimMults)}", unetPeer, 28, 64, matmul, steps));
+            rows.Add(UnetTraining($"U-Net pixels: dim {unetPeer.Dim}, mults {string.Join(",", unetPeer.DimMults)}", unetPeer, 28, 64, steps));
         }
         foreach (var (name, config, batch) in Configurations(quick))
         {
             log($"training: {name}, batch {batch} …");
-            rows.Add(DitTraining(name, config, batch, matmul, quick ? 2 : steps, quick ? 1 : 3));
+            rows.Add(DitTraining(name, config, batch, quick ? 2 : steps, quick ? 1 : 3));
         }
         return new TransformerBenchResults(matmul, get_num_threads(), rows);
     }
@@ -101,15 +105,21 @@ public static class TransformerBench
         double ips = batchSize * 1000 / ms;
         double gflopsPerImage = forwardFlops / 1e9;
         double achieved = 3 * gflopsPerImage * ips;        // a training step ≈ three forward passes
-        return new NetworkThroughput(name, parameters, batchSize, ms, ips, gflopsPerImage, achieved, achieved / matmulGflops);
+        return new NetworkThroughput(name, parameters, batchSize, ms, ips, gflopsPerImage, achieved, matmulGflops, achieved / matmulGflops);
     }
 
-    /// <summary>Median milliseconds of <paramref name="steps"/> training steps after <paramref name="warmup"/> untimed ones.</summary>
-    internal static double TimeSteps(nn.Module net, Func<Tensor, Tensor, Tensor> model, long[] shape, Generator g, int steps, int warmup)
+    /// <summary>
+    /// Median milliseconds of <paramref name="steps"/> training steps after <paramref name="warmup"/> untimed ones, and
+    /// the median GFLOP/s of a 2048² matmul timed after each timed step.
+    /// </summary>
+    internal static (double StepMs, double MatmulGflops) TimeSteps(nn.Module net, Func<Tensor, Tensor, Tensor> model, long[] shape, Generator g, int steps, int warmup)
     {
         net.train();
         using var optimizer = optim.AdamW(net.parameters(), 1e-4);
+        using var a = randn(2048, 2048, generator: g);
+        using var b = randn(2048, 2048, generator: g);
         var times = new List<double>();
+        var matmulRates = new List<double>();
         for (int i = 0; i < warmup + steps; i++)
         {
             using var scope = NewDisposeScope();
@@ -122,8 +132,12 @@ public static class TransformerBench
             optimizer.zero_grad();
             loss.backward();
             optimizer.step();
-            if (i >= warmup) times.Add(sw.Elapsed.TotalMilliseconds);
+            if (i < warmup) continue;
+            times.Add(sw.Elapsed.TotalMilliseconds);
+            sw.Restart();
+            matmul(a, b).Dispose();
+            matmulRates.Add(2.0 * 2048 * 2048 * 2048 / sw.Elapsed.TotalSeconds / 1e9);
         }
-        return Bench.Median(times);
+        return (Bench.Median(times), Bench.Median(matmulRates));
     }
 }
