@@ -15,10 +15,11 @@ static class BenchCommand
         var json = OptionalOpt<string>("--json", "Also write the JSON line to this file");
         var peer = Opt("--peer", "Only compare training steps with PyTorch (docs/pytorch/bench_peer.py, /usr/bin/python3) on the annotated network, batch 64 and 128", false);
         var profile = Opt("--profile", "Only time each kind of layer of a training step (course U-Net, train's default and annotated U-Net, batch 64)", false);
+        var transformers = Opt("--transformers", "Only time training steps of diffusion transformers (DiT on pixels and on latents, rectified flow) beside train's default U-Net, each as a share of a matmul timed between its own steps", false);
 
         var cmd = new Command("bench", "Measure training throughput, sampling speed, matmul GFLOP/s and memory flatness on this machine.")
         {
-            steps, memorySteps, samplingMemorySteps, quick, json, profile, peer,
+            steps, memorySteps, samplingMemorySteps, quick, json, profile, peer, transformers,
         };
         var machine = new MachineOptions(cmd, withDevice: false);
         var outputs = new OutputOptions(cmd);
@@ -39,6 +40,12 @@ static class BenchCommand
             {
                 foreach (var row in ModuleProfile.Report([("course U-Net", Recipe.CourseUnet), ($"train's default (dim {Recipe.Default.Model.Unet.Dim})", Recipe.Default.Model.Unet), ("annotated", new UnetConfig())], 64, q ? 2 : 5))
                     Console.WriteLine(row);
+                return 0;
+            }
+            if (p.GetValue(transformers))
+            {
+                var dit = TransformerBench.Run(Recipe.Default.Model.Unet, q, Console.WriteLine, p.GetValue(steps));
+                foreach (var row in dit.Summary()) Console.WriteLine(row);
                 return 0;
             }
             using var data = ImageDataset.FashionMnist(DataLocator.FashionMnistFolder());
