@@ -177,7 +177,7 @@ public class SolvedNotebookTests : IClassFixture<NotebookRunsFixture>
         {
             var r = Cli.Run(TestSetup.RepoRoot, "solutions", "--out", outDir);
             Assert.True(r.ExitCode == 0, r.All);
-            Assert.Contains("13 exercises solved in 12 notebooks", r.Stdout);
+            Assert.Contains($"{ExpectedExercises.Values.Sum(ids => ids.Length)} exercises solved in {ExpectedExercises.Count} notebooks", r.Stdout);
             foreach (var (nb, ids) in ExpectedExercises)
                 Assert.Equal(ids, Solutions.ExerciseIds(Path.Combine(outDir, nb)));
             Assert.True(File.Exists(Path.Combine(outDir, "course.csx")));
