@@ -292,7 +292,7 @@ public static class PyTorchWeights
             throw new ArgumentException($"{outPath} already exists; it is not overwritten. Choose another --out or delete the file first.");
         try { config.Validate(); }
         catch (ArgumentException e) { throw new CheckpointException($"{weightsPath}: the network's configuration is invalid ({e.Message}).", e); }
-        MemoryBudget.Check(MemoryBudget.Sampling(config, 1), "the network to import into", "it is too large for this machine", m => new CheckpointException(m));
+        Platform.MemoryLimit.Check(MemoryBudget.Sampling(config, 1), "the network to import into", "it is too large for this machine", m => new CheckpointException(m));
         // The file may hold float64 tensors (8 bytes a parameter, as PyTorch's .double() writes), and a little pickle.
         long expected = 8 * config.Unet.EstimatedParameters() + (16 << 20);
         var (tensors, _) = Read(weightsPath, expected);

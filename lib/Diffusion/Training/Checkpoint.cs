@@ -162,7 +162,7 @@ public static class Checkpoint
         TorchSharp.torch.Device? device = null)
     {
         var parts = Load(path);
-        MemoryBudget.Check(MemoryBudget.Sampling(parts.Info.Model, 1), $"the network of {path}", "it is too large for this machine",
+        Platform.MemoryLimit.Check(MemoryBudget.Sampling(parts.Info.Model, 1), $"the network of {path}", "it is too large for this machine",
             m => new CheckpointException(m));
         var network = parts.Info.Model.CreateNetwork();
         try

@@ -9,12 +9,6 @@ namespace Diffusion.Training;
 /// </summary>
 public static class MemoryBudget
 {
-    /// <summary>The memory this process may use (<see cref="MemoryLimit.Available"/>).</summary>
-    public static long Available => MemoryLimit.Available;
-
-    /// <summary>Refuses <paramref name="bytes"/> beyond 80 % of <see cref="Available"/> (<see cref="MemoryLimit.Check"/>).</summary>
-    public static void Check(long bytes, string what, string fix, Func<string, Exception>? error = null) => MemoryLimit.Check(bytes, what, fix, error);
-
     /// <summary>
     /// Bytes to train <paramref name="config"/> at <paramref name="batchSize"/>: weights, gradients, two Adam moments and an EMA
     /// copy (5 × 4 bytes per parameter), and the activations a training step keeps for the backward pass.

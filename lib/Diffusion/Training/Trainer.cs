@@ -60,7 +60,7 @@ public sealed partial class Trainer : StepTrainer<TrainingProgress>
         config.Validate();
         options.Validate();
         CheckData(config, options, data);
-        MemoryBudget.Check(MemoryBudget.Training(config, options.BatchSize),
+        Platform.MemoryLimit.Check(MemoryBudget.Training(config, options.BatchSize),
             $"training a {config.NetworkName} of about {MemoryBudget.EstimatedParameters(config) / 1e6:0.#} M parameters at batch {options.BatchSize} on {config.ImageSize}×{config.ImageSize} images",
             "use a smaller --dim, fewer --dim-mults, a smaller --batch-size or --image-size");
         Config = config;

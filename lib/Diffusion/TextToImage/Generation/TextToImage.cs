@@ -177,7 +177,7 @@ public static class TextToImageFile
             if (info.Unet is null || info.TextEncoder is null || info.Autoencoder is null || info.Vocabulary is null)
                 throw new ArgumentException("the description lacks a network or the vocabulary");
             info.Validate();
-            MemoryBudget.Check(MemoryBudget.Sampling(new DiffusionModelConfig { Unet = info.Unet.Unet, ImageSize = Math.Max(1, info.LatentSize) }, 1),
+            Platform.MemoryLimit.Check(MemoryBudget.Sampling(new DiffusionModelConfig { Unet = info.Unet.Unet, ImageSize = Math.Max(1, info.LatentSize) }, 1),
                 "its U-Net", "it is too large for this machine");
         }
         catch (Exception e) when (e is ArgumentException or NullReferenceException)
