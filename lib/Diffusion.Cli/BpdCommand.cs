@@ -27,9 +27,11 @@ static class BpdCommand
             using (model)
             {
                 var config = info.Model;
+                if (config.IsRectifiedFlow)
+                    throw new CliException($"{path} was trained with rectified flow: bpd measures DDPM's variational bound L_vlb, which a velocity model does not define. Use eval for its sample quality.");
                 var kinds = ParseVariances(p.GetValue(variances)!, config);
-                if (config.ImageSize != 28 || config.Unet.Channels != 1)
-                    throw new CliException($"bpd evaluates on Fashion-MNIST (28×28, 1 channel); this model is {config.ImageSize}×{config.ImageSize}×{config.Unet.Channels}");
+                if (config.ImageSize != 28 || config.Channels != 1)
+                    throw new CliException($"bpd evaluates on Fashion-MNIST (28×28, 1 channel); this model is {config.ImageSize}×{config.ImageSize}×{config.Channels}");
                 var stepCounts = p.GetValue(steps)!;
                 // Each step count is a respaced DDPM (ddpm:k), checked where every sampler's steps are: SamplerSpec.
                 foreach (var k in stepCounts)
@@ -43,7 +45,7 @@ static class BpdCommand
     }
 
     /// <summary>Prints one row per step count and variance: L_vlb in bits/dim with its parts.</summary>
-    static void Evaluate(Model.Unet model, CheckpointInfo info, string path, int[] stepCounts, List<ReverseVariance> kinds, int count,
+    static void Evaluate(Model.IDenoisingNetwork model, CheckpointInfo info, string path, int[] stepCounts, List<ReverseVariance> kinds, int count,
         int seed, Device dev)
     {
         var config = info.Model;
@@ -66,7 +68,7 @@ static class BpdCommand
                 {
                     var sw = Stopwatch.StartNew();
                     using var g = new Generator((ulong)seed);
-                    var results = Likelihood.Evaluate((x, t) => model.forward(x, t), samplers, x0, g);
+                    var results = Likelihood.Evaluate((x, t) => model.forward(x, t, null), samplers, x0, g);
                     for (int i = 0; i < results.Length; i++)
                         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                             $"{k} | {SamplerSpec.VarianceName(kinds[i])} | {results[i].Total:F4} | {results[i].StandardError:F4} | {results[i].Prior:F5} | {results[i].Terms[0]:F4} | {sw.Elapsed.TotalSeconds:F0}"));

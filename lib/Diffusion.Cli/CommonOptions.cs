@@ -58,10 +58,10 @@ sealed class CheckpointOptions
     public string Given(ParseResult p) => p.GetValue(checkpoint)!;
 
     /// <summary>The network (EMA weights unless --raw-weights) on <paramref name="device"/>, its description and file. Dispose the model.</summary>
-    public (Unet Model, CheckpointInfo Info, string Path) Load(ParseResult p, Device device)
+    public (IDenoisingNetwork Model, CheckpointInfo Info, string Path) Load(ParseResult p, Device device)
     {
         var path = File(p);
-        var (model, info) = Checkpoint.LoadModel(path, preferEma: rawWeights is null || !p.GetValue(rawWeights), device);
+        var (model, info) = Checkpoint.LoadNetwork(path, preferEma: rawWeights is null || !p.GetValue(rawWeights), device);
         return (model, info, path);
     }
 }

@@ -10,14 +10,18 @@ sealed record EvalRow(string Sampler, int NetworkEvaluations, double Seconds, do
     int CloserThanAnyHeldOut, double[] ClassShares, double? LabelAccuracy);
 
 /// <summary>What one <c>eval</c> run compares: the samplers × guidance weights, and how many images each draws.</summary>
-sealed record EvalRequest(List<SamplerSpec> Samplers, string Guidance, int Count, int BatchSize, int Seed, string? GridFolder);
+sealed record EvalRequest(List<string> Samplers, Func<SamplerSpec, SamplerSpec> SamplerOptions, string Guidance, int Count, int BatchSize, int Seed, string? GridFolder)
+{
+    /// <summary>For a model of latents, the autoencoder that decodes its samples before they are scored.</summary>
+    public LatentFile? Decoder { get; init; }
+}
 
 /// <summary><c>eval</c>: sample quality of a checkpoint with one or more samplers — FCD with its floor and ceiling, memorisation.</summary>
 static class EvalCommand
 {
     public static Command Create()
     {
-        var samplers = Opt("--samplers", $"Comma-separated samplers to compare: {SamplerSpec.Usages}", "ddim:50");
+        var samplers = Opt("--samplers", $"Comma-separated samplers to compare: {ModelSampler.Usages}", "ddim:50");
         var count = Opt("--count", "Generated images per sampler (FCD is biased upwards at small counts: compare at equal counts)", 256).Range(2, 5000);
         var batch = Opt("--batch-size", "Images sampled at once", 64).Range(1, 4096);
         var seed = SeedOption.Create("the sampling noise");
@@ -29,12 +33,13 @@ static class EvalCommand
             "(Ho & Salimans eq. 6; diffusers' guidance_scale = 1 + w)", "0");
         var grids = OptionalOpt<string>("--grids", "Write each sampler's first 64 images as <folder>/<sampler>.png");
         var realOnly = Opt("--real-only", "Only the floor and ceiling (no checkpoint needed)", false);
+        var autoencoder = OptionalOpt<string>("--autoencoder", "A model of latents (train --latents): the autoencoder that decodes its samples before they are scored");
 
         var cmd = new Command("eval",
             "Measure sample quality: FCD (Fréchet distance of classifier features) against held-out Fashion-MNIST, its real-vs-real " +
             "floor and noise ceiling at the same count, and how close samples sit to their nearest training image.")
         {
-            samplers, count, batch, seed, classifier, eta, variance, json, grids, realOnly, guidance,
+            samplers, count, batch, seed, classifier, eta, variance, json, grids, realOnly, guidance, autoencoder,
         };
         var checkpoint = new CheckpointOptions(cmd);
         var machine = new MachineOptions(cmd);
@@ -43,8 +48,8 @@ static class EvalCommand
         {
             (string, string?)[] inputs = [("--checkpoint", p.GetValue(realOnly) ? null : checkpoint.File(p)), ("--classifier", p.GetValue(classifier) ?? FashionClassifier.ShippedPath())];
             if (p.GetValue(json) is { } jsonPath) outputs.Check(p, jsonPath, "--json", inputs);
-            var specs = ParseSamplers(p.GetValue(samplers)!).Select(s => s with { Eta = p.GetValue(eta), Variance = p.GetValue(variance) }).ToList();
-            var request = new EvalRequest(specs, p.GetValue(guidance)!, p.GetValue(count), p.GetValue(batch), p.GetValue(seed), p.GetValue(grids));
+            var specs = ParseSamplers(p.GetValue(samplers)!);
+            var request = new EvalRequest(specs, s => s with { Eta = p.GetValue(eta), Variance = p.GetValue(variance) }, p.GetValue(guidance)!, p.GetValue(count), p.GetValue(batch), p.GetValue(seed), p.GetValue(grids));
             if (request.GridFolder is { } gridFolder) outputs.CheckFolder(p, gridFolder, "--grids", "*.png");
             var run = machine.Apply(p);
             var classifierPath = p.GetValue(classifier) ?? FashionClassifier.ShippedPath();
@@ -67,7 +72,9 @@ static class EvalCommand
             if (!p.GetValue(realOnly))
             {
                 var (model, info, path) = checkpoint.Load(p, run.Device);
-                using (model) EvaluateAll(model, info, path, request, net, quality, run.Device, row => { rows.Add(row); WriteJson(false); });
+                using (model)
+                using (var decoder = p.GetValue(autoencoder) is { } aePath ? LatentFile.Load(aePath, "--autoencoder", run.Device) : null)
+                    EvaluateAll(model, info, path, request with { Decoder = decoder }, net, quality, run.Device, row => { rows.Add(row); WriteJson(false); });
                 PrintTable(rows, request.Count, reference.floor, reference.ceiling, reference.heldOut.Median);
             }
             WriteJson(true);
@@ -89,43 +96,50 @@ static class EvalCommand
     }
 
     /// <summary>Every sampler × guidance weight of <paramref name="r"/>: samples, scores, reports each row.</summary>
-    static void EvaluateAll(Unet model, CheckpointInfo info, string path, EvalRequest r, FashionClassifier net, SampleQuality quality,
+    static void EvaluateAll(IDenoisingNetwork model, CheckpointInfo info, string path, EvalRequest r, FashionClassifier net, SampleQuality quality,
         Device dev, Action<EvalRow> done)
     {
         var config = info.Model;
-        if (config.Unet.Channels != 1 || config.ImageSize != 28)
-            throw new CliException($"{path} makes {config.Unet.Channels}×{config.ImageSize}×{config.ImageSize} images; " +
-                                   "the FCD classifier measures 1×28×28 Fashion-MNIST-like images only.");
-        Console.WriteLine($"checkpoint {path}: step {info.Step}, {config.Schedule} T={config.Timesteps}, {config.Prediction}" +
-                          (config.Unet.NumClasses > 0 ? $", conditional on {config.Unet.NumClasses} classes (labels cycle 0..{config.Unet.NumClasses - 1})" : ""));
-        using var schedule = config.CreateSchedule();
+        r.Decoder?.CheckFits(config, path);
+        var (channels, side) = r.Decoder is { } d ? (d.Info.Config.Channels, d.Info.Config.ImageSize) : (config.Channels, config.ImageSize);
+        if (channels != 1 || side != 28)
+            throw new CliException($"{path} makes {channels}×{side}×{side} images; " +
+                                   "the FCD classifier measures 1×28×28 Fashion-MNIST-like images only" +
+                                   (r.Decoder is null && config.Channels != 1 ? " (a model of latents: give its autoencoder with --autoencoder)." : "."));
+        Console.WriteLine($"checkpoint {path}: step {info.Step}, {config.NetworkName}, {config.ObjectiveName}" +
+                          (config.NumClasses > 0 ? $", conditional on {config.NumClasses} classes (labels cycle 0..{config.NumClasses - 1})" : ""));
         if (r.GridFolder is not null) Directory.CreateDirectory(r.GridFolder);
-        var weights = Guidance.ParseList(r.Guidance, config.Unet.NumClasses);
+        var weights = Guidance.ParseList(r.Guidance, config.NumClasses);
         foreach (var (spec, w) in r.Samplers.SelectMany(s => weights.Select(w => (s, w))))
         {
-            using var sampler = spec.Validate(config.Timesteps, config.Variance == VarianceType.Learned, Console.WriteLine).Create(schedule, config.Prediction);
+            // Latents are not bounded to [−1, 1]: no clipping before the decoder (which clamps the pictures).
+            using var sampler = r.Decoder is null ? ModelSampler.Create(config, spec, path, r.SamplerOptions)
+                : ModelSampler.Create(config, spec, path, s => r.SamplerOptions(s) with { Clip = false }, clip: false);
             string name = weights.Length > 1 || w != 0 ? FormattableString.Invariant($"{sampler.Name} w={w:0.###}") : sampler.Name;
-            var row = Evaluate(model, config.Unet.NumClasses, sampler, name, w, r, net, quality, dev);
+            var row = Evaluate(model, config.NumClasses, sampler, name, w, r, net, quality, dev);
             Console.WriteLine(FormatRow(row));
             done(row);
         }
     }
 
     /// <summary>One row: <see cref="EvalRequest.Count"/> images of one sampler at guidance weight <paramref name="w"/>, scored.</summary>
-    static EvalRow Evaluate(Unet model, int k, ISampler sampler, string name, double w, EvalRequest r, FashionClassifier net,
+    static EvalRow Evaluate(IDenoisingNetwork model, int k, ModelSampler sampler, string name, double w, EvalRequest r, FashionClassifier net,
         SampleQuality quality, Device dev)
     {
         long[] LabelsOf(int start, int length) => Enumerable.Range(start, length).Select(i => (long)(i % k)).ToArray();
         var sw = Stopwatch.StartNew();
         int batches = (r.Count + r.BatchSize - 1) / r.BatchSize;
-        using var images = ConsoleProgress.Run($"{name}: {r.Count} images", batches * sampler.Steps, report =>
-            BatchedSampling.Sample(sampler, (start, length) =>
+        using var sampled = ConsoleProgress.Run($"{name}: {r.Count} images", batches * sampler.Steps, report =>
+            sampler.SampleMany((start, length) =>
             {
-                if (k == 0) return (x, t) => model.forward(x, t);
+                if (k == 0) return (x, t) => model.forward(x, t, null);
                 var labels = tensor(LabelsOf(start, length), device: dev);
                 return ClassifierFreeGuidance.Guide((x, t, y) => model.forward(x, t, y), labels, k, w);   // w = 0: plain conditional
-            }, [1, 28, 28], r.Count, r.BatchSize, r.Seed, dev,
+            }, r.Decoder is null ? [1, 28, 28] : [r.Decoder.Info.Config.LatentChannels, r.Decoder.Info.Config.LatentSize, r.Decoder.Info.Config.LatentSize],
+            r.Count, r.BatchSize, r.Seed, dev,
                 new SyncProgress<BatchedSamplingProgress>(q => report(q.StepsDone, $"{q.ImagesDone}/{r.Count} images"))));
+        using var decoded = r.Decoder?.Decode(sampled);
+        var images = decoded ?? sampled;
         double seconds = sw.Elapsed.TotalSeconds;
         var scores = quality.Evaluate(images, r.Seed);
         double? accuracy = null;
@@ -169,9 +183,18 @@ static class EvalCommand
         FormattableString.Invariant($"{r.CloserThanAnyHeldOut} closer than any held-out image") +
         (r.LabelAccuracy is { } a ? FormattableString.Invariant($", classifier agrees with the label for {a:P1}") : "");
 
-    internal static List<SamplerSpec> ParseSamplers(string text)
+    /// <summary>"ddpm,ddim:50,euler:10" → the names, each checked to be a sampler (which family fits is checked against the model).</summary>
+    internal static List<string> ParseSamplers(string text)
     {
-        try { return SamplerSpec.ParseList(text); }
+        var names = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
+        try
+        {
+            if (names.Count == 0) SamplerSpec.ParseList(text);           // the library's "no sampler given" error
+            foreach (var name in names)
+                if (Flow.FlowSamplerSpec.IsFlowSampler(name)) Flow.FlowSamplerSpec.Parse(name);
+                else SamplerSpec.Parse(name);
+        }
         catch (FormatException e) { throw new CliException($"--samplers: {e.Message}, comma-separated, e.g. --samplers ddpm,ddim:100,ddim:50,ddim:25,ddim:10"); }
+        return names;
     }
 }

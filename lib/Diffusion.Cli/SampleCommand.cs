@@ -1,3 +1,5 @@
+using Diffusion.Flow;
+
 
 namespace Diffusion.Cli;
 
@@ -7,11 +9,11 @@ static class SampleCommand
     public static Command Create()
     {
         var count = Opt("--count", "Number of images", 64).Range(1, 4096);
-        var sampler = SamplerOptions.Kind("DDPM (Algorithm 2, T steps), DDIM or DPM-Solver++ (fewer steps)");
-        var steps = Opt("--steps", "DDIM / DPM-Solver++ steps; with ddpm, when given: respace to this many steps (Improved DDPM §4)", 50).Range(1, 100000);
+        var sampler = SamplerOptions.Kind("DDPM (Algorithm 2, T steps), DDIM or DPM-Solver++ (fewer steps); euler or heun for a rectified-flow model");
+        var steps = Opt("--steps", "DDIM / DPM-Solver++ / Euler / Heun steps; with ddpm, when given: respace to this many steps (Improved DDPM §4)", 50).Range(1, 100000);
         var eta = SamplerOptions.Eta();
         var variance = SamplerOptions.Variance();
-        var noClip = Opt("--no-clip", "Do not clamp the predicted x_0 to [-1, 1]", false);
+        var noClip = Opt("--no-clip", "Do not clamp the predicted x_0 (a flow sampler: the samples) to [-1, 1]", false);
         var seed = SeedOption.Create();
         var output = Opt("--out", "Output PNG (grid)", "samples.png");
         var gif = OptionalOpt<string>("--gif", "Also write an animated GIF of the reverse process here");
@@ -19,9 +21,10 @@ static class SampleCommand
         var guidance = Opt("--guidance", "Classifier-free guidance weight w (Ho & Salimans eq. 6: (1+w)·ε(x,c) − w·ε(x,∅); 0 = plain conditional, " +
             "−1 = unconditional; diffusers' guidance_scale = 1 + w). Conditional models only", 0.0);
 
+        var autoencoder = OptionalOpt<string>("--autoencoder", "A model of latents (train --latents): the autoencoder that decodes its samples");
         var cmd = new Command("sample", "Sample images from a trained checkpoint.")
         {
-            count, sampler, steps, eta, variance, noClip, seed, output, gif, cls, guidance,
+            count, sampler, steps, eta, variance, noClip, seed, output, gif, cls, guidance, autoencoder,
         };
         var checkpoint = new CheckpointOptions(cmd);
         var machine = new MachineOptions(cmd);
@@ -35,18 +38,22 @@ static class SampleCommand
             var dev = machine.Apply(p).Device;
             var (model, info, path) = checkpoint.Load(p, dev);
             using (model)
+            using (var decoder = p.GetValue(autoencoder) is { } aePath ? LatentFile.Load(aePath, "--autoencoder", dev) : null)
             {
-                Console.WriteLine($"checkpoint {path}: step {info.Step}, {info.Model.Schedule} T={info.Model.Timesteps}, loss {info.RecentLoss:F4}");
-                var kind = SamplerSpec.Parse(p.GetValue(sampler)!);
-                var spec = kind with
-                {
-                    Steps = p.Given(steps) ? p.GetValue(steps) : kind.Steps, Eta = p.GetValue(eta), Clip = !p.GetValue(noClip),
-                    // A learned-variance model samples with its learned σ² unless --variance says otherwise.
-                    Variance = p.Given(variance) || info.Model.Variance != VarianceType.Learned ? p.GetValue(variance) : ReverseVariance.Learned,
-                };
+                Console.WriteLine($"checkpoint {path}: step {info.Step}, {info.Model.NetworkName}, {info.Model.ObjectiveName}, loss {info.RecentLoss:F4}");
+                // --sampler without --steps: a flow model's default sampler is Euler; --steps names the step count of any sampler.
+                var kind = info.Model.IsRectifiedFlow && !p.Given(sampler) ? FlowSamplerSpec.Euler.Name : p.GetValue(sampler)!;
                 SampleWriter.Write(model, info.Model, new SampleRequest
                 {
-                    Count = p.GetValue(count), Sampler = spec, Seed = p.GetValue(seed), PngPath = png,
+                    Count = p.GetValue(count), Seed = p.GetValue(seed), PngPath = png, Source = path,
+                    Sampler = p.Given(steps) ? $"{kind}:{p.GetValue(steps)}" : kind,
+                    SamplerOptions = spec => spec with
+                    {
+                        Eta = p.GetValue(eta), Clip = !p.GetValue(noClip),
+                        // A learned-variance model samples with its learned σ² unless --variance says otherwise.
+                        Variance = p.Given(variance) || info.Model.Variance != VarianceType.Learned ? p.GetValue(variance) : ReverseVariance.Learned,
+                    },
+                    Clip = !p.GetValue(noClip), Decoder = decoder,
                     GifPath = gifPath, Class = ParseClass(p.GetValue(cls)!), Guidance = p.GetValue(guidance),
                 }, dev);
             }

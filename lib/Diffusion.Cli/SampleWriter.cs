@@ -7,8 +7,16 @@ namespace Diffusion.Cli;
 sealed record SampleRequest
 {
     public int Count { get; init; } = 64;
-    /// <summary>The sampler: kind, steps, η, σ²_t, clipping.</summary>
-    public SamplerSpec Sampler { get; init; } = new(DdpmSampler.Kind.Name);
+    /// <summary>The sampler as the command line names it ("ddpm", "dpm++:20", "euler:10"; see <see cref="ModelSampler"/>).</summary>
+    public string Sampler { get; init; } = DdpmSampler.Kind.Name;
+    /// <summary>η, σ²_t and clipping for a DDPM sampler.</summary>
+    public Func<SamplerSpec, SamplerSpec>? SamplerOptions { get; init; }
+    /// <summary>Clip the samples (x̂₀ at every step for DDPM's samplers, the result for a flow sampler) to [−1, 1].</summary>
+    public bool Clip { get; init; } = true;
+    /// <summary>For a model of latents: the autoencoder whose decoder turns them into pictures (null: a model of pixels).</summary>
+    public LatentFile? Decoder { get; init; }
+    /// <summary>How the model is named in errors (its file).</summary>
+    public string Source { get; init; } = "this model";
     public int Seed { get; init; }
     public string PngPath { get; init; } = "samples.png";
     public string? GifPath { get; init; }
@@ -22,20 +30,24 @@ sealed record SampleRequest
 static class SampleWriter
 {
     /// <summary>Samples with <paramref name="model"/>, writes the grid PNG (and GIF); returns the seconds spent sampling.</summary>
-    public static double Write(Unet model, DiffusionModelConfig config, SampleRequest r, Device device)
+    public static double Write(IDenoisingNetwork model, DiffusionModelConfig config, SampleRequest r, Device device)
     {
         if (r.Count < 1) throw new CliException($"--count must be ≥ 1, got {r.Count}");
-        var spec = r.Sampler.Validate(config.Timesteps, config.Variance == VarianceType.Learned, Console.WriteLine);
-        Guidance.Check(r.Guidance, config.Unet.NumClasses);
-        using var schedule = config.CreateSchedule();
-        using var sampler = spec.Create(schedule, config.Prediction);
+        r.Decoder?.CheckFits(config, r.Source);
+        if (r.Decoder is null && config.Channels is not (1 or 3))
+            throw new CliException($"{r.Source} makes {config.Channels}-channel tensors ({config.Data}), not pictures: a model of latents. " +
+                                   "Give the autoencoder that decodes them with --autoencoder.");
+        // Latents are not bounded to [−1, 1]: no clipping before the decoder (which clamps the pictures).
+        using var sampler = r.Decoder is null ? ModelSampler.Create(config, r.Sampler, r.Source, r.SamplerOptions, r.Clip)
+            : ModelSampler.Create(config, r.Sampler, r.Source, spec => (r.SamplerOptions?.Invoke(spec) ?? spec) with { Clip = false }, clip: false);
+        Guidance.Check(r.Guidance, config.NumClasses);
         using var generator = new Generator((ulong)r.Seed);
 
         Tensor? classes = null;
         int count = r.Count;
-        if (config.Unet.NumClasses > 0)
+        if (config.NumClasses > 0)
         {
-            int k = config.Unet.NumClasses;
+            int k = config.NumClasses;
             if (r.Class is { } c && (c < 0 || c >= k))
                 throw new CliException($"--class {c}: this model knows classes 0..{k - 1} ({string.Join(", ", config.ClassNames)}); give one of them or all");
             if (r.Class is null && count % k != 0)
@@ -55,28 +67,39 @@ static class SampleWriter
             throw new CliException("--class was given but this model is unconditional (trained without --conditional); drop --class, or use a conditional checkpoint");
         using var ownedClasses = classes;                                 // disposed on every way out, errors and Ctrl+C included
 
-        var shape = new long[] { count, config.Unet.Channels, config.ImageSize, config.ImageSize };
+        var shape = new long[] { count, config.Channels, config.ImageSize, config.ImageSize };
         int captureEvery = r.GifPath is null ? 0 : Math.Max(1, sampler.Steps / Math.Max(1, r.GifFrames));
         var sw = Stopwatch.StartNew();
         // Classifier-free guidance (w ≠ 0): one forward pass on [x; x] with labels [c; ∅] per step.
         DenoisingModel denoiser = classes is null
             ? (x, t) => model.forward(x, t, null)
-            : ClassifierFreeGuidance.Guide((x, t, y) => model.forward(x, t, y), classes, config.Unet.NumClasses, r.Guidance);
+            : ClassifierFreeGuidance.Guide((x, t, y) => model.forward(x, t, y), classes, config.NumClasses, r.Guidance);
         string guided = classes is null ? "" : string.Create(CultureInfo.InvariantCulture, $", guidance w={r.Guidance:0.###}");
         var result = ConsoleProgress.Run($"sampling {count} images ({sampler.Name}{guided})", sampler.Steps, report =>
             sampler.Sample(denoiser, shape, generator, device, captureEvery,
-                new SyncProgress<SamplingProgress>(p => report(p.Step, $"t={p.Timestep}"))));
+                new SyncProgress<SamplingProgress>(p => report(p.Step, config.IsRectifiedFlow ? $"t={p.Timestep / RectifiedFlow.NetworkTimeScale:0.000}" : $"t={p.Timestep}"))));
         double seconds = sw.Elapsed.TotalSeconds;
         using (result)
         {
-            int columns = (int)Math.Ceiling(Math.Sqrt(count));
-            if (classes is not null && r.Class is null) columns = Math.Max(1, count / config.Unet.NumClasses);
-            ImageGrid.SaveGridPng(result.Samples, r.PngPath, columns, padding: 2, scale: 2);
-            Console.WriteLine($"wrote {r.PngPath} ({count} samples, {sampler.Name}{guided}, {seconds.ToString("F1", CultureInfo.InvariantCulture)} s)");
-            if (r.GifPath is not null)
+            // A model of latents: its samples and snapshots through the decoder (disposed with the list below).
+            var decoded = r.Decoder is { } decoder ? result.Intermediates.Prepend(result.Samples).Select(decoder.Decode).ToList() : null;
+            try
             {
-                ImageGrid.SaveAnimationGif(result.Intermediates, r.GifPath, columns, scale: 2);
-                Console.WriteLine($"wrote {r.GifPath} ({result.Intermediates.Count} frames of the reverse process)");
+                var pictures = decoded?[0] ?? result.Samples;
+                var frames = decoded?.Skip(1).ToList() ?? result.Intermediates;
+                int columns = (int)Math.Ceiling(Math.Sqrt(count));
+                if (classes is not null && r.Class is null) columns = Math.Max(1, count / config.NumClasses);
+                ImageGrid.SaveGridPng(pictures, r.PngPath, columns, padding: 2, scale: 2);
+                Console.WriteLine($"wrote {r.PngPath} ({count} samples, {sampler.Name}{guided}{(decoded is null ? "" : ", decoded")}, {seconds.ToString("F1", CultureInfo.InvariantCulture)} s)");
+                if (r.GifPath is not null)
+                {
+                    ImageGrid.SaveAnimationGif(frames, r.GifPath, columns, scale: 2);
+                    Console.WriteLine($"wrote {r.GifPath} ({frames.Count} frames of the reverse process)");
+                }
+            }
+            finally
+            {
+                foreach (var x in decoded ?? []) x.Dispose();
             }
         }
         return seconds;

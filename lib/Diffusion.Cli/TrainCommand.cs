@@ -1,9 +1,15 @@
 using System.Text.Json;
+using Diffusion.Flow;
+using Diffusion.Latent;
 using Diffusion.Model;
+using Diffusion.Model.Transformer;
 
 namespace Diffusion.Cli;
 
-/// <summary><c>train</c>: DDPM training into a run folder (checkpoint, loss log, samples grid, denoising GIF).</summary>
+/// <summary>
+/// <c>train</c>: training a U-Net or a diffusion transformer with DDPM's objective or rectified flow into a run folder
+/// (checkpoint, loss log, samples grid, denoising GIF).
+/// </summary>
 static class TrainCommand
 {
     public const string ModelFileName = "model.ckpt";
@@ -52,8 +58,19 @@ static class TrainCommand
         var samples = Opt("--samples", "Images to sample at the end (0 = none)", 64).Range(0, 4096);
         // DPM-Solver++ with 20 steps samples the default model as well as DDPM with all T = 500 steps, in a twenty-fifth of the
         // network evaluations (docs/results.md); a learned-variance run keeps DDPM, the sampler its variance is for.
-        var sampler = SamplerOptions.Kind("Sampler for the final samples (a learned-variance run: ddpm unless given)", "dpm++");
-        var sampleSteps = Opt("--sample-steps", "DDIM / DPM-Solver++ steps for the final samples", 20).Range(1, 100000);
+        var sampler = SamplerOptions.Kind("Sampler for the final samples (a learned-variance run: ddpm unless given; a rectified-flow run: euler unless given)", "dpm++");
+        var sampleSteps = Opt("--sample-steps", "DDIM / DPM-Solver++ / Euler / Heun steps for the final samples", 20).Range(1, 100000);
+        var network = Choice("--network", "The network: unet (the course's U-Net) or dit (a diffusion transformer on patches, Peebles & Xie 2023)", "unet",
+            ("unet", "unet"), ("dit", "dit"));
+        var patchSize = Opt("--patch-size", "DiT: p, each token a p×p patch ((size/p)² tokens)", DitDefaults.PatchSize).Range(1, DiffusionModelConfig.MaxImageSize);
+        var hidden = Opt("--hidden", "DiT: the token width D", DitDefaults.Hidden).Range(4, 4096);
+        var depth = Opt("--depth", "DiT: the number of transformer blocks", DitDefaults.Depth).Range(1, 256);
+        var heads = Opt("--heads", "DiT: attention heads per block", DitDefaults.Heads).Range(1, 256);
+        var objective = Choice("--objective", "What the network learns: ddpm (DDPM's Algorithm 1 with --prediction) or flow (rectified flow: the velocity ε − x₀ on a straight path)", "ddpm",
+            ("ddpm", "ddpm"), ("flow", "flow"));
+        var flowTimes = Choice("--flow-times", "Rectified flow: how training draws t (logit-normal: Stable Diffusion 3's, uniform)", FlowTimeSampling.LogitNormal, FlowTimeDistribution.Names);
+        var latents = OptionalOpt<string>("--latents", "Train on this autoencoder's scaled latents of --data instead of its pixels (latent diffusion, e.g. " +
+            "data/checkpoints/fashion-mnist-autoencoder.ckpt; no flips); the samples are decoded. Give it again with --resume");
         var learnVariance = Opt("--learn-variance", "Learn the reverse-step variance (Improved DDPM): the U-Net outputs [ε, v], trained with L_simple + 0.001·L_vlb", false);
         var trainOnly = OptionalOpt<string>("--train-only", "Fine-tune only these top-level modules, comma-separated (e.g. final_res_block,final_conv); the rest stay frozen");
         var initFrom = OptionalOpt<string>("--init-from", "Start from this checkpoint's weights (fine-tuning); a learned-variance run may start from a fixed-variance model");
@@ -63,6 +80,7 @@ static class TrainCommand
             data, labels, imageSize, channels, dim, dimMults, block, groups, attention, conditional, timesteps, schedule,
             prediction, loss, minSnr, steps, epochs, minutes, batch, lr, warmup, lrSchedule, emaDecay, gradClip, noFlip, classDropout, seed,
             output, resume, checkpointEvery, samples, sampler, sampleSteps, learnVariance, initFrom, trainOnly,
+            network, patchSize, hidden, depth, heads, objective, flowTimes, latents,
         };
 
         var machine = new MachineOptions(cmd);
@@ -94,6 +112,13 @@ static class TrainCommand
         {
             T Pick<T>(Option<T> option, Func<DiffusionModelConfig, T> saved) =>
                 previous is not null && !p.Given(option) ? saved(previous.Model) : p.GetValue(option)!;
+            // Options of one network family or one objective may not be typed for the other (one error names them all).
+            bool dit = Pick(network, c => c.Dit is null ? "unet" : "dit") == "dit";
+            bool flow = Pick(objective, c => c.IsRectifiedFlow ? "flow" : "ddpm") == "flow";
+            RefuseOptionsOf(p, dit ? "a U-Net" : "a DiT", dit ? "--network dit" : "--network unet (the default)",
+                dit ? [dim, dimMults, block, groups, attention] : [patchSize, hidden, depth, heads]);
+            RefuseOptionsOf(p, flow ? "DDPM's objective" : "rectified flow", flow ? "--objective flow" : "--objective ddpm (the default)",
+                flow ? [timesteps, schedule, prediction, loss, minSnr, learnVariance] : [flowTimes]);
             var unet = new UnetConfig
             {
                 Dim = Pick(dim, c => c.Unet.Dim), DimMults = Pick(dimMults, c => c.Unet.DimMults), Block = Pick(block, c => c.Unet.Block),
@@ -107,9 +132,15 @@ static class TrainCommand
             if (learned) unet = unet with { OutDim = 2 * unet.Channels };
             if (unet.NumClasses > 0 && ds.Labels is null)
                 throw new CliException("--conditional needs labelled data: this data has no labels (IDX without --labels, or an image folder without class subfolders).");
+            var transformer = dit
+                ? new DitConfig(ImageSize: ds.Height, Channels: ds.Channels, PatchSize: Pick(patchSize, c => c.Dit?.PatchSize ?? p.GetValue(patchSize)),
+                    Hidden: Pick(hidden, c => c.Dit?.Hidden ?? p.GetValue(hidden)), Depth: Pick(depth, c => c.Dit?.Depth ?? p.GetValue(depth)),
+                    Heads: Pick(heads, c => c.Dit?.Heads ?? p.GetValue(heads)), NumClasses: unet.NumClasses, LearnSigma: learned)
+                : null;
             return new DiffusionModelConfig
             {
-                Unet = unet, Schedule = Pick(schedule, c => c.Schedule), Timesteps = Pick(timesteps, c => c.Timesteps),
+                Unet = unet, Dit = transformer, Schedule = Pick(schedule, c => c.Schedule), Timesteps = Pick(timesteps, c => c.Timesteps),
+                FlowTimes = flow ? new FlowTimeDistribution(Pick(flowTimes, c => c.FlowTimes?.Kind ?? p.GetValue(flowTimes))) : null,
                 Prediction = Pick(prediction, c => c.Prediction), ImageSize = ds.Height,
                 Variance = learned ? VarianceType.Learned : VarianceType.Fixed,
                 ClassNames = unet.NumClasses > 0 ? ds.ClassNames.ToArray() : [], Data = ds.Description,
@@ -118,9 +149,10 @@ static class TrainCommand
 
         TrainingOptions Training(ParseResult p, ImageDataset ds) => new()
         {
+            // A flipped latent is not the latent of the flipped image: latents are never flipped.
             Steps = TotalSteps(p, ds), BatchSize = p.GetValue(batch), LearningRate = p.GetValue(lr), WarmupSteps = p.GetValue(warmup),
             LearningRateSchedule = p.GetValue(lrSchedule), EmaDecay = p.GetValue(emaDecay), GradientClipNorm = p.GetValue(gradClip),
-            Loss = p.GetValue(loss), MinSnrGamma = p.GetValue(minSnr), RandomFlip = !p.GetValue(noFlip), ClassDropout = p.GetValue(classDropout),
+            Loss = p.GetValue(loss), MinSnrGamma = p.GetValue(minSnr), RandomFlip = !p.GetValue(noFlip) && p.GetValue(latents) is null, ClassDropout = p.GetValue(classDropout),
             Seed = p.GetValue(seed), CheckpointEvery = p.GetValue(checkpointEvery),
             TrainOnly = p.GetValue(trainOnly)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
         };
@@ -145,6 +177,8 @@ static class TrainCommand
                 return resumed;
             }
             var training = Training(p, ds);
+            // Min-SNR weights DDPM's loss over its time steps; rectified flow's loss is not weighted.
+            if (config.IsRectifiedFlow) training = training with { MinSnrGamma = 0 };
             config.Validate();
             var trainer = new Trainer(config, training, ds, outDir, dev);
             try { if (p.GetValue(initFrom) is { } initPath) InitializeFrom(trainer, initPath); }
@@ -168,14 +202,21 @@ static class TrainCommand
             using var folder = ClaimFolder(outDir, p.GetValue(resume));
             var previous = Previous(p, checkpointPath, outDir);
             Console.WriteLine($"TorchSharp: {TorchNative.Report?.Summary}");
-            using var ds = DataLocator.Load(p.GetValue(data)!, p.GetValue(labels), p.GetValue(imageSize) ?? previous?.Model.ImageSize, p.GetValue(channels));
-            Console.WriteLine($"data: {ds.Description}: {ds.Count} images {ds.Width}×{ds.Height}×{ds.Channels}");
+            using var autoencoder = p.GetValue(latents) is { } aePath ? LatentFile.Load(aePath, "--latents", dev) : null;
+            using var images = DataLocator.Load(p.GetValue(data)!, p.GetValue(labels),
+                p.GetValue(imageSize) ?? (autoencoder is null ? previous?.Model.ImageSize : null), p.GetValue(channels));
+            using var encoded = autoencoder?.Encode(images);
+            var ds = encoded ?? images;
+            Console.WriteLine($"data: {ds.Description}: {ds.Count} {(encoded is null ? "images" : "latents")} {ds.Width}×{ds.Height}×{ds.Channels}");
             if (p.GetValue(minutes) is not null && (p.Given(steps) || p.Given(epochs) || previous is not null))
                 throw new CliException("--minutes sets the number of steps itself: give it without --steps, --epochs and --resume " +
                                        "(a resumed run keeps its step count; add steps with --resume --steps N).");
             using var trainer = StartOrResume(p, ds, previous, checkpointPath, outDir, dev);
-            Console.WriteLine($"model: U-Net {trainer.Model.ParameterCount():N0} parameters, dim {trainer.Config.Unet.Dim}, " +
-                              $"mults [{string.Join(",", trainer.Config.Unet.DimMults)}], {trainer.Config.Schedule} schedule, T={trainer.Config.Timesteps}, " +
+            var c = trainer.Config;
+            string shape = c.Dit is { } d
+                ? $"patch {d.PatchSize} ({d.Tokens} tokens), width {d.Hidden}, depth {d.Depth}, {d.Heads} heads"
+                : $"dim {c.Unet.Dim}, mults [{string.Join(",", c.Unet.DimMults)}]";
+            Console.WriteLine($"model: {c.NetworkName} {trainer.ParameterCount:N0} parameters, {shape}, {c.ObjectiveName}, " +
                               $"batch {trainer.Options.BatchSize}, {(p.GetValue(minutes) is { } m ? $"steps to fit {m:0.##} min" : $"{trainer.Options.Steps} steps")}, device {dev.type}");
             if (p.GetValue(minutes) is { } budget) FitToMinutes(trainer, budget);
             RunTraining(trainer);
@@ -184,17 +225,19 @@ static class TrainCommand
             WriteSummary(trainer, outDir);
             if (p.GetValue(samples) is var n and > 0)
             {
-                var kind = SamplerSpec.Parse(trainer.Config.Variance == VarianceType.Learned && !p.Given(sampler) ? DdpmSampler.Kind.Name : p.GetValue(sampler)!);
-                SampleWriter.Write(trainer.EmaModel ?? trainer.Model, trainer.Config, new SampleRequest
+                var kind = p.Given(sampler) ? p.GetValue(sampler)!
+                    : trainer.Config.IsRectifiedFlow ? FlowSamplerSpec.Euler.Name
+                    : trainer.Config.Variance == VarianceType.Learned ? DdpmSampler.Kind.Name : p.GetValue(sampler)!;
+                SampleWriter.Write(trainer.EmaNetwork ?? trainer.Network, trainer.Config, new SampleRequest
                 {
-                    Count = n, Seed = trainer.Options.Seed,
-                    // --sample-steps counts for the samplers with a step choice (DDIM); DDPM takes all T.
-                    Sampler = kind with
+                    Count = n, Seed = trainer.Options.Seed, Source = "this run",
+                    // --sample-steps counts for the samplers with a step choice (DDIM, DPM-Solver++, Euler, Heun); DDPM takes all T.
+                    Sampler = kind == DdpmSampler.Kind.Name ? kind : $"{kind}:{p.GetValue(sampleSteps)}",
+                    SamplerOptions = spec => spec with
                     {
-                        Steps = kind.Steps is null ? null : p.GetValue(sampleSteps),
                         Variance = trainer.Config.Variance == VarianceType.Learned ? ReverseVariance.Learned : ReverseVariance.BetaTilde,
                     },
-                    PngPath = Path.Combine(outDir, "samples.png"), GifPath = Path.Combine(outDir, "denoising.gif"),
+                    PngPath = Path.Combine(outDir, "samples.png"), GifPath = Path.Combine(outDir, "denoising.gif"), Decoder = autoencoder,
                 }, dev);
             }
             return 0;
@@ -202,13 +245,32 @@ static class TrainCommand
         return cmd;
     }
 
+    /// <summary>
+    /// The sizes a new DiT gets unless its options say otherwise: patch 4 (49 tokens on 28×28), width 192, depth 6, 4 heads
+    /// (4.2 M parameters), a training step of about the default U-Net's cost on a CPU (docs/benchmarks.md).
+    /// </summary>
+    static readonly DitConfig DitDefaults = new(PatchSize: 4, Hidden: 192, Depth: 6, Heads: 4);
+
+    /// <summary>One error naming every option of <paramref name="options"/> typed on the command line, which belong to what this run is not.</summary>
+    static void RefuseOptionsOf(ParseResult p, string owner, string choice, Option[] options)
+    {
+        var typed = options.Where(p.Given).Select(o => o.Name).ToList();
+        if (typed.Count > 0)
+            throw new CliException($"{string.Join(", ", typed)} {(typed.Count == 1 ? "is an option" : "are options")} of {owner}, and this run uses {choice}: " +
+                                   $"drop {(typed.Count == 1 ? "it" : "them")}, or choose the other network or objective.");
+    }
+
     /// <summary>--init-from: a new run's weights from another checkpoint (fine-tuning).</summary>
     static void InitializeFrom(Trainer trainer, string initPath)
     {
-        var (source, sourceInfo) = Checkpoint.LoadModel(Directory.Exists(initPath) ? Path.Combine(initPath, Trainer.CheckpointFileName) : initPath);
+        var (source, sourceInfo) = Checkpoint.LoadNetwork(Directory.Exists(initPath) ? Path.Combine(initPath, Trainer.CheckpointFileName) : initPath);
         using (source)
         {
-            if (sourceInfo.Model.Prediction != trainer.Config.Prediction)
+            if (sourceInfo.Model.IsRectifiedFlow != trainer.Config.IsRectifiedFlow)
+                throw new CliException(
+                    $"--init-from {initPath}: that network was trained with {sourceInfo.Model.ObjectiveName}, this run uses {trainer.Config.ObjectiveName}; " +
+                    $"fine-tuning keeps the objective: add --objective {(sourceInfo.Model.IsRectifiedFlow ? "flow" : "ddpm")}.");
+            if (!sourceInfo.Model.IsRectifiedFlow && sourceInfo.Model.Prediction != trainer.Config.Prediction)
                 throw new CliException(
                     $"--init-from {initPath}: that network predicts {Predictions.Names.Name(sourceInfo.Model.Prediction)}, this run {Predictions.Names.Name(trainer.Config.Prediction)}; " +
                     $"fine-tuning keeps what a network predicts: add --prediction {Predictions.Names.Name(sourceInfo.Model.Prediction)}" +
@@ -216,7 +278,8 @@ static class TrainCommand
             try { trainer.InitializeFrom(source); }
             catch (ArgumentException error)
             {
-                throw new CliException($"--init-from {initPath}: its network does not fit this one ({error.Message}). Use the same --dim, --dim-mults, --block, --groups and --attention-levels as that model.");
+                throw new CliException($"--init-from {initPath}: its network does not fit this one ({error.Message}). Use the same network options as that model " +
+                                       "(--dim, --dim-mults, --block, --groups, --attention-levels; for a DiT --patch-size, --hidden, --depth, --heads).");
             }
         }
         Console.WriteLine($"initialised from {initPath} (step {sourceInfo.Step}, {sourceInfo.Model.Variance} variance)");

@@ -228,7 +228,7 @@ public class EvaluationTests
         using var schedule = new Diffusion.Schedules.NoiseSchedule(Diffusion.Schedules.ScheduleKind.Cosine, 50);
         var sampler = new Diffusion.Sampling.DdpmSampler(schedule);
         // A stand-in ε-model with some structure: a fixed fraction of x_t, different per time step.
-        Diffusion.Model.DenoisingModel eps = (x, t) => x * (0.3 + 0.001 * t.to(ScalarType.Float32)).reshape(-1, 1, 1, 1);
+        DenoisingModel eps = (x, t) => x * (0.3 + 0.001 * t.to(ScalarType.Float32)).reshape(-1, 1, 1, 1);
         Tensor Run(int seed) => Diffusion.Sampling.BatchedSampling.Sample(sampler, (_, _) => eps, [1, 4, 4], 5, 2, seed);
         var a = Run(11);
         Assert.Equal(new long[] { 5, 1, 4, 4 }, a.shape);

@@ -1,3 +1,4 @@
+using Diffusion.Forward;
 using System.Diagnostics;
 using System.Globalization;
 using Diffusion.Flow;

@@ -1,3 +1,4 @@
+using Diffusion.Forward;
 using Diffusion.Sampling;
 
 namespace Diffusion.Flow;
@@ -40,9 +41,53 @@ public static class FlowSampling
         return sampler.Integrate(model, noise, progress, cancel);
     }
 
+    /// <summary>
+    /// Samples of <paramref name="shape"/> with snapshots of x every <paramref name="captureEvery"/> evaluations (0 = none;
+    /// the noise and the result are always kept when &gt; 0), for pictures of the path from noise to data.
+    /// </summary>
+    public static SamplingResult SampleWithSnapshots(this IFlowSampler sampler, DenoisingModel model, long[] shape, Generator? generator,
+        Device? device, int captureEvery, IProgress<SamplingProgress>? progress = null, CancellationToken cancel = default)
+    {
+        if (captureEvery < 0) throw new ArgumentOutOfRangeException(nameof(captureEvery), "must be ≥ 0");
+        var snapshots = new List<Tensor>();
+        var snapshotTimes = new List<int>();
+        void Keep(Tensor x, double t)
+        {
+            snapshots.Add(x.detach().clone().DetachFromDisposeScope());
+            snapshotTimes.Add((int)Math.Round(t * RectifiedFlow.NetworkTimeScale));
+        }
+        try
+        {
+            using var noise = Platform.Compute.Randn(shape, generator, device);
+            if (captureEvery > 0) Keep(noise, 1);
+            var samples = sampler.Integrate(model, noise, (k, x) =>
+            {
+                if (captureEvery > 0 && ((k + 1) % captureEvery == 0 || k == sampler.Evaluations - 1))
+                    Keep(x, k + 1 < sampler.Evaluations ? sampler.Time(k + 1) : 0);
+            }, progress, cancel);
+            var result = new SamplingResult { Samples = samples };
+            result.Intermediates.AddRange(snapshots);
+            result.IntermediateTimesteps.AddRange(snapshotTimes);
+            return result;
+        }
+        catch
+        {
+            foreach (var x in snapshots) x.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>Integrates from <paramref name="start"/> (x at t = 1, not disposed) to t = 0; the result is the caller's.</summary>
     public static Tensor Integrate(this IFlowSampler sampler, DenoisingModel model, Tensor start,
-        IProgress<SamplingProgress>? progress = null, CancellationToken cancel = default)
+        IProgress<SamplingProgress>? progress = null, CancellationToken cancel = default) =>
+        sampler.Integrate(model, start, null, progress, cancel);
+
+    /// <summary>
+    /// <see cref="Integrate(IFlowSampler, DenoisingModel, Tensor, IProgress{SamplingProgress}?, CancellationToken)"/>,
+    /// calling <paramref name="afterEvaluation"/>(k, x) with x after each evaluation k (x stays the loop's: copy what you keep).
+    /// </summary>
+    static Tensor Integrate(this IFlowSampler sampler, DenoisingModel model, Tensor start, Action<int, Tensor>? afterEvaluation,
+        IProgress<SamplingProgress>? progress, CancellationToken cancel)
     {
         ArgumentNullException.ThrowIfNull(sampler);
         ArgumentNullException.ThrowIfNull(model);
@@ -63,6 +108,7 @@ public static class FlowSampling
                     x.Dispose();
                     x = next.DetachFromDisposeScope();
                 }
+                afterEvaluation?.Invoke(k, x);
                 progress?.Report(new SamplingProgress(k + 1, sampler.Evaluations, (int)Math.Round(sampler.Time(k) * RectifiedFlow.NetworkTimeScale)));
             }
         }

@@ -4,7 +4,7 @@ namespace Diffusion.Forward;
 /// What a diffusion model is trained to do, as a value the trainers consult instead of assuming it: how a training
 /// example's time and noise are drawn, what the network's target is, and the loss between target and prediction. DDPM's
 /// Algorithm 1 (ε, x₀ or v on a discrete schedule) is <see cref="DdpmObjective"/>; rectified flow (the velocity
-/// ε − x₀ on t ∈ [0, 1]) is <c>Diffusion.Flow.RectifiedFlowObjective</c>. A trainer prepares the batch (data, flips,
+/// ε − x₀ on t ∈ [0, 1]) is <see cref="RectifiedFlowObjective"/>. A trainer prepares the batch (data, flips,
 /// labels) and the network call; the objective does the rest.
 /// </summary>
 public abstract class TrainingObjective

@@ -1,3 +1,4 @@
+using Diffusion.Forward;
 using Diffusion.Data;
 using Diffusion.Platform;
 using Diffusion.Sampling;

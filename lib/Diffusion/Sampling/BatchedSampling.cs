@@ -1,3 +1,5 @@
+using Diffusion.Forward;
+
 namespace Diffusion.Sampling;
 
 /// <summary>Progress over many batches: images finished of total, and the step within the current batch.</summary>
@@ -16,7 +18,20 @@ public static class BatchedSampling
     /// </summary>
     public static Tensor Sample(ISampler sampler, Func<int, int, DenoisingModel> modelForBatch, long[] imageShape, int count,
         int batchSize, int seed, Device? device = null, IProgress<BatchedSamplingProgress>? progress = null,
-        CancellationToken cancel = default)
+        CancellationToken cancel = default) =>
+        Sample((model, shape, generator, inner) =>
+        {
+            using var result = sampler.Sample(model, shape, generator, device, 0, inner, cancel);
+            return result.Samples.detach().clone();
+        }, sampler.Steps, modelForBatch, imageShape, count, batchSize, seed, progress);
+
+    /// <summary>
+    /// The same for any sampling method: <paramref name="sampleBatch"/>(model, shape, generator, progress) draws one batch
+    /// (the result is the caller's) in <paramref name="stepsPerBatch"/> steps — how the flow samplers batch too.
+    /// </summary>
+    public static Tensor Sample(Func<DenoisingModel, long[], Generator, IProgress<SamplingProgress>?, Tensor> sampleBatch, int stepsPerBatch,
+        Func<int, int, DenoisingModel> modelForBatch, long[] imageShape, int count, int batchSize, int seed,
+        IProgress<BatchedSamplingProgress>? progress = null)
     {
         if (count < 1) throw new ArgumentException($"count must be ≥ 1, got {count}");
         if (batchSize < 1) throw new ArgumentException($"batch size must be ≥ 1, got {batchSize}");
@@ -31,9 +46,9 @@ public static class BatchedSampling
                 var model = modelForBatch(start, length);
                 var inner = progress is null ? null
                     : new Relay(p => progress.Report(new BatchedSamplingProgress(start, count, batch, batches, p.Step, p.Total)));
-                using var result = sampler.Sample(model, [length, .. imageShape], generator, device, 0, inner, cancel);
-                using (NewDisposeScope()) parts.Add(result.Samples.detach().cpu().clone().MoveToOuterDisposeScope());
-                progress?.Report(new BatchedSamplingProgress(start + length, count, batch + 1, batches, 0, sampler.Steps));
+                using var samples = sampleBatch(model, [length, .. imageShape], generator, inner);
+                using (NewDisposeScope()) parts.Add(samples.detach().cpu().clone().MoveToOuterDisposeScope());
+                progress?.Report(new BatchedSamplingProgress(start + length, count, batch + 1, batches, 0, stepsPerBatch));
             }
             return cat(parts, 0);
         }

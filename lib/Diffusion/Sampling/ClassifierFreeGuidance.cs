@@ -1,3 +1,5 @@
+using Diffusion.Forward;
+
 namespace Diffusion.Sampling;
 
 /// <summary>

@@ -29,6 +29,14 @@ public sealed record DiffusionModelConfig
     /// and trains with the hybrid loss). Checkpoints written before this setting existed read as Fixed.
     /// </summary>
     public VarianceType Variance { get; init; } = VarianceType.Fixed;
+    /// <summary>
+    /// Rectified flow instead of DDPM (null: DDPM, with <see cref="Schedule"/>, <see cref="Timesteps"/> and
+    /// <see cref="Prediction"/>): the network predicts the velocity ε − x₀ at t ∈ [0, 1] drawn from this distribution, and
+    /// the schedule, T and prediction are not used. Left out of the JSON when null, so DDPM checkpoints read and write as
+    /// they always have.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public FlowTimeDistribution? FlowTimes { get; init; }
     /// <summary>Side of the square training images, in pixels.</summary>
     public int ImageSize { get; init; } = 28;
     /// <summary>Class names of the training data (used when the U-Net is class-conditional).</summary>
@@ -46,11 +54,20 @@ public sealed record DiffusionModelConfig
     public IDenoisingNetwork CreateNetwork() => Dit is { } dit ? new Dit(dit) : new Unet(Unet);
 
     /// <summary>
-    /// What the network is trained on, as the trainer's value: DDPM's Algorithm 1 with this configuration's prediction and
+    /// What the network is trained on, as the trainer's value — the one place that knows the objectives: rectified flow
+    /// with <see cref="FlowTimes"/> when given; otherwise DDPM's Algorithm 1 with this configuration's prediction and
     /// variance, and the loss, min-SNR γ and κ of <paramref name="options"/>, on <paramref name="schedule"/> (borrowed).
     /// </summary>
-    public TrainingObjective CreateObjective(NoiseSchedule schedule, TrainingOptions options) =>
-        new DdpmObjective(schedule, Prediction, options.Loss, options.MinSnrGamma, Variance, options.VlbWeight);
+    public TrainingObjective CreateObjective(NoiseSchedule schedule, TrainingOptions options) => FlowTimes is { } times
+        ? new RectifiedFlowObjective(times)
+        : new DdpmObjective(schedule, Prediction, options.Loss, options.MinSnrGamma, Variance, options.VlbWeight);
+
+    /// <summary>Whether the network predicts rectified flow's velocity (sample it with a flow sampler, not a DDPM one).</summary>
+    [JsonIgnore] public bool IsRectifiedFlow => FlowTimes is not null;
+    /// <summary>What the model is trained with, for messages: "rectified flow (logit-normal t)" or "DDPM, cosine T=500, v".</summary>
+    [JsonIgnore] public string ObjectiveName => FlowTimes is { } times
+        ? $"rectified flow ({FlowTimeDistribution.Names.Name(times.Kind)} t)"
+        : $"DDPM, {ScheduleKinds.Names.Name(Schedule)} schedule T={Timesteps}, {Predictions.Names.Name(Prediction)}-prediction";
 
     /// <summary>The network's image channels (its input; the output has twice as many for a learned variance).</summary>
     [JsonIgnore] public int Channels => Dit?.Channels ?? Unet.Channels;
@@ -87,6 +104,9 @@ public sealed record DiffusionModelConfig
             throw new ArgumentException($"unknown schedule, prediction or variance ({(int)Schedule}, {(int)Prediction}, {(int)Variance})");
         if (ClassNames is null) throw new ArgumentException("ClassNames must be a list (empty for an unconditional model)");
         BetaSchedules.CheckTimesteps(Timesteps);
+        FlowTimes?.Validate();
+        if (FlowTimes is not null && Variance == VarianceType.Learned)
+            throw new ArgumentException("rectified flow has no reverse-step variance to learn: train it with a fixed variance (drop --learn-variance)");
         if (Variance == VarianceType.Learned && OutChannels != 2 * Channels)
             throw new ArgumentException(Dit is null
                 ? $"a learned variance needs a U-Net with 2·Channels = {2 * Unet.Channels} output channels ([ε, v]), got OutDim {Unet.ResolvedOutDim}; set Unet.OutDim"
@@ -104,6 +124,7 @@ public sealed record DiffusionModelConfig
         if (Timesteps != other.Timesteps) diffs.Add($"Timesteps: {Timesteps} vs {other.Timesteps}");
         if (Prediction != other.Prediction) diffs.Add($"Prediction: {Prediction} vs {other.Prediction}");
         if (Variance != other.Variance) diffs.Add($"Variance: {Variance} vs {other.Variance}");
+        if (FlowTimes != other.FlowTimes) diffs.Add($"FlowTimes: {FlowTimes?.ToString() ?? "none (DDPM)"} vs {other.FlowTimes?.ToString() ?? "none (DDPM)"}");
         if (ImageSize != other.ImageSize) diffs.Add($"ImageSize: {ImageSize} vs {other.ImageSize}");
         return diffs;
     }

@@ -1,3 +1,4 @@
+using Diffusion.Forward;
 using Diffusion.Flow;
 using Diffusion.Model.Transformer;
 using Diffusion.Sampling;

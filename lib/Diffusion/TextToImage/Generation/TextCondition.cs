@@ -1,3 +1,4 @@
+using Diffusion.Forward;
 using Diffusion.Sampling;
 
 namespace Diffusion.TextToImage;

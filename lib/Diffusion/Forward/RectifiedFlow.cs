@@ -1,8 +1,10 @@
-using Diffusion.Sampling;
 
-namespace Diffusion.Flow;
+using System.Text.Json.Serialization;
+
+namespace Diffusion.Forward;
 
 /// <summary>How training draws the time t ∈ (0, 1) of rectified flow.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<FlowTimeSampling>))]
 public enum FlowTimeSampling
 {
     /// <summary>t ~ U(0, 1) (Liu et al. 2022; Lipman et al. 2023).</summary>
@@ -21,6 +23,19 @@ public sealed record FlowTimeDistribution(FlowTimeSampling Kind = FlowTimeSampli
     public static FlowTimeDistribution Uniform { get; } = new(FlowTimeSampling.Uniform);
     /// <summary>SD3's default, logit-normal with m = 0, s = 1.</summary>
     public static FlowTimeDistribution LogitNormal { get; } = new(FlowTimeSampling.LogitNormal);
+
+    /// <summary>The command-line names of the kinds (<c>train --flow-times</c>).</summary>
+    public static readonly NameTable<FlowTimeSampling> Names =
+        new(("logit-normal", FlowTimeSampling.LogitNormal), ("uniform", FlowTimeSampling.Uniform));
+
+    /// <summary>Throws one clear error unless t can be drawn (a known kind; for the logit-normal one a finite m and s &gt; 0).</summary>
+    public FlowTimeDistribution Validate()
+    {
+        if (!Enum.IsDefined(Kind)) throw new ArgumentException($"unknown time sampling {(int)Kind}: use {string.Join(" or ", Names.Names)}");
+        if (Kind == FlowTimeSampling.LogitNormal && !(double.IsFinite(Mean) && Std > 0 && double.IsFinite(Std)))
+            throw new ArgumentException($"the logit-normal time distribution needs a finite mean m and a standard deviation s > 0, got m = {Mean}, s = {Std}");
+        return this;
+    }
 }
 
 /// <summary>
@@ -29,8 +44,8 @@ public sealed record FlowTimeDistribution(FlowTimeSampling Kind = FlowTimeSampli
 /// line,
 /// <code>x_t = (1 − t) x₀ + t ε,   t ∈ [0, 1],</code>
 /// its velocity dx_t/dt = ε − x₀ is the network's target, and the loss is ‖(ε − x₀) − v̂_θ(x_t, t)‖². Sampling integrates
-/// the ODE dx/dt = v̂_θ(x, t) from pure noise at t = 1 down to t = 0 (<see cref="EulerFlowSampler"/>,
-/// <see cref="HeunFlowSampler"/>). Here t = 1 is noise and t = 0 is data, as in SD3 and diffusers (whose σ is this t).
+/// the ODE dx/dt = v̂_θ(x, t) from pure noise at t = 1 down to t = 0 (<c>Flow.EulerFlowSampler</c>,
+/// <c>Flow.HeunFlowSampler</c>). Here t = 1 is noise and t = 0 is data, as in SD3 and diffusers (whose σ is this t).
 /// <para>
 /// The same family as DDPM: x_t divided by r_t = √((1 − t)² + t²) is a variance-preserving sample
 /// √ᾱ x₀ + √(1 − ᾱ) ε with √ᾱ = (1 − t)/r_t, √(1 − ᾱ) = t/r_t (<see cref="AlphaBar"/>, <see cref="VpScale"/>), and the
@@ -54,7 +69,7 @@ public static class RectifiedFlow
         return network(x, scaled);
     };
 
-    /// <summary>The class-conditional form of <see cref="OnNetworkTime(DenoisingModel)"/> (for <see cref="ClassifierFreeGuidance"/>).</summary>
+    /// <summary>The class-conditional form of <see cref="OnNetworkTime(DenoisingModel)"/> (for <c>Sampling.ClassifierFreeGuidance</c>).</summary>
     public static ConditionalDenoisingModel OnNetworkTime(ConditionalDenoisingModel network) => (x, t, y) =>
     {
         using var scaled = t.to(ScalarType.Float32) * NetworkTimeScale;
@@ -185,11 +200,11 @@ public static class RectifiedFlow
 }
 
 /// <summary>
-/// Rectified flow's objective as a <see cref="Forward.TrainingObjective"/> (what a trainer consults in place of DDPM's
+/// Rectified flow's objective as a <see cref="TrainingObjective"/> (what a trainer consults in place of DDPM's
 /// Algorithm 1): t from <see cref="Times"/>, then ε ~ N(0, I), x_t = (1 − t) x₀ + t ε, and ‖(ε − x₀) − v̂‖² with the
 /// network called at <see cref="RectifiedFlow.NetworkTimeScale"/>·t (<see cref="RectifiedFlow.Loss"/>).
 /// </summary>
-public sealed class RectifiedFlowObjective(FlowTimeDistribution? times = null) : Forward.TrainingObjective
+public sealed class RectifiedFlowObjective(FlowTimeDistribution? times = null) : TrainingObjective
 {
     /// <summary>How t is drawn (SD3's logit-normal unless given).</summary>
     public FlowTimeDistribution Times { get; } = times ?? FlowTimeDistribution.LogitNormal;

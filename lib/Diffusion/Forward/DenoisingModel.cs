@@ -1,7 +1,7 @@
-namespace Diffusion.Model;
+namespace Diffusion.Forward;
 
-// A network as the trainer, the samplers and guidance call it. They live with the networks, upstream of training and
-// sampling, so that both of those stages can name them without one reaching into the other.
+// A network as the objectives, the trainers, the samplers and guidance call it: a function of (x_t, t). It lives with the
+// forward process, upstream of the networks, training and sampling, so that every one of those stages can name it.
 
 /// <summary>The network as a sampler sees it: model(x_t, t) → its prediction (ε, x_0 or v).</summary>
 public delegate Tensor DenoisingModel(Tensor xt, Tensor t);
