@@ -75,12 +75,14 @@ static class TrainCommand
         var trainOnly = OptionalOpt<string>("--train-only", "Fine-tune only these top-level modules, comma-separated (e.g. final_res_block,final_conv); the rest stay frozen");
         var initFrom = OptionalOpt<string>("--init-from", "Start from this checkpoint's weights (fine-tuning); a learned-variance run may start from a fixed-variance model");
 
-        var cmd = new Command("train", "Train a DDPM (Algorithm 1) and write checkpoint, loss log, samples and a denoising GIF into --out.")
+        var cmd = new Command("train",
+            "Train a diffusion model — a U-Net or a diffusion transformer (--network), with DDPM's Algorithm 1 or rectified flow " +
+            "(--objective), on pixels or an autoencoder's latents (--latents) — and write checkpoint, loss log, samples and a denoising GIF into --out.")
         {
-            data, labels, imageSize, channels, dim, dimMults, block, groups, attention, conditional, timesteps, schedule,
-            prediction, loss, minSnr, steps, epochs, minutes, batch, lr, warmup, lrSchedule, emaDecay, gradClip, noFlip, classDropout, seed,
-            output, resume, checkpointEvery, samples, sampler, sampleSteps, learnVariance, initFrom, trainOnly,
-            network, patchSize, hidden, depth, heads, objective, flowTimes, latents,
+            data, labels, imageSize, channels, latents, network, dim, dimMults, block, groups, attention, patchSize, hidden, depth, heads,
+            conditional, objective, timesteps, schedule, prediction, loss, minSnr, flowTimes, steps, epochs, minutes, batch, lr, warmup,
+            lrSchedule, emaDecay, gradClip, noFlip, classDropout, seed, output, resume, checkpointEvery, samples, sampler, sampleSteps,
+            learnVariance, initFrom, trainOnly,
         };
 
         var machine = new MachineOptions(cmd);
