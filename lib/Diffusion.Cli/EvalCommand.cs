@@ -67,7 +67,7 @@ static class EvalCommand
             {
                 count = request.Count, seed = request.Seed, checkpoint = p.GetValue(realOnly) ? null : checkpoint.Given(p), reference.floor,
                 noiseCeiling = reference.ceiling, heldOutNearestMedian = reference.heldOut.Median, heldOutNearestMin = reference.heldOut.Min,
-                classifier = classifierPath, classifierAccuracy = net.Info.TestAccuracy, threads = run.Threads, results = rows,
+                classifier = Path.GetRelativePath(Directory.GetCurrentDirectory(), classifierPath), classifierAccuracy = net.Info.TestAccuracy, threads = run.Threads, results = rows,
             });
             if (!p.GetValue(realOnly))
             {
@@ -191,7 +191,7 @@ static class EvalCommand
         {
             if (names.Count == 0) SamplerSpec.ParseList(text);           // the library's "no sampler given" error
             foreach (var name in names)
-                if (Flow.FlowSamplerSpec.IsFlowSampler(name)) Flow.FlowSamplerSpec.Parse(name);
+                if (!ModelSampler.IsDdpmSampler(name) && Flow.FlowSamplerSpec.IsFlowSampler(name)) Flow.FlowSamplerSpec.Parse(name);
                 else SamplerSpec.Parse(name);
         }
         catch (FormatException e) { throw new CliException($"--samplers: {e.Message}, comma-separated, e.g. --samplers ddpm,ddim:100,ddim:50,ddim:25,ddim:10"); }

@@ -24,8 +24,12 @@ sealed class ModelSampler : IDisposable
     /// <summary>Network evaluations per image.</summary>
     public int Steps => ddpm?.Steps ?? flow!.Evaluations;
 
-    /// <summary>Every sampler name of both families, for --sampler's choices.</summary>
-    public static IEnumerable<string> Names => SamplerSpec.Names.Concat(FlowSamplerSpec.Names);
+    /// <summary>Every sampler name of both families, for --sampler's choices (dpm++ is in both).</summary>
+    public static IEnumerable<string> Names => SamplerSpec.Names.Concat(FlowSamplerSpec.Names).Distinct();
+
+    /// <summary>Whether <paramref name="text"/> ("ddim:50") names one of DDPM's samplers.</summary>
+    public static bool IsDdpmSampler(string text) =>
+        SamplerSpec.Names.Contains((text ?? "").Trim().Split(':')[0], StringComparer.OrdinalIgnoreCase);
     /// <summary>"ddpm | … | euler:N | heun:N", for help texts.</summary>
     public static string Usages => $"{SamplerSpec.Usages}; for rectified-flow models {FlowSamplerSpec.Usages}";
 
@@ -35,7 +39,7 @@ sealed class ModelSampler : IDisposable
     /// </summary>
     public static ModelSampler Create(DiffusionModelConfig config, string text, string source, Func<SamplerSpec, SamplerSpec>? options = null, bool clip = true)
     {
-        bool flowName = FlowSamplerSpec.IsFlowSampler(text);
+        bool flowName = FlowSamplerSpec.IsFlowSampler(text), ddpmName = IsDdpmSampler(text);
         if (config.IsRectifiedFlow)
         {
             if (!flowName)
@@ -44,7 +48,7 @@ sealed class ModelSampler : IDisposable
             try { return new ModelSampler(null, null, FlowSamplerSpec.Parse(text).Create(), clip); }
             catch (Exception e) when (e is FormatException or ArgumentException) { throw new CliException(e.Message); }
         }
-        if (flowName)
+        if (flowName && !ddpmName)
             throw new CliException($"{source} was trained with DDPM ({config.Prediction} prediction): {text} integrates rectified flow's velocity. " +
                                    $"Use one of {SamplerSpec.Usages}.");
         SamplerSpec spec;

@@ -21,8 +21,11 @@ public sealed record FlowSamplerSpec(string Kind, int? Steps = null, double Shif
     /// <summary>Heun (second order, 2N − 1 network evaluations).</summary>
     public static readonly FlowSamplerKind Heun = new("heun", "heun:N (N steps, 2N − 1 network evaluations)", 10, (n, s) => new HeunFlowSampler(n, s));
 
+    /// <summary>DPM-Solver++ 2M through the map to the variance-preserving family (second order, one evaluation per step).</summary>
+    public static readonly FlowSamplerKind DpmSolver = new("dpm++", "dpm++:N (N steps, DPM-Solver++ 2M through ᾱ(t))", 20, (n, s) => new DpmSolverFlowSampler(n, s));
+
     /// <summary>Every flow sampler by name. A new one is one line here.</summary>
-    public static IReadOnlyList<FlowSamplerKind> Kinds { get; } = [Euler, Heun];
+    public static IReadOnlyList<FlowSamplerKind> Kinds { get; } = [Euler, Heun, DpmSolver];
 
     /// <summary>"euler:N, heun:N", for help texts and errors.</summary>
     public static string Usages => string.Join(", ", Kinds.Select(k => k.Usage));
