@@ -158,19 +158,22 @@ sealed class ModelFileTrainingOptions
 }
 
 /// <summary>
-/// What the commands that draw with a text-to-image model share (generate, eval-text2img), declared once: --checkpoint (the
-/// shipped model by default), --sampler (DPM-Solver++ by default), --steps and --seed.
+/// What the commands that draw with a text-to-image model share (generate, eval-text2img), declared once: --model (which
+/// shipped model is the default, checked against the file), --checkpoint, --sampler (DPM-Solver++ for the mini SD1, Euler
+/// for the mini SD3 by default), --steps, --shift (the mini SD3's) and --seed.
 /// </summary>
 sealed class TextToImageOptions
 {
     /// <summary>--model: which miniature Stable Diffusion (the file says which it holds; this picks the default file and is checked against it).</summary>
-    public static Option<TextToImageKind> ModelOption(string description) =>
-        Choice("--model", description, TextToImageKind.Sd1, ("sd1", TextToImageKind.Sd1), ("sd3", TextToImageKind.Sd3));
+    public static Option<string> ModelOption(string description) => Choice("--model", description, "sd1", ("sd1", "sd1"), ("sd3", "sd3"));
+
+    /// <summary>The kind --model names.</summary>
+    public static TextToImageKind Kind(ParseResult p, Option<string> option) => p.GetValue(option) == "sd3" ? TextToImageKind.Sd3 : TextToImageKind.Sd1;
 
     /// <summary>"sd1" / "sd3", as the command line spells the kinds.</summary>
     public static string Name(TextToImageKind kind) => kind == TextToImageKind.Sd3 ? "sd3" : "sd1";
 
-    readonly Option<TextToImageKind> model = ModelOption("Which miniature Stable Diffusion: sd1 (latent U-Net, DDPM) or sd3 (MMDiT, rectified flow); " +
+    readonly Option<string> model = ModelOption("Which miniature Stable Diffusion: sd1 (latent U-Net, DDPM) or sd3 (MMDiT, rectified flow); " +
         "picks the default --checkpoint, and must match the file's");
     readonly Option<string?> checkpoint = OptionalOpt<string>("--checkpoint", $"Text-to-image model file (default: data/checkpoints/{TextToImageFile.ShippedFileName}, " +
         $"with --model sd3 data/checkpoints/{TextToImageFile.ShippedSd3FileName})");
@@ -189,7 +192,7 @@ sealed class TextToImageOptions
     public string File(ParseResult p)
     {
         if (p.GetValue(checkpoint) is { } given) return given;
-        var name = TextToImageFile.ShippedFile(p.GetValue(model));
+        var name = TextToImageFile.ShippedFile(Kind(p, model));
         try
         {
             return Path.Combine(Path.GetDirectoryName(DataLocator.FashionMnistFolder())!, "checkpoints", name);
@@ -205,11 +208,11 @@ sealed class TextToImageOptions
     {
         var file = File(p);
         var loaded = TextToImageFile.Load(file, device);
-        if (p.Given(model) && p.GetValue(model) != loaded.Info.Kind)
+        if (p.Given(model) && Kind(p, model) != loaded.Info.Kind)
         {
             var kind = loaded.Info.Kind;
             loaded.Dispose();
-            throw new CliException($"--model {Name(p.GetValue(model))}: {file} holds {TextToImageKindText(kind)}; give --model {Name(kind)} or leave --model out.");
+            throw new CliException($"--model {Name(Kind(p, model))}: {file} holds {TextToImageKindText(kind)}; give --model {Name(kind)} or leave --model out.");
         }
         return loaded;
     }

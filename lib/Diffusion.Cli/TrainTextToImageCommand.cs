@@ -27,7 +27,8 @@ static class TrainTextToImageCommand
         var holdOut = Opt("--hold-out", "Comma-separated (word, class) combinations no caption will say, for eval-text2img's held-out prompts " +
             "(\"none\" for none)", HeldOut.Default);
         var cmd = new Command("train-text2img",
-            "Train the text-conditioned latent U-Net (cross-attention to a mini-CLIP's text encoder) of the miniature Stable Diffusion.")
+            "Train a miniature Stable Diffusion on a mini-CLIP's frozen text encoder: the mini SD1's text-conditioned latent U-Net " +
+            "(cross-attention, DDPM), or with --model sd3 the mini SD3's MMDiT (joint attention, rectified flow).")
         {
             kind, clip, autoencoder, encode, dim, width, depth, heads, patch, dropout, holdOut,
         };
@@ -36,7 +37,7 @@ static class TrainTextToImageCommand
         var machine = new MachineOptions(cmd);
         cmd.SetAction(p =>
         {
-            bool sd3 = p.GetValue(kind) == TextToImageKind.Sd3;
+            bool sd3 = TextToImageOptions.Kind(p, kind) == TextToImageKind.Sd3;
             foreach (var (option, forSd3) in new (Option, bool)[] { (dim, false), (width, true), (depth, true), (heads, true), (patch, true) })
                 if (p.Given(option) && forSd3 != sd3)
                     throw new CliException($"{option.Name} sizes the {(forSd3 ? "mini SD3's MMDiT" : "mini SD1's U-Net")}; " +
