@@ -192,7 +192,7 @@ public sealed class TextToImageModel : IDisposable
             if (config.Prediction == Prediction.Epsilon) model = LatentSpace.ClipStart(model, schedule);
             long[] shape = [index.shape[0], config.Unet.Channels, config.ImageSize, config.ImageSize];
             using var result = ddpm.Sample(model, shape, generator, device, 0, progress, cancel);
-            latents = result.Samples.detach().clone();
+            latents = result.Samples.clone();
         }
         using (latents)
         {
