@@ -158,45 +158,87 @@ sealed class ModelFileTrainingOptions
 }
 
 /// <summary>
-/// What the commands that draw with a text-to-image model share (generate, eval-text2img), declared once: --checkpoint (the
-/// shipped model by default), --sampler (DPM-Solver++ by default), --steps and --seed.
+/// What the commands that draw with a text-to-image model share (generate, eval-text2img), declared once: --model (which
+/// shipped model is the default, checked against the file), --checkpoint, --sampler (DPM-Solver++ for the mini SD1, Euler
+/// for the mini SD3 by default), --steps, --shift (the mini SD3's) and --seed.
 /// </summary>
 sealed class TextToImageOptions
 {
-    readonly Option<string?> checkpoint = OptionalOpt<string>("--checkpoint", $"Text-to-image model file (default: data/checkpoints/{TextToImageFile.ShippedFileName})");
-    readonly Option<string> sampler = SamplerOptions.Kind("DPM-Solver++ (default), DDIM or DDPM", "dpm++");
-    readonly Option<int> steps = Opt("--steps", "Sampler steps (default: the sampler's own, 20 for dpm++)", 20).Range(1, 100000);
+    /// <summary>--model: which miniature Stable Diffusion (the file says which it holds; this picks the default file and is checked against it).</summary>
+    public static Option<string> ModelOption(string description) => Choice("--model", description, "sd1", ("sd1", "sd1"), ("sd3", "sd3"));
+
+    /// <summary>The kind --model names.</summary>
+    public static TextToImageKind Kind(ParseResult p, Option<string> option) => p.GetValue(option) == "sd3" ? TextToImageKind.Sd3 : TextToImageKind.Sd1;
+
+    /// <summary>"sd1" / "sd3", as the command line spells the kinds.</summary>
+    public static string Name(TextToImageKind kind) => kind == TextToImageKind.Sd3 ? "sd3" : "sd1";
+
+    readonly Option<string> model = ModelOption("Which miniature Stable Diffusion: sd1 (latent U-Net, DDPM) or sd3 (MMDiT, rectified flow); " +
+        "picks the default --checkpoint, and must match the file's");
+    readonly Option<string?> checkpoint = OptionalOpt<string>("--checkpoint", $"Text-to-image model file (default: data/checkpoints/{TextToImageFile.ShippedFileName}, " +
+        $"with --model sd3 data/checkpoints/{TextToImageFile.ShippedSd3FileName})");
+    readonly Option<string> sampler = Choice("--sampler", "Sampler: for the mini SD1 DPM-Solver++ (default), DDIM or DDPM; for the mini SD3 Euler (default) or Heun on the flow ODE",
+        "dpm++", SamplerSpec.Names.Concat(TextToImageSampler.FlowKinds).Select(n => (n, n)).ToArray());
+    readonly Option<int> steps = Opt("--steps", "Sampler steps (default: the sampler's own, 20 for dpm++ and euler)", 20).Range(1, 100000);
+    readonly Option<double> shift = Opt("--shift", "Timestep shift of the mini SD3's flow solver (1 = evenly spaced t; SD3 uses 3 at 1024²)", 1.0).Range(0.01, 100);
     readonly Option<int> seed = SeedOption.Create("the sampling noise");
 
     public TextToImageOptions(Command command)
     {
-        foreach (var option in new Option[] { checkpoint, sampler, steps, seed }) command.Options.Add(option);
+        foreach (var option in new Option[] { model, checkpoint, sampler, steps, shift, seed }) command.Options.Add(option);
     }
 
-    /// <summary>--checkpoint, or data/checkpoints/fashion-mnist-text2img.ckpt next to the located data/fashion-mnist (relative, if there is none).</summary>
+    /// <summary>--checkpoint, or the shipped file of --model next to the located data/fashion-mnist (relative, if there is none).</summary>
     public string File(ParseResult p)
     {
         if (p.GetValue(checkpoint) is { } given) return given;
+        var name = TextToImageFile.ShippedFile(Kind(p, model));
         try
         {
-            return Path.Combine(Path.GetDirectoryName(DataLocator.FashionMnistFolder())!, "checkpoints", TextToImageFile.ShippedFileName);
+            return Path.Combine(Path.GetDirectoryName(DataLocator.FashionMnistFolder())!, "checkpoints", name);
         }
         catch (CliException)
         {
-            return Path.Combine("data", "checkpoints", TextToImageFile.ShippedFileName);
+            return Path.Combine("data", "checkpoints", name);
         }
     }
 
-    /// <summary>The model of <see cref="File"/> on <paramref name="device"/>. Dispose it.</summary>
-    public TextToImageModel Load(ParseResult p, Device device) => TextToImageFile.Load(File(p), device);
+    /// <summary>The model of <see cref="File"/> on <paramref name="device"/>, checked against --model. Dispose it.</summary>
+    public TextToImageModel Load(ParseResult p, Device device)
+    {
+        var file = File(p);
+        var loaded = TextToImageFile.Load(file, device);
+        if (p.Given(model) && Kind(p, model) != loaded.Info.Kind)
+        {
+            var kind = loaded.Info.Kind;
+            loaded.Dispose();
+            throw new CliException($"--model {Name(Kind(p, model))}: {file} holds {TextToImageKindText(kind)}; give --model {Name(kind)} or leave --model out.");
+        }
+        return loaded;
+    }
+
+    static string TextToImageKindText(TextToImageKind kind) => kind == TextToImageKind.Sd3 ? "a mini SD3 (sd3)" : "a mini SD1 (sd1)";
 
     /// <summary>
-    /// The sampler --sampler and --steps ask for, checked against the model (its notes printed). Latents are not bounded to
-    /// [−1, 1]: x̂_0 is kept within their range by the model (LatentSpace.ClipStart) instead of the sampler's clip.
+    /// The sampler --sampler, --steps and --shift ask for, checked against the model. The mini SD1 takes DDPM, DDIM or
+    /// DPM-Solver++ (its notes printed); latents are not bounded to [−1, 1]: x̂_0 is kept within their range by the model
+    /// (LatentSpace.ClipStart) instead of the sampler's clip. The mini SD3 takes Euler or Heun.
     /// </summary>
-    public SamplerSpec Spec(ParseResult p, TextToImageModel model)
+    public TextToImageSampler Spec(ParseResult p, TextToImageModel model)
     {
-        var kind = SamplerSpec.Parse(p.GetValue(sampler)!);
+        var name = p.GetValue(sampler)!;
+        bool flowKind = TextToImageSampler.FlowKinds.Contains(name, StringComparer.OrdinalIgnoreCase);
+        if (model.Info.Kind == TextToImageKind.Sd3)
+        {
+            if (p.Given(sampler) && !flowKind)
+                throw new CliException($"--sampler {name}: {File(p)} is a mini SD3, a rectified flow; draw it with --sampler euler or heun.");
+            return TextToImageSampler.Flow(flowKind ? name : "euler", p.GetValue(steps), p.GetValue(shift));
+        }
+        if (flowKind)
+            throw new CliException($"--sampler {name}: {File(p)} is a mini SD1 (DDPM); draw it with --sampler {string.Join(", ", SamplerSpec.Names)}, or pass a mini SD3 file.");
+        if (p.Given(shift))
+            throw new CliException($"--shift: {File(p)} is a mini SD1 (DDPM); the timestep shift is for the mini SD3's flow solver. Leave --shift out.");
+        var kind = SamplerSpec.Parse(name);
         return (kind with { Steps = p.Given(steps) ? p.GetValue(steps) : kind.Steps, Clip = false }).Validate(model.Info.Diffusion.Timesteps, model.Info.Diffusion.Variance == VarianceType.Learned, Console.WriteLine);
     }
 

@@ -65,7 +65,7 @@ static class EvalTextToImageCommand
     }
 
     /// <summary>The run's settings, where the caption FCD's pictures came from, and every weight's scores, as JSON.</summary>
-    static void WriteJson(string path, string checkpoint, SamplerSpec spec, int perPrompt, int seed, CaptionedPictures? captioned, IEnumerable<GuidanceResult> results)
+    static void WriteJson(string path, string checkpoint, TextToImageSampler spec, int perPrompt, int seed, CaptionedPictures? captioned, IEnumerable<GuidanceResult> results)
     {
         int n = captioned?.Count ?? 0;
         AtomicFile.WriteAllText(path, JsonSerializer.Serialize(new
@@ -105,7 +105,7 @@ static class EvalTextToImageCommand
         return captioned;
     }
 
-    static void Print(GuidanceResult r, SamplerSpec spec, IReadOnlyCollection<HeldOutPair> heldOut)
+    static void Print(GuidanceResult r, TextToImageSampler spec, IReadOnlyCollection<HeldOutPair> heldOut)
     {
         var inv = CultureInfo.InvariantCulture;
         Console.WriteLine(Line(string.Create(inv, $"w = {r.Guidance:0.###} ({spec}, {r.Seconds:F0} s), all {r.Summary.Prompts} prompts"), r.Summary));

@@ -4,8 +4,8 @@ using Diffusion.Visuals;
 namespace Diffusion.Cli;
 
 /// <summary>
-/// <c>generate</c>: a prompt → a grid of pictures, with the miniature Stable Diffusion (text encoder, text-conditioned
-/// latent U-Net, autoencoder; one file). The prompt is checked before anything is drawn: "" is unconditional, unknown
+/// <c>generate</c>: a prompt → a grid of pictures, with a miniature Stable Diffusion (text encoder, the mini SD1's
+/// text-conditioned latent U-Net or the mini SD3's MMDiT, autoencoder; one file that says which). The prompt is checked before anything is drawn: "" is unconditional, unknown
 /// words are left out with a notice, a prompt longer than the text encoder's context is cut with a notice, a prompt with
 /// no known word is an error that lists the words the model knows.
 /// </summary>
@@ -18,10 +18,10 @@ static class GenerateCommand
             Description = "What to draw, e.g. \"a dark ankle boot facing left\"; \"\" = unconditional", Required = true,
         };
         var count = Opt("--count", "Pictures to draw", 16).Range(1, 4096);
-        var guidance = Opt("--guidance", "Classifier-free guidance weight w: (1+w)·ε(z,text) − w·ε(z,\"\"); 0 = plain conditional, " +
+        var guidance = Opt("--guidance", "Classifier-free guidance weight w: (1+w)·ε(z,text) − w·ε(z,\"\") (the mini SD3: of its velocity); 0 = plain conditional, " +
             "−1 = unconditional; Stable Diffusion's guidance_scale s is w = s − 1", 3.0);
         var output = Opt("--out", "Output PNG (grid)", "generated.png");
-        var cmd = new Command("generate", "Draw Fashion-MNIST garments from a text prompt with the course's miniature Stable Diffusion.")
+        var cmd = new Command("generate", "Draw Fashion-MNIST garments from a text prompt with the course's miniature Stable Diffusion (the mini SD1, or with --model sd3 the mini SD3).")
         {
             prompt, count, guidance, output,
         };
@@ -42,7 +42,7 @@ static class GenerateCommand
             int n = p.GetValue(count);
             var sw = Stopwatch.StartNew();
             string what = checkedPrompt.IsEmpty ? "unconditional" : $"\"{checkedPrompt.Text}\"";
-            using var images = ConsoleProgress.Run($"drawing {n} × {what} ({spec}, w = {w.ToString("0.###", CultureInfo.InvariantCulture)})", spec.Steps ?? t2i.Info.Timesteps, report =>
+            using var images = ConsoleProgress.Run($"drawing {n} × {what} ({spec}, w = {w.ToString("0.###", CultureInfo.InvariantCulture)})", spec.Evaluations(t2i.Info.Timesteps), report =>
                 t2i.Generate([checkedPrompt.Text], n, w, spec, model.Seed(p), dev,
                     new SyncProgress<SamplingProgress>(q => report(q.Step, $"t={q.Timestep}"))));
             ImageGrid.SaveGridPng(images, png, columns: (int)Math.Ceiling(Math.Sqrt(n)), padding: 2, scale: 2);

@@ -135,7 +135,8 @@ public sealed class PatchPositionEmbed : Module<Tensor, Tensor>
     public PatchPositionEmbed(long imageSize, long patchSize, long inChannels, long hidden) : base(nameof(PatchPositionEmbed))
     {
         proj = new PatchProjection(patchSize, inChannels, hidden);
-        pos_embed = Patches.SinCosPositions(hidden, imageSize / patchSize, imageSize / patchSize).unsqueeze(0);
+        using var positions = Patches.SinCosPositions(hidden, imageSize / patchSize, imageSize / patchSize);
+        pos_embed = positions.unsqueeze(0);
         RegisterComponents();
     }
 

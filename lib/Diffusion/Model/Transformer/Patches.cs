@@ -112,7 +112,8 @@ public sealed class PatchProjection : Module<Tensor, Tensor>
         weight = new Parameter(empty(hidden, inChannels, patchSize, patchSize));
         bias = new Parameter(zeros(hidden));
         // DiT's initialize_weights: xavier_uniform on the weight viewed as [D, C·p·p], bias 0
-        using (no_grad()) init.xavier_uniform_(weight.view(hidden, -1));
+        using (no_grad())
+        using (var flat = weight.view(hidden, -1)) init.xavier_uniform_(flat);
         RegisterComponents();
     }
 

@@ -19,7 +19,7 @@ public sealed record GuidanceResult(double Guidance, double Seconds, EvaluationS
 /// real caption for the caption-conditioned FCD (<see cref="CaptionFcd"/>). Every weight draws from the same noise seeds,
 /// so the weights differ only by the guidance. Prompts and captions are drawn <see cref="CaptionBatch"/> pictures at a time.
 /// </summary>
-public sealed class TextToImageSweep(TextToImageModel model, SamplerSpec spec, TextToImageJudges judges, int seed, Device? device = null)
+public sealed class TextToImageSweep(TextToImageModel model, TextToImageSampler spec, TextToImageJudges judges, int seed, Device? device = null)
 {
     /// <summary>Added to the seed of the caption pictures, so that they do not share noise with the grid's prompts.</summary>
     public const int CaptionSeedOffset = 1_000_000;
