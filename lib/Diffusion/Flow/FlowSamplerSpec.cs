@@ -1,5 +1,3 @@
-using System.Globalization;
-
 namespace Diffusion.Flow;
 
 /// <summary>One entry of <see cref="FlowSamplerSpec"/>'s table: a flow sampler's name, how its steps are written, and how to build it.</summary>
@@ -44,13 +42,8 @@ public sealed record FlowSamplerSpec(string Kind, int? Steps = null, double Shif
     /// <summary>"euler:10" → (euler, 10); "heun" → (heun, its default steps).</summary>
     public static FlowSamplerSpec Parse(string text)
     {
-        ArgumentNullException.ThrowIfNull(text);
-        var parts = text.Trim().Split(':');
-        var kind = parts.Length <= 2 ? Find(parts[0]) : null;
-        int steps = 0;
-        if (kind is null || (parts.Length == 2 && !(int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out steps) && steps >= 1)))
-            throw new FormatException($"'{text}' is not a flow sampler. Use {Usages} (N ≥ 1 steps)");
-        return new FlowSamplerSpec(kind.Name, parts.Length == 2 ? steps : kind.DefaultSteps);
+        var (kind, steps) = Sampling.SamplerSpec.ParseKindAndSteps(text, Find) ?? throw new FormatException($"'{text}' is not a flow sampler. Use {Usages} (N ≥ 1 steps)");
+        return new FlowSamplerSpec(kind.Name, steps ?? kind.DefaultSteps);
     }
 
     /// <summary>The sampler (<see cref="Steps"/> or the kind's default, with <see cref="Shift"/>).</summary>

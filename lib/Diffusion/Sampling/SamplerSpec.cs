@@ -47,13 +47,21 @@ public sealed record SamplerSpec(string Kind, int? Steps = null, double Eta = 0,
     /// <summary>"ddim:50" → (ddim, 50); "ddpm" → (ddpm, all T); "ddim" → (ddim, its default steps).</summary>
     public static SamplerSpec Parse(string text)
     {
+        var (kind, steps) = ParseKindAndSteps(text, Find) ?? throw new FormatException($"'{text}' is not a sampler. Use {Usages} (N ≥ 1 steps)");
+        return new SamplerSpec(kind.Name, steps ?? kind.DefaultSteps);
+    }
+
+    /// <summary>
+    /// "name" or "name:N" (N ≥ 1) with the name looked up by <paramref name="find"/> → (its entry, N or null); null when the
+    /// text is not of that form — the one spelling of every sampler table (this one and the flow samplers').
+    /// </summary>
+    public static (T Kind, int? Steps)? ParseKindAndSteps<T>(string text, Func<string, T?> find) where T : class
+    {
         ArgumentNullException.ThrowIfNull(text);
         var parts = text.Trim().Split(':');
-        var kind = parts.Length <= 2 ? Find(parts[0]) : null;
-        int steps = 0;
-        if (kind is null || (parts.Length == 2 && !(int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out steps) && steps >= 1)))
-            throw new FormatException($"'{text}' is not a sampler. Use {Usages} (N ≥ 1 steps)");
-        return new SamplerSpec(kind.Name, parts.Length == 2 ? steps : kind.DefaultSteps);
+        if (parts.Length > 2 || find(parts[0]) is not { } kind) return null;
+        if (parts.Length == 1) return (kind, null);
+        return int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out int steps) && steps >= 1 ? (kind, steps) : null;
     }
 
     /// <summary>"ddpm,ddim:50,ddim:10" → one spec each (at least one).</summary>
