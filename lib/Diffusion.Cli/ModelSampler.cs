@@ -73,7 +73,8 @@ sealed class ModelSampler : IDisposable
     {
         if (ddpm is not null) return ddpm.Sample(network, shape, generator, device, captureEvery, progress);
         var result = flow!.SampleWithSnapshots(RectifiedFlow.OnNetworkTime(network), shape, generator, device, captureEvery, progress);
-        if (clip) result.Samples.clamp_(-1, 1);
+        if (clip)
+            using (NewDisposeScope()) result.Samples.clamp_(-1, 1);
         return result;
     }
 
@@ -85,7 +86,9 @@ sealed class ModelSampler : IDisposable
         return BatchedSampling.Sample((model, shape, generator, inner) =>
         {
             var x = flow!.Sample(RectifiedFlow.OnNetworkTime(model), shape, generator, device, inner);
-            return clip ? x.clamp_(-1, 1) : x;
+            if (clip)
+                using (NewDisposeScope()) x.clamp_(-1, 1);
+            return x;
         }, flow!.Evaluations, modelForBatch, imageShape, count, batchSize, seed, progress);
     }
 

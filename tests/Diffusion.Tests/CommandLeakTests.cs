@@ -58,6 +58,17 @@ public class CommandLeakTests
             ("latent (both stages)", ["latent", "--ae-steps", "2", "--steps", "2", "--batch-size", "4", "--encode", "64", "--sample-steps", "2",
                                       "--out", dir["latent"], "--threads", "1"]),
         ];
+        // The flow family: a tiny DiT trained with rectified flow (its final samples too), the flow samplers in sample and eval.
+        var flow = dir["flow"];
+        Assert.Equal(0, Live(Cli.Run(Report, dir.Path, "train", "--out", flow, "--network", "dit", "--objective", "flow", "--patch-size", "7",
+            "--hidden", "16", "--depth", "1", "--heads", "2", "--steps", "2", "--batch-size", "4", "--samples", "2", "--sample-steps", "2", "--threads", "1")));
+        paths =
+        [
+            .. paths,
+            ("sample flow euler + gif", ["sample", "--checkpoint", flow, "--count", "2", "--sampler", "euler", "--steps", "3", "--threads", "1",
+                                         "--out", dir["f.png"], "--gif", dir["f.gif"]]),
+            ("eval flow", ["eval", "--checkpoint", flow, "--samplers", "euler:2,heun:2,dpm++:3", "--count", "4", "--batch-size", "4", "--threads", "1"]),
+        ];
         foreach (var (name, args) in paths)
             Assert.True(Live(Cli.Run(Report, dir.Path, args)) == 0, $"{name} left tensors behind");
         // An early error (no such checkpoint) leaves nothing.

@@ -53,7 +53,8 @@ public static class FlowSampling
         var snapshotTimes = new List<int>();
         void Keep(Tensor x, double t)
         {
-            snapshots.Add(x.detach().clone().DetachFromDisposeScope());
+            using var scope = NewDisposeScope();
+            snapshots.Add(x.detach().clone().MoveToOuterDisposeScope());
             snapshotTimes.Add((int)Math.Round(t * RectifiedFlow.NetworkTimeScale));
         }
         try

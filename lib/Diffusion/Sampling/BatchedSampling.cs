@@ -22,7 +22,8 @@ public static class BatchedSampling
         Sample((model, shape, generator, inner) =>
         {
             using var result = sampler.Sample(model, shape, generator, device, 0, inner, cancel);
-            return result.Samples.detach().clone();
+            using var scope = NewDisposeScope();
+            return result.Samples.detach().clone().MoveToOuterDisposeScope();
         }, sampler.Steps, modelForBatch, imageShape, count, batchSize, seed, progress);
 
     /// <summary>

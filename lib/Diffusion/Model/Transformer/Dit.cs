@@ -121,7 +121,7 @@ public sealed class Dit : Module<Tensor, Tensor, Tensor>, IDenoisingNetwork
         x_embedder = new PatchEmbed(config.PatchSize, config.Channels, config.Hidden);
         t_embedder = new TimestepEmbedder(config.Hidden);
         y_embedder = config.NumClasses > 0 ? new LabelEmbedder(config.NumClasses, config.Hidden) : null;
-        pos_embed = Patches.SinCosPositions(config.Hidden, grid, grid).unsqueeze(0);
+        using (var positions = Patches.SinCosPositions(config.Hidden, grid, grid)) pos_embed = positions.unsqueeze(0);
         blocks = new ModuleList<DitBlock>(Enumerable.Range(0, config.Depth).Select(_ => new DitBlock(config.Hidden, config.Heads, config.MlpRatio)).ToArray());
         final_layer = new FinalLayer(config.Hidden, config.PatchSize, config.OutChannels);
         RegisterComponents();
