@@ -113,8 +113,7 @@ static class EvalCommand
         foreach (var (spec, w) in r.Samplers.SelectMany(s => weights.Select(w => (s, w))))
         {
             // Latents are not bounded to [−1, 1]: no clipping before the decoder (which clamps the pictures).
-            using var sampler = r.Decoder is null ? ModelSampler.Create(config, spec, path, r.SamplerOptions)
-                : ModelSampler.Create(config, spec, path, s => r.SamplerOptions(s) with { Clip = false }, clip: false);
+            using var sampler = ModelSampler.Create(config, spec, path, r.SamplerOptions, clip: r.Decoder is null);
             string name = weights.Length > 1 || w != 0 ? FormattableString.Invariant($"{sampler.Name} w={w:0.###}") : sampler.Name;
             var row = Evaluate(model, config.NumClasses, sampler, name, w, r, net, quality, dev);
             Console.WriteLine(FormatRow(row));

@@ -36,6 +36,7 @@ sealed class ModelSampler : IDisposable
     /// <summary>
     /// The sampler <paramref name="text"/> names, for <paramref name="config"/>'s model (<paramref name="source"/> names it in
     /// errors). <paramref name="options"/> sets η, σ²_t and clipping on a DDPM spec; more steps than T are announced.
+    /// <paramref name="clip"/> = false clips nothing in either family (x̂₀ of a DDPM sampler, a flow sampler's result).
     /// </summary>
     public static ModelSampler Create(DiffusionModelConfig config, string text, string source, Func<SamplerSpec, SamplerSpec>? options = null, bool clip = true)
     {
@@ -55,7 +56,8 @@ sealed class ModelSampler : IDisposable
         try
         {
             spec = SamplerSpec.Parse(text);
-            spec = (options?.Invoke(spec) ?? spec).Validate(config.Timesteps, config.Variance == VarianceType.Learned, Console.WriteLine);
+            var chosen = options?.Invoke(spec) ?? spec;
+            spec = (chosen with { Clip = chosen.Clip && clip }).Validate(config.Timesteps, config.Variance == VarianceType.Learned, Console.WriteLine);
         }
         catch (Exception e) when (e is FormatException or ArgumentException) { throw new CliException(e.Message); }
         var schedule = config.CreateSchedule();

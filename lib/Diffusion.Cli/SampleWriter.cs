@@ -38,8 +38,7 @@ static class SampleWriter
             throw new CliException($"{r.Source} makes {config.Channels}-channel tensors ({config.Data}), not pictures: a model of latents. " +
                                    "Give the autoencoder that decodes them with --autoencoder.");
         // Latents are not bounded to [−1, 1]: no clipping before the decoder (which clamps the pictures).
-        using var sampler = r.Decoder is null ? ModelSampler.Create(config, r.Sampler, r.Source, r.SamplerOptions, r.Clip)
-            : ModelSampler.Create(config, r.Sampler, r.Source, spec => (r.SamplerOptions?.Invoke(spec) ?? spec) with { Clip = false }, clip: false);
+        using var sampler = ModelSampler.Create(config, r.Sampler, r.Source, r.SamplerOptions, clip: r.Clip && r.Decoder is null);
         Guidance.Check(r.Guidance, config.NumClasses);
         using var generator = new Generator((ulong)r.Seed);
 
